@@ -1,0 +1,243 @@
+//! The library's one error type, and the HTTP status each error maps to.
+
+use std::fmt;
+
+use http::StatusCode;
+
+use crate::graph::GraphError;
+use crate::model::{RunId, RunStatus};
+
+/// Any error a workflow factory or node may return: whatever implements
+/// [`std::error::Error`], and plain strings (`Err("no input".into())`).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in this library.
+///
+/// [`Error::status`] maps each error to the HTTP status an API should answer with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No run has this id.
+    #[error("run {id} not found")]
+    RunNotFound {
+        /// The id that was looked up.
+        id: RunId,
+    },
+
+    /// No workflow is registered under this name.
+    #[error("workflow {name:?} is not registered; `workflows list` shows the registered workflows")]
+    WorkflowNotFound {
+        /// The name that was looked up.
+        name: String,
+    },
+
+    /// The run is not in a status that allows the requested change.
+    #[error("run {run_id} is {status}: cannot {action}")]
+    InvalidStatus {
+        /// The run concerned.
+        run_id: RunId,
+        /// Its status when the change was attempted.
+        status: RunStatus,
+        /// What was attempted ("start", "cancel", "resume", ...).
+        action: &'static str,
+    },
+
+    /// A value given by a caller (a query parameter, an id, a status, a sort field) is not
+    /// acceptable. The message names the parameter and the value.
+    #[error("invalid {parameter} {value:?}: {reason}")]
+    InvalidInput {
+        /// Which input was wrong, e.g. `sort` or `page`.
+        parameter: String,
+        /// The value as given.
+        value: String,
+        /// What is wrong with it and what would be accepted.
+        reason: String,
+    },
+
+    /// No database connection could be had in time: the server is unreachable, refuses the
+    /// connection, or every pooled connection stayed busy past the pool's wait timeout.
+    #[error("database unavailable: {message}")]
+    Unavailable {
+        /// What happened, and what to check.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// A query failed in the database.
+    #[error("database error: {0}")]
+    Database(#[from] diesel::result::Error),
+
+    /// Running or reverting a migration failed.
+    #[error("migration failed: {0}")]
+    Migration(#[source] BoxError),
+
+    /// Two workflows were registered under one name.
+    #[error(
+        "workflow {name:?} is registered twice: at {first} and at {second}; rename one of them"
+    )]
+    DuplicateWorkflow {
+        /// The shared name.
+        name: String,
+        /// Where the first registration is.
+        first: String,
+        /// Where the second registration is.
+        second: String,
+    },
+
+    /// A workflow registered at run time has an unusable name or description.
+    #[error("cannot register workflow {name:?} (at {location}): {reason}")]
+    InvalidWorkflow {
+        /// The name given.
+        name: String,
+        /// Where it was registered.
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A workflow asked the [`Runtime`](crate::Runtime) for a dependency it does not hold.
+    #[error(
+        "the runtime has no `{type_name}`; add one with Runtime::builder().with(value) before running workflows that need it"
+    )]
+    MissingDependency {
+        /// The Rust type that was asked for.
+        type_name: &'static str,
+    },
+
+    /// A workflow's factory built a graph that cannot run.
+    #[error("workflow {workflow:?} built an invalid graph: {source}")]
+    InvalidGraph {
+        /// The workflow whose factory built it.
+        workflow: String,
+        /// What is wrong with the graph.
+        #[source]
+        source: GraphError,
+    },
+
+    /// A workflow's factory returned an error.
+    #[error("workflow {workflow:?} could not be set up: {source}")]
+    Factory {
+        /// The workflow concerned.
+        workflow: String,
+        /// The factory's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A state or params value is missing or has the wrong type.
+    #[error("{container} key {key:?}: {reason}")]
+    Value {
+        /// `state` or `params`.
+        container: &'static str,
+        /// The key that was read or written.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A configuration value (usually an environment variable) is missing or malformed.
+    #[error("configuration {variable}={value:?}: {reason}")]
+    Config {
+        /// The variable, e.g. `DATABASE_URL`.
+        variable: &'static str,
+        /// The value found (empty when missing).
+        value: String,
+        /// What is wrong, and what is accepted.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// The HTTP status an API answers this error with: 404 for an unknown run or workflow,
+    /// 400 for bad input and refused status changes, 503 when no database connection is
+    /// available in time, 500 for everything else.
+    ///
+    /// ```
+    /// use workflows::Error;
+    /// let e = Error::WorkflowNotFound { name: "nope".into() };
+    /// assert_eq!(e.status(), http::StatusCode::NOT_FOUND);
+    /// ```
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::RunNotFound { .. } | Error::WorkflowNotFound { .. } => StatusCode::NOT_FOUND,
+            Error::InvalidStatus { .. } | Error::InvalidInput { .. } => StatusCode::BAD_REQUEST,
+            Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A bad-input error (400) naming the parameter and its value.
+    pub fn invalid_input(
+        parameter: impl Into<String>,
+        value: impl Into<String>,
+        reason: impl fmt::Display,
+    ) -> Self {
+        Error::InvalidInput {
+            parameter: parameter.into(),
+            value: value.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub(crate) fn unavailable(
+        message: impl Into<String>,
+        source: impl Into<Option<BoxError>>,
+    ) -> Self {
+        Error::Unavailable {
+            message: message.into(),
+            source: source.into(),
+        }
+    }
+}
+
+impl From<diesel_async::pooled_connection::deadpool::PoolError> for Error {
+    fn from(e: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
+        use deadpool::managed::PoolError as P;
+        use diesel_async::pooled_connection::PoolError as Backend;
+        match e {
+            P::Timeout(kind) => Error::unavailable(
+                format!(
+                    "timed out {} a connection; check that PostgreSQL is reachable at DATABASE_URL, or raise the pool's size or timeouts",
+                    match kind {
+                        deadpool::managed::TimeoutType::Wait => "waiting for",
+                        deadpool::managed::TimeoutType::Create => "opening",
+                        deadpool::managed::TimeoutType::Recycle => "checking",
+                    }
+                ),
+                None,
+            ),
+            P::Backend(Backend::ConnectionError(c)) => Error::unavailable(
+                format!(
+                    "could not connect to PostgreSQL ({c}); check DATABASE_URL and that the server is running"
+                ),
+                Some(Box::new(c) as BoxError),
+            ),
+            P::Backend(Backend::QueryError(q)) => Error::Database(q),
+            P::Closed => Error::unavailable("the connection pool has been closed", None),
+            P::NoRuntimeSpecified => Error::unavailable(
+                "the connection pool has no async runtime to time its waits",
+                None,
+            ),
+            P::PostCreateHook(h) => Error::unavailable(
+                format!("setting up a new connection failed: {h}"),
+                Some(Box::new(h) as BoxError),
+            ),
+        }
+    }
+}
+
+impl From<diesel::ConnectionError> for Error {
+    fn from(e: diesel::ConnectionError) -> Self {
+        Error::unavailable(
+            format!(
+                "could not connect to PostgreSQL ({e}); check DATABASE_URL and that the server is running"
+            ),
+            Some(Box::new(e) as BoxError),
+        )
+    }
+}

@@ -1,0 +1,148 @@
+//! The state a run carries from node to node, and what a checkpoint stores.
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::model::RunId;
+use crate::params::{read_key, require_key};
+
+/// A run's state: a JSON object of the workflow's data, plus where the run is.
+///
+/// Nodes take the state by value and return the next one. The whole value serialises into a
+/// checkpoint, so a run can continue from it after a failure, a cancel or a crash.
+///
+/// ```
+/// use workflows::State;
+/// let mut state = State::new().with("count", 1);
+/// state.set("words", vec!["a", "b"]);
+/// assert_eq!(state.require::<u32>("count").unwrap(), 1);
+/// assert_eq!(state.get::<Vec<String>>("words").unwrap().unwrap(), ["a", "b"]);
+/// assert!(state.get::<u32>("words").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    data: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    run_id: Option<RunId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checkpoint_node: Option<String>,
+    timestamp: DateTime<Utc>,
+    #[serde(default)]
+    iteration: u32,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State::new()
+    }
+}
+
+impl State {
+    /// An empty state.
+    pub fn new() -> Self {
+        State {
+            data: Map::new(),
+            run_id: None,
+            checkpoint_node: None,
+            timestamp: Utc::now(),
+            iteration: 0,
+        }
+    }
+
+    /// A state holding `data`, which must be a JSON object.
+    pub fn from_data(data: Value) -> Result<Self> {
+        match data {
+            Value::Object(data) => Ok(State {
+                data,
+                ..State::new()
+            }),
+            other => Err(Error::invalid_input(
+                "state",
+                other.to_string(),
+                "must be a JSON object",
+            )),
+        }
+    }
+
+    /// The value of `key` converted to `T`; `None` if absent or `null`, an error naming the
+    /// key if it holds something else.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        read_key("state", &self.data, key)
+    }
+
+    /// The value of `key` converted to `T`; an error naming the key if it is absent.
+    pub fn require<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
+        require_key("state", &self.data, key)
+    }
+
+    /// The raw JSON value of `key`.
+    pub fn value(&self, key: &str) -> Option<&Value> {
+        self.data.get(key)
+    }
+
+    /// Whether `key` is present (even if `null`).
+    pub fn contains(&self, key: &str) -> bool {
+        self.data.contains_key(key)
+    }
+
+    /// Sets `key` to `value`.
+    pub fn set(&mut self, key: impl Into<String>, value: impl Into<Value>) {
+        self.data.insert(key.into(), value.into());
+    }
+
+    /// Sets `key` to `value` serialised to JSON; fails only for values JSON cannot hold
+    /// (such as maps with non-string keys).
+    pub fn set_serialized<T: Serialize + ?Sized>(
+        &mut self,
+        key: impl Into<String>,
+        value: &T,
+    ) -> Result<()> {
+        let key = key.into();
+        let value = serde_json::to_value(value).map_err(|e| Error::Value {
+            container: "state",
+            key: key.clone(),
+            reason: format!("cannot be stored as JSON: {e}"),
+        })?;
+        self.data.insert(key, value);
+        Ok(())
+    }
+
+    /// This state with `key` set to `value`.
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.set(key, value);
+        self
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        self.data.remove(key)
+    }
+
+    /// The workflow's data.
+    pub fn data(&self) -> &Map<String, Value> {
+        &self.data
+    }
+
+    /// The run this state belongs to, once it runs.
+    pub fn run_id(&self) -> Option<RunId> {
+        self.run_id
+    }
+
+    /// The node after which this state was last checkpointed.
+    pub fn checkpoint_node(&self) -> Option<&str> {
+        self.checkpoint_node.as_deref()
+    }
+
+    /// When this state was last changed by the engine.
+    pub fn timestamp(&self) -> DateTime<Utc> {
+        self.timestamp
+    }
+
+    /// How many nodes the run has executed so far.
+    pub fn iteration(&self) -> u32 {
+        self.iteration
+    }
+}

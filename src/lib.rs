@@ -1,0 +1,72 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+// Lets the `#[workflow]` macro's `::workflows::...` paths resolve inside this crate too.
+#[allow(unused_extern_crates)]
+extern crate self as workflows;
+
+pub mod config;
+pub mod db;
+mod error;
+pub mod graph;
+mod model;
+pub mod page;
+mod params;
+mod query_string;
+mod registry;
+pub mod repository;
+mod run_filters;
+mod runtime;
+/// The tables, as `diesel print-schema` generates them from the migrations (`scripts/schema`).
+#[rustfmt::skip]
+#[allow(missing_docs)]
+pub mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use config::Config;
+pub use db::{DbConfig, Pool, PooledConnection};
+pub use error::{BoxError, Error, Result};
+pub use graph::{Graph, GraphBuilder, GraphError, NodeContext, Predicate, State};
+pub use model::{Decision, Run, RunId, RunStatus, Stage, StageStatus, WorkflowInfo};
+pub use page::{PageConfig, PageRequest, PageResult, SortField};
+pub use params::Params;
+pub use registry::{BoxFuture, Factory, Registry, WORKFLOWS, WorkflowDef};
+pub use run_filters::{RunFilters, RunSortField};
+pub use runtime::{Runtime, RuntimeBuilder};
+
+/// Registers a workflow factory at compile time.
+///
+/// ```
+/// use workflows::{GraphBuilder, Params, Runtime, State, BoxError};
+///
+/// #[workflows::workflow(name = "greet", description = "Says hello to `name`")]
+/// async fn greet(graph: &mut GraphBuilder, _runtime: &Runtime, params: Params) -> Result<State, BoxError> {
+///     let name: String = params.require("name")?;
+///     graph
+///         .add_node("hello", |mut state: State, _ctx| async move {
+///             let name: String = state.require("name")?;
+///             state.set("greeting", format!("hello, {name}"));
+///             Ok(state)
+///         })
+///         .set_entry_point("hello")
+///         .add_exit_point("hello");
+///     Ok(State::new().with("name", name))
+/// }
+///
+/// let registry = workflows::Registry::from_compiled().unwrap();
+/// assert_eq!(registry.get("greet").unwrap().description(), "Says hello to `name`");
+/// ```
+///
+/// The function may be `async` or not. It receives the graph builder, the [`Runtime`] and
+/// the run's [`Params`], adds nodes and edges, and returns the initial [`State`]; its error
+/// type is anything that converts into [`BoxError`]. The attribute checks at compile time
+/// that `name` is a well-formed workflow name (ASCII letters, digits, `-`, `_` and `.`,
+/// starting with a letter, at most 64 characters) and that `description` is not empty;
+/// two workflows with one name are reported by [`Registry::from_compiled`].
+pub use workflows_macros::workflow;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use linkme;
+}

@@ -1,0 +1,102 @@
+//! The parameters a run is started with: a JSON object, read by key with typed helpers.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// A run's parameters: a JSON object. Anything else is refused when a run is created.
+///
+/// ```
+/// use workflows::Params;
+/// let params = Params::from_value(serde_json::json!({"topic": "rust", "depth": 2})).unwrap();
+/// assert_eq!(params.require::<u32>("depth").unwrap(), 2);
+/// assert_eq!(params.get::<String>("missing").unwrap(), None);
+/// assert_eq!(
+///     params.require::<String>("missing").unwrap_err().to_string(),
+///     r#"params key "missing": required but not given"#
+/// );
+/// assert!(Params::from_value(serde_json::json!([1, 2])).is_err());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Params(Map<String, Value>);
+
+impl Params {
+    /// No parameters.
+    pub fn new() -> Self {
+        Params(Map::new())
+    }
+
+    /// Parameters from a JSON value, which must be an object (`null` counts as empty).
+    pub fn from_value(value: Value) -> Result<Self> {
+        match value {
+            Value::Object(map) => Ok(Params(map)),
+            Value::Null => Ok(Params::new()),
+            other => Err(Error::invalid_input(
+                "params",
+                other.to_string(),
+                "must be a JSON object like {\"key\": \"value\"}",
+            )),
+        }
+    }
+
+    /// The value of `key` converted to `T`; `None` if absent or `null`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        read_key("params", &self.0, key)
+    }
+
+    /// The value of `key` converted to `T`; an error naming the key if absent.
+    pub fn require<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
+        require_key("params", &self.0, key)
+    }
+
+    /// Adds or replaces `key`.
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.0.insert(key.into(), value.into());
+        self
+    }
+
+    /// The object itself.
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
+    /// The parameters as a JSON value, as stored in `runs.params`.
+    pub fn to_value(&self) -> Value {
+        Value::Object(self.0.clone())
+    }
+}
+
+/// Reads `key` of a JSON object as `T`, with errors that name the container and the key.
+pub(crate) fn read_key<T: DeserializeOwned>(
+    container: &'static str,
+    map: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<T>> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => T::deserialize(value).map(Some).map_err(|e| Error::Value {
+            container,
+            key: key.to_owned(),
+            reason: format!(
+                "holds {value}, which is not a {}: {e}",
+                std::any::type_name::<T>()
+            ),
+        }),
+    }
+}
+
+/// Like [`read_key`], but absence is an error.
+pub(crate) fn require_key<T: DeserializeOwned>(
+    container: &'static str,
+    map: &Map<String, Value>,
+    key: &str,
+) -> Result<T> {
+    read_key(container, map, key)?.ok_or_else(|| Error::Value {
+        container,
+        key: key.to_owned(),
+        reason: "required but not given".to_owned(),
+    })
+}

@@ -1,0 +1,64 @@
+//! Reads a URL query string (`page=2&sort=-created_at`) into distinct named parameters.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+
+/// The parameters of one query string, each given at most once.
+#[derive(Debug, Default)]
+pub(crate) struct QueryParams(HashMap<String, String>);
+
+impl QueryParams {
+    /// Decodes `query` (with or without its leading `?`). A parameter given twice is an
+    /// error: which of two pages or sorts a caller meant cannot be guessed.
+    pub(crate) fn parse(query: &str) -> Result<Self> {
+        let query = query.strip_prefix('?').unwrap_or(query);
+        let mut params = HashMap::new();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            if let Some(first) = params.insert(key.to_string(), value.to_string()) {
+                return Err(Error::invalid_input(
+                    key,
+                    value,
+                    format_args!("given twice (first as {first:?}); give it once"),
+                ));
+            }
+        }
+        Ok(QueryParams(params))
+    }
+
+    /// The value of `key`, if given and not empty.
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_percent_escapes_and_plus() {
+        let p = QueryParams::parse("?search=a%25b+c&sort=-created_at").unwrap();
+        assert_eq!(p.get("search"), Some("a%b c"));
+        assert_eq!(p.get("sort"), Some("-created_at"));
+    }
+
+    #[test]
+    fn empty_values_count_as_absent() {
+        let p = QueryParams::parse("status=&page=").unwrap();
+        assert_eq!(p.get("status"), None);
+        assert_eq!(p.get("page"), None);
+    }
+
+    #[test]
+    fn a_repeated_parameter_is_an_error_naming_it() {
+        let e = QueryParams::parse("page=1&page=2").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"invalid page "2": given twice (first as "1"); give it once"#
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! Reading runs, stages and decisions: the Go original's read repository, on Diesel's typed
+//! query builder.
+//!
+//! Every function takes a connection, so the same call serves application code (a
+//! [`PooledConnection`](crate::PooledConnection) from a pool, as `&mut conn`) and tests (a
+//! connection inside a test transaction, see the `testing` module).
+//!
+//! ```no_run
+//! use workflows::{repository, PageConfig, PageRequest, RunFilters, RunStatus};
+//!
+//! # async fn example(pool: workflows::Pool) -> workflows::Result<()> {
+//! let mut conn = pool.get().await?;
+//! let failed = RunFilters { status: Some(RunStatus::Failed), ..Default::default() };
+//! let page = repository::list_runs(&mut conn, &PageConfig::default(), PageRequest::new(1, 20), &failed).await?;
+//! for run in &page.data {
+//!     let stages = repository::get_stages(&mut conn, run.id).await?;
+//!     println!("{} {} ({} stages)", run.id, run.workflow_name, stages.len());
+//! }
+//! # Ok(()) }
+//! ```
+
+use diesel::dsl::exists;
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionManager};
+
+use crate::error::{Error, Result};
+use crate::model::{Decision, Run, RunId, Stage};
+use crate::page::{PageConfig, PageRequest, PageResult};
+use crate::run_filters::{RunFilters, order_runs, run_sort};
+use crate::schema::{decisions, runs, stages};
+
+/// One page of runs, filtered, searched and sorted as asked.
+///
+/// `request.search` matches `workflow_name` case-insensitively as a literal substring (`%`,
+/// `_` and `\` match themselves). The sort fields are checked against
+/// [`RunSortField`](crate::RunSortField) before any query is sent: an unknown field is
+/// [`Error::InvalidInput`] (400). The total and the page are read from one snapshot: in a
+/// `REPEATABLE READ, READ ONLY` transaction, or, if `conn` is already in a transaction, in
+/// that one.
+pub async fn list_runs(
+    conn: &mut AsyncPgConnection,
+    config: &PageConfig,
+    request: PageRequest,
+    filters: &RunFilters,
+) -> Result<PageResult<Run>> {
+    let request = request.normalized(config);
+    let sort = run_sort(&request.sort)?;
+    let pattern = request.search.as_deref().map(contains_pattern);
+    let filtered = || {
+        let query = filters.apply(runs::table.into_boxed());
+        match &pattern {
+            Some(pattern) => query.filter(runs::workflow_name.ilike(pattern.as_str())),
+            None => query,
+        }
+    };
+    let read_page = async |conn: &mut AsyncPgConnection| -> Result<PageResult<Run>> {
+        let total: i64 = filtered().count().get_result(conn).await?;
+        let data = order_runs(filtered(), &sort)
+            .select(Run::as_select())
+            .limit(request.page_size)
+            .offset(request.offset())
+            .load(conn)
+            .await?;
+        Ok(PageResult::new(data, total, &request))
+    };
+    if in_transaction(conn) {
+        read_page(conn).await
+    } else {
+        conn.build_transaction()
+            .repeatable_read()
+            .read_only()
+            .run(read_page)
+            .await
+    }
+}
+
+/// The run with this id; [`Error::RunNotFound`] (404) if there is none.
+pub async fn find_run(conn: &mut AsyncPgConnection, id: RunId) -> Result<Run> {
+    runs::table
+        .find(id)
+        .select(Run::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(Error::RunNotFound { id })
+}
+
+/// The stages of a run, in the order they started; [`Error::RunNotFound`] if the run does
+/// not exist.
+pub async fn get_stages(conn: &mut AsyncPgConnection, run_id: RunId) -> Result<Vec<Stage>> {
+    let stages = stages::table
+        .filter(stages::run_id.eq(run_id))
+        .order_by((
+            stages::created_at.asc(),
+            stages::iteration.asc(),
+            stages::id.asc(),
+        ))
+        .select(Stage::as_select())
+        .load(conn)
+        .await?;
+    if stages.is_empty() {
+        ensure_run_exists(conn, run_id).await?;
+    }
+    Ok(stages)
+}
+
+/// The decisions of a run, in the order they were made; [`Error::RunNotFound`] if the run
+/// does not exist.
+pub async fn get_decisions(conn: &mut AsyncPgConnection, run_id: RunId) -> Result<Vec<Decision>> {
+    let decisions = decisions::table
+        .filter(decisions::run_id.eq(run_id))
+        .order_by((decisions::created_at.asc(), decisions::id.asc()))
+        .select(Decision::as_select())
+        .load(conn)
+        .await?;
+    if decisions.is_empty() {
+        ensure_run_exists(conn, run_id).await?;
+    }
+    Ok(decisions)
+}
+
+/// Tells an empty list of a real run from a run that does not exist.
+async fn ensure_run_exists(conn: &mut AsyncPgConnection, id: RunId) -> Result<()> {
+    let found: bool = diesel::select(exists(runs::table.find(id)))
+        .get_result(conn)
+        .await?;
+    if found {
+        Ok(())
+    } else {
+        Err(Error::RunNotFound { id })
+    }
+}
+
+/// Whether `conn` is inside a transaction (a caller's, or a test transaction).
+fn in_transaction(conn: &mut AsyncPgConnection) -> bool {
+    let manager =
+        <AsyncPgConnection as AsyncConnection>::TransactionManager::transaction_manager_status_mut(
+            conn,
+        );
+    !matches!(manager.transaction_depth(), Ok(None))
+}
+
+/// A `LIKE` pattern matching `text` anywhere, with `%`, `_` and `\` in `text` escaped so that
+/// they match themselves (`\` is PostgreSQL's default `LIKE` escape character).
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_pattern;
+
+    #[test]
+    fn like_metacharacters_are_escaped() {
+        assert_eq!(contains_pattern("sum"), "%sum%");
+        assert_eq!(contains_pattern("100%"), r"%100\%%");
+        assert_eq!(contains_pattern("a_b"), r"%a\_b%");
+        assert_eq!(contains_pattern(r"c:\x"), r"%c:\\x%");
+    }
+}

@@ -1,0 +1,60 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    checkpoints (run_id) {
+        run_id -> Uuid,
+        state_data -> Jsonb,
+        checkpoint_node -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    decisions (id) {
+        id -> Uuid,
+        run_id -> Uuid,
+        from_node -> Text,
+        to_node -> Nullable<Text>,
+        predicate_name -> Nullable<Text>,
+        predicate_result -> Nullable<Bool>,
+        reason -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    runs (id) {
+        id -> Uuid,
+        workflow_name -> Text,
+        status -> Text,
+        params -> Nullable<Jsonb>,
+        result -> Nullable<Jsonb>,
+        error_message -> Nullable<Text>,
+        started_at -> Nullable<Timestamptz>,
+        completed_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    stages (id) {
+        id -> Uuid,
+        run_id -> Uuid,
+        node_name -> Text,
+        iteration -> Int4,
+        status -> Text,
+        input_snapshot -> Nullable<Jsonb>,
+        output_snapshot -> Nullable<Jsonb>,
+        duration_ms -> Nullable<Int4>,
+        error_message -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(checkpoints -> runs (run_id));
+diesel::joinable!(decisions -> runs (run_id));
+diesel::joinable!(stages -> runs (run_id));
+
+diesel::allow_tables_to_appear_in_same_query!(checkpoints, decisions, runs, stages,);
