@@ -68,5 +68,6 @@ pub use workflows_macros::workflow;
 
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::registry::FactoryOutput;
     pub use linkme;
 }

@@ -23,6 +23,24 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub type Factory =
     for<'a> fn(&'a mut GraphBuilder, &'a Runtime, Params) -> BoxFuture<'a, Result<State, BoxError>>;
 
+/// What a workflow factory may return: `Result<State, E>` for any `E` that converts into
+/// [`BoxError`]. Used by the code `#[workflow]` generates.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "a workflow factory returns `Result<State, E>` with `E: Into<BoxError>`, not `{Self}`",
+    label = "this return type"
+)]
+pub trait FactoryOutput {
+    /// The result with its error boxed.
+    fn into_result(self) -> Result<State, BoxError>;
+}
+
+impl<E: Into<BoxError>> FactoryOutput for Result<State, E> {
+    fn into_result(self) -> Result<State, BoxError> {
+        self.map_err(Into::into)
+    }
+}
+
 /// Every workflow declared with `#[workflow]` in the crates linked into this binary.
 ///
 /// Read it through [`Registry::from_compiled`], which also rejects duplicate names.
@@ -47,7 +65,7 @@ impl WorkflowDef {
     /// use workflows::{GraphBuilder, Params, Registry, Runtime, State, WorkflowDef, BoxError};
     ///
     /// async fn noop(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, BoxError> {
-    ///     g.add_node("only", |s: State, _| async move { Ok::<_, BoxError>(s) })
+    ///     g.add_node("only", |s: State, _| async move { Ok(s) })
     ///         .set_entry_point("only")
     ///         .add_exit_point("only");
     ///     Ok(State::new())

@@ -131,6 +131,15 @@ pub struct IsolatedSchema {
 impl IsolatedSchema {
     /// Creates a uniquely named schema and applies the migrations in it.
     pub async fn create() -> Result<Self> {
+        let schema = Self::create_unmigrated().await?;
+        Migrator::new(schema.pool.get().await?)
+            .run_pending()
+            .await?;
+        Ok(schema)
+    }
+
+    /// Creates a uniquely named, empty schema: for tests of the migrations themselves.
+    pub async fn create_unmigrated() -> Result<Self> {
         let base_url = database_url()?;
         let name = format!("wf_test_{}", uuid::Uuid::new_v4().simple());
         establish(&base_url)
@@ -149,9 +158,6 @@ impl IsolatedSchema {
             url,
             dropped: false,
         };
-        Migrator::new(schema.pool.get().await?)
-            .run_pending()
-            .await?;
         Ok(schema)
     }
 

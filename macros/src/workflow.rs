@@ -142,13 +142,20 @@ fn registration(func: &ItemFn, args: &Args) -> TokenStream {
         ident.to_string().trim_start_matches("r#").to_uppercase()
     );
     let (name, description) = (&args.name, &args.description);
-    // Spanned at the signature, so a wrong argument or return type is reported there.
+    // Spanned at the signature and the return type, so a wrong argument or return type is
+    // reported there.
     let span = func.sig.span();
     let call = if func.sig.asyncness.is_some() {
         quote_spanned!(span=> #ident(graph, runtime, params).await)
     } else {
         quote_spanned!(span=> #ident(graph, runtime, params))
     };
+    let output_span = match &func.sig.output {
+        syn::ReturnType::Default => func.sig.span(),
+        syn::ReturnType::Type(_, ty) => ty.span(),
+    };
+    let result =
+        quote_spanned!(output_span=> ::workflows::__private::FactoryOutput::into_result(#call));
     quote! {
         #func
 
@@ -164,9 +171,7 @@ fn registration(func: &ItemFn, args: &Args) -> TokenStream {
                 'a,
                 ::core::result::Result<::workflows::State, ::workflows::BoxError>,
             > {
-                ::std::boxed::Box::pin(async move {
-                    ::core::result::Result::map_err(#call, ::core::convert::Into::into)
-                })
+                ::std::boxed::Box::pin(async move { #result })
             }
             ::workflows::WorkflowDef::__at(#name, #description, factory, ::core::file!(), ::core::line!())
         };

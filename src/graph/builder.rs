@@ -85,18 +85,15 @@ impl GraphBuilder {
         GraphBuilder::default()
     }
 
-    /// Adds a node: an async function that takes the state and returns the next one.
-    pub fn add_node<F, Fut, E>(&mut self, name: impl Into<String>, node: F) -> &mut Self
+    /// Adds a node: an async function that takes the state and returns the next one. Its
+    /// error is a [`BoxError`], so `?` works on any error type.
+    pub fn add_node<F, Fut>(&mut self, name: impl Into<String>, node: F) -> &mut Self
     where
         F: Fn(State, NodeContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<State, E>> + Send + 'static,
-        E: Into<BoxError> + 'static,
+        Fut: Future<Output = Result<State, BoxError>> + Send + 'static,
     {
         let name = name.into();
-        let node = node_from_fn(move |state, ctx| {
-            let run = node(state, ctx);
-            async move { run.await.map_err(Into::into) }
-        });
+        let node = node_from_fn(node);
         if self.nodes.insert(name.clone(), node).is_some() {
             self.duplicate.get_or_insert(name);
         } else {
@@ -207,8 +204,8 @@ impl GraphBuilder {
 mod tests {
     use super::*;
 
-    fn pass(state: State, _ctx: NodeContext) -> impl Future<Output = Result<State, BoxError>> {
-        async move { Ok(state) }
+    async fn pass(state: State, _ctx: NodeContext) -> Result<State, BoxError> {
+        Ok(state)
     }
 
     fn two_nodes() -> GraphBuilder {

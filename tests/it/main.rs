@@ -1,1 +1,14 @@
-//! Integration tests against a real PostgreSQL.
+//! Integration tests against a real PostgreSQL (`DATABASE_URL`; `./scripts/test` provides
+//! one). Built as one binary: faster to link than one per file.
+#![allow(clippy::unwrap_used)] // test helpers panic on failure, which is what a test wants
+
+mod catalog;
+mod connection_errors;
+mod fixtures;
+mod integrity;
+mod migrations;
+mod model_json;
+mod registry;
+mod repository;
+mod schema_drift;
+mod testing_support;

@@ -1,0 +1,107 @@
+//! Rows for tests to read: the library's write side comes with the executor, so tests insert
+//! with Diesel directly.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::json;
+use workflows::schema::{decisions, runs, stages};
+use workflows::{RunId, RunStatus, StageStatus};
+
+/// A fixed instant, so orders and timestamps are predictable.
+pub(crate) fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
+}
+
+/// `t0` plus `minutes`.
+pub(crate) fn at(minutes: i64) -> DateTime<Utc> {
+    t0() + Duration::minutes(minutes)
+}
+
+/// Inserts a run with only its required fields and `created_at`.
+pub(crate) async fn insert_run(
+    conn: &mut AsyncPgConnection,
+    workflow: &str,
+    status: RunStatus,
+    created_at: DateTime<Utc>,
+) -> RunId {
+    diesel::insert_into(runs::table)
+        .values((
+            runs::workflow_name.eq(workflow),
+            runs::status.eq(status),
+            runs::created_at.eq(created_at),
+        ))
+        .returning(runs::id)
+        .get_result(conn)
+        .await
+        .unwrap()
+}
+
+/// Inserts a completed run with every optional field set.
+pub(crate) async fn insert_full_run(conn: &mut AsyncPgConnection) -> RunId {
+    diesel::insert_into(runs::table)
+        .values((
+            runs::workflow_name.eq("summarize"),
+            runs::status.eq(RunStatus::Completed),
+            runs::params.eq(json!({"topic": "rust"})),
+            runs::result.eq(json!({"summary": "fast"})),
+            runs::error_message.eq("none really"),
+            runs::started_at.eq(at(1)),
+            runs::completed_at.eq(at(2)),
+            runs::created_at.eq(t0()),
+        ))
+        .returning(runs::id)
+        .get_result(conn)
+        .await
+        .unwrap()
+}
+
+/// Inserts a stage of `run`.
+pub(crate) async fn insert_stage(
+    conn: &mut AsyncPgConnection,
+    run: RunId,
+    node: &str,
+    iteration: i32,
+    created_at: DateTime<Utc>,
+) {
+    diesel::insert_into(stages::table)
+        .values((
+            stages::run_id.eq(run),
+            stages::node_name.eq(node),
+            stages::iteration.eq(iteration),
+            stages::status.eq(StageStatus::Completed),
+            stages::input_snapshot.eq(json!({"i": iteration})),
+            stages::duration_ms.eq(5),
+            stages::created_at.eq(created_at),
+        ))
+        .execute(conn)
+        .await
+        .unwrap();
+}
+
+/// Inserts a decision of `run`.
+pub(crate) async fn insert_decision(
+    conn: &mut AsyncPgConnection,
+    run: RunId,
+    from: &str,
+    to: Option<&str>,
+    created_at: DateTime<Utc>,
+) {
+    diesel::insert_into(decisions::table)
+        .values((
+            decisions::run_id.eq(run),
+            decisions::from_node.eq(from),
+            decisions::to_node.eq(to),
+            decisions::predicate_name.eq("always"),
+            decisions::predicate_result.eq(true),
+            decisions::created_at.eq(created_at),
+        ))
+        .execute(conn)
+        .await
+        .unwrap();
+}
+
+/// A run id no row has.
+pub(crate) fn unknown_run() -> RunId {
+    RunId::from_uuid(uuid::Uuid::new_v4())
+}

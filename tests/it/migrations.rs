@@ -1,0 +1,197 @@
+//! The embedded migrations: up, down, redo, status, idempotence, concurrency, and leaving
+//! other tables alone.
+
+use diesel::prelude::*;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use workflows::db::{MIGRATIONS, Migrator};
+use workflows::schema::runs;
+use workflows::testing::IsolatedSchema;
+
+use crate::catalog::{describe, table_exists};
+
+const TABLES: [&str; 4] = ["runs", "stages", "decisions", "checkpoints"];
+const FIRST: &str = "20261125000001";
+const SECOND: &str = "20261125000002";
+
+#[tokio::test]
+async fn migrations_run_twice_do_nothing_the_second_time() {
+    let schema = IsolatedSchema::create_unmigrated().await.unwrap();
+    let mut migrator = Migrator::new(schema.pool().get().await.unwrap());
+    assert_eq!(migrator.run_pending().await.unwrap(), [FIRST, SECOND]);
+    assert_eq!(migrator.run_pending().await.unwrap(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn status_lists_each_migration_and_whether_it_is_applied() {
+    let schema = IsolatedSchema::create_unmigrated().await.unwrap();
+    let mut migrator = Migrator::new(schema.pool().get().await.unwrap());
+    let status = migrator.status().await.unwrap();
+    assert_eq!(status.len(), 2);
+    assert!(status.iter().all(|m| !m.applied));
+    assert_eq!(status[0].name, "2026-11-25-000001_create_workflows");
+    migrator.run_pending().await.unwrap();
+    assert!(migrator.status().await.unwrap().iter().all(|m| m.applied));
+    migrator.revert_last().await.unwrap();
+    let applied: Vec<_> = migrator
+        .status()
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.applied)
+        .collect();
+    assert_eq!(applied, [true, false]);
+}
+
+#[tokio::test]
+async fn down_to_zero_then_up_round_trips_and_leaves_other_tables_alone() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let mut conn = schema.pool().get().await.unwrap();
+    conn.batch_execute(
+        "CREATE TABLE app_notes (id serial PRIMARY KEY, body text NOT NULL);
+         INSERT INTO app_notes (body) VALUES ('keep me'), ('me too');",
+    )
+    .await
+    .unwrap();
+    let before = describe(&mut conn).await;
+
+    let mut migrator = Migrator::new(schema.pool().get().await.unwrap());
+    assert_eq!(migrator.revert_all().await.unwrap(), [SECOND, FIRST]);
+    for table in TABLES {
+        assert!(
+            !table_exists(&mut conn, table).await,
+            "{table} is still there"
+        );
+    }
+    assert!(
+        migrator.revert_last().await.unwrap().is_none(),
+        "nothing left to revert"
+    );
+
+    assert_eq!(migrator.run_pending().await.unwrap(), [FIRST, SECOND]);
+    assert_eq!(describe(&mut conn).await, before, "the same schema again");
+    let notes: Vec<String> = diesel::sql_query("SELECT body FROM app_notes ORDER BY id")
+        .load::<Note>(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.body)
+        .collect();
+    assert_eq!(notes, ["keep me", "me too"]);
+}
+
+#[derive(diesel::QueryableByName)]
+struct Note {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    body: String,
+}
+
+#[tokio::test]
+async fn reverting_the_integrity_migration_restores_the_seed_schema_exactly() {
+    // The seed's SQL, run by hand in one schema ...
+    let seed = IsolatedSchema::create_unmigrated().await.unwrap();
+    let mut seed_conn = seed.pool().get().await.unwrap();
+    seed_conn
+        .batch_execute(include_str!(
+            "../../migrations/2026-11-25-000001_create_workflows/up.sql"
+        ))
+        .await
+        .unwrap();
+    // ... and the library's migrations up, then the second one down, in another.
+    let ours = IsolatedSchema::create().await.unwrap();
+    let mut migrator = Migrator::new(ours.pool().get().await.unwrap());
+    assert_eq!(
+        migrator.revert_last().await.unwrap().as_deref(),
+        Some(SECOND)
+    );
+    let mut our_conn = ours.pool().get().await.unwrap();
+
+    let seed_shape = describe(&mut seed_conn).await;
+    assert!(
+        seed_shape
+            .iter()
+            .any(|l| l.starts_with("index idx_runs_created_at")),
+        "{seed_shape:#?}"
+    );
+    assert_eq!(describe(&mut our_conn).await, seed_shape);
+}
+
+#[tokio::test]
+async fn redo_reapplies_the_last_migration() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let mut conn = schema.pool().get().await.unwrap();
+    let before = describe(&mut conn).await;
+    let mut migrator = Migrator::new(schema.pool().get().await.unwrap());
+    assert_eq!(migrator.redo().await.unwrap().as_deref(), Some(SECOND));
+    assert_eq!(describe(&mut conn).await, before);
+}
+
+#[tokio::test]
+async fn the_integrity_migration_refuses_rows_that_break_it_and_changes_nothing() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let mut migrator = Migrator::new(schema.pool().get().await.unwrap());
+    migrator.revert_last().await.unwrap();
+    let mut conn = schema.pool().get().await.unwrap();
+    conn.batch_execute("INSERT INTO runs (workflow_name, status) VALUES ('legacy', 'weird')")
+        .await
+        .unwrap();
+
+    let err = migrator.run_pending().await.unwrap_err();
+    assert!(err.to_string().contains("runs_status_check"), "{err}");
+    let status: String = runs::table
+        .select(runs::status)
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(status, "weird", "the row is untouched");
+    let applied: Vec<_> = migrator
+        .status()
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.applied)
+        .collect();
+    assert_eq!(
+        applied,
+        [true, false],
+        "the failed migration is not recorded"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_migrators_take_turns() {
+    let schema = IsolatedSchema::create_unmigrated().await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let conn = schema.pool().get().await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            Migrator::new(conn).run_pending().await
+        }));
+    }
+    let mut applied = Vec::new();
+    for task in tasks {
+        applied.extend(task.await.unwrap().expect("every migrator succeeds"));
+    }
+    applied.sort();
+    assert_eq!(
+        applied,
+        [FIRST, SECOND],
+        "each migration applied exactly once"
+    );
+}
+
+#[test]
+fn the_embedded_migrations_are_the_files_in_migrations() {
+    use diesel::migration::MigrationSource;
+    let names: Vec<String> = MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
+        .unwrap()
+        .iter()
+        .map(|m| m.name().to_string())
+        .collect();
+    let mut dirs: Vec<String> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+    dirs.sort();
+    assert_eq!(names, dirs);
+}
