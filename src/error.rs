@@ -68,6 +68,10 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// The executor is shutting down and starts no new runs.
+    #[error("the executor is shutting down and starts no new runs; retry on another instance")]
+    ShuttingDown,
+
     /// A query failed in the database.
     #[error("database error: {0}")]
     Database(#[from] diesel::result::Error),
@@ -166,7 +170,7 @@ impl Error {
         match self {
             Error::RunNotFound { .. } | Error::WorkflowNotFound { .. } => StatusCode::NOT_FOUND,
             Error::InvalidStatus { .. } | Error::InvalidInput { .. } => StatusCode::BAD_REQUEST,
-            Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable { .. } | Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

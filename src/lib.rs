@@ -5,14 +5,23 @@
 #[allow(unused_extern_crates)]
 extern crate self as workflows;
 
+mod atomic_statement;
+pub mod checkpoint;
 pub mod config;
 pub mod db;
+mod engine;
 mod error;
+pub mod events;
+mod executor;
 pub mod graph;
+mod journal;
+pub mod lifecycle;
 mod model;
+pub mod observer;
 pub mod page;
 mod params;
 mod query_string;
+mod recorder;
 mod registry;
 pub mod repository;
 mod run_filters;
@@ -24,11 +33,15 @@ pub mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use checkpoint::{CheckpointStore, MemoryCheckpointStore, PgCheckpointStore};
 pub use config::Config;
 pub use db::{DbConfig, Pool, PooledConnection};
 pub use error::{BoxError, Error, Result};
+pub use events::Event;
+pub use executor::{Execution, Executor, ExecutorBuilder, ExecutorConfig, ShutdownReport};
 pub use graph::{Graph, GraphBuilder, GraphError, NodeContext, Predicate, State};
 pub use model::{Decision, Run, RunId, RunStatus, Stage, StageStatus, WorkflowInfo};
+pub use observer::{Broadcast, Observer, TracingObserver};
 pub use page::{PageConfig, PageRequest, PageResult, SortField};
 pub use params::Params;
 pub use registry::{BoxFuture, Factory, Registry, WORKFLOWS, WorkflowDef};

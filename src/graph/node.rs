@@ -44,6 +44,21 @@ impl NodeContext {
         }
     }
 
+    /// The context of `node` at step `iteration` of run `run_id`, stopped by `cancel`.
+    pub(crate) fn new(
+        run_id: RunId,
+        node: &str,
+        iteration: u32,
+        cancel: CancellationToken,
+    ) -> Self {
+        NodeContext {
+            run_id: Some(run_id),
+            node: node.into(),
+            iteration,
+            cancel,
+        }
+    }
+
     /// The run executing, if any.
     pub fn run_id(&self) -> Option<RunId> {
         self.run_id

@@ -141,8 +141,25 @@ impl State {
         self.timestamp
     }
 
-    /// How many nodes the run has executed so far.
+    /// The step number of the node that produced this state (0 before any node ran).
     pub fn iteration(&self) -> u32 {
         self.iteration
+    }
+
+    /// The workflow's data as one JSON value: what stage snapshots record.
+    pub fn data_value(&self) -> Value {
+        Value::Object(self.data.clone())
+    }
+
+    /// Ties the state to its run.
+    pub(crate) fn set_run_id(&mut self, run_id: RunId) {
+        self.run_id = Some(run_id);
+    }
+
+    /// Marks the state as produced by `node` at step `iteration`, now.
+    pub(crate) fn stamp(&mut self, node: &str, iteration: u32) {
+        self.checkpoint_node = Some(node.to_owned());
+        self.iteration = iteration;
+        self.timestamp = Utc::now();
     }
 }

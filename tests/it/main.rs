@@ -4,6 +4,7 @@
 
 mod catalog;
 mod connection_errors;
+mod executor;
 mod fixtures;
 mod integrity;
 mod migrations;

@@ -1,0 +1,83 @@
+//! One SQL statement made of several data-modifying statements:
+//! `WITH w0 AS (<update>), w1 AS (<insert>) <last>`.
+//!
+//! PostgreSQL runs every part of such a statement against one snapshot and commits them
+//! together, in one round trip: a node's stage completion, its checkpoint and its decision
+//! are written all or not at all, without a `BEGIN`/`COMMIT` pair. Each part is an ordinary
+//! typed Diesel statement; only the `WITH` glue is written here.
+
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::result::QueryResult;
+
+type Part<'a> = Box<dyn QueryFragment<Pg> + Send + Sync + 'a>;
+
+/// Several statements executed as one; its affected-row count and returned rows are those
+/// of the last.
+pub(crate) struct AtomicStatement<'a, L> {
+    parts: Vec<Part<'a>>,
+    last: L,
+}
+
+impl<'a, L> AtomicStatement<'a, L> {
+    /// A statement whose row count and rows are `last`'s.
+    pub(crate) fn new(last: L) -> Self {
+        AtomicStatement {
+            parts: Vec::new(),
+            last,
+        }
+    }
+
+    /// Adds a statement that runs with the last one.
+    pub(crate) fn with(mut self, part: impl QueryFragment<Pg> + Send + Sync + 'a) -> Self {
+        self.parts.push(Box::new(part));
+        self
+    }
+}
+
+impl<L: QueryFragment<Pg>> QueryFragment<Pg> for AtomicStatement<'_, L> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        for (i, part) in self.parts.iter().enumerate() {
+            out.push_sql(if i == 0 { "WITH " } else { ", " });
+            out.push_sql(&format!("w{i} AS ("));
+            part.walk_ast(out.reborrow())?;
+            out.push_sql(")");
+        }
+        if !self.parts.is_empty() {
+            out.push_sql(" ");
+        }
+        self.last.walk_ast(out.reborrow())
+    }
+}
+
+impl<L: Query> Query for AtomicStatement<'_, L> {
+    type SqlType = L::SqlType;
+}
+
+impl<L> QueryId for AtomicStatement<'_, L> {
+    type QueryId = ();
+    // The SQL depends on which parts are present: prepared statements are cached by text.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{decisions, stages};
+    use diesel::prelude::*;
+
+    #[test]
+    fn parts_become_named_ctes_before_the_last_statement() {
+        let update = diesel::update(stages::table.filter(stages::iteration.eq(1)))
+            .set(stages::duration_ms.eq(5));
+        let delete = diesel::delete(decisions::table.filter(decisions::from_node.eq("a")));
+        let statement = AtomicStatement::new(delete).with(update);
+        let sql = diesel::debug_query::<Pg, _>(&statement).to_string();
+        assert!(
+            sql.starts_with(
+                r#"WITH w0 AS (UPDATE "stages" SET "duration_ms" = $1 WHERE ("stages"."iteration" = $2)) DELETE FROM "decisions" WHERE ("decisions"."from_node" = $3)"#
+            ),
+            "{sql}"
+        );
+    }
+}

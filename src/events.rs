@@ -1,0 +1,148 @@
+//! What happens during a run, as typed events: for progress streams, logs and metrics.
+//!
+//! Events are emitted after the fact they report has been recorded: a `NodeCompleted` event
+//! means the stage, its decision and the checkpoint are in the database.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::model::{RunId, RunStatus};
+
+/// One thing that happened during a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// The run started executing its graph (or resumed it).
+    GraphStarted {
+        /// The run.
+        run_id: RunId,
+        /// Its workflow.
+        workflow: String,
+        /// The first node to execute.
+        node: String,
+        /// That node's step number.
+        iteration: u32,
+        /// Whether this continues an earlier attempt.
+        resumed: bool,
+    },
+    /// A node started.
+    NodeStarted {
+        /// The run.
+        run_id: RunId,
+        /// The node.
+        node: String,
+        /// Its step number.
+        iteration: u32,
+        /// The state's data it received.
+        input: Value,
+    },
+    /// A node finished, successfully or not.
+    NodeCompleted {
+        /// The run.
+        run_id: RunId,
+        /// The node.
+        node: String,
+        /// Its step number.
+        iteration: u32,
+        /// How long it took.
+        duration_ms: u64,
+        /// The state's data it returned, if it succeeded.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        output: Option<Value>,
+        /// Its error, if it failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// The run moved along an edge, or ended at a node.
+    EdgeTransition {
+        /// The run.
+        run_id: RunId,
+        /// The node that completed.
+        from: String,
+        /// The next node; absent when the run ended at `from`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+        /// The predicate of the edge taken.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        predicate: Option<String>,
+        /// What it returned.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        result: Option<bool>,
+        /// Why, in words.
+        reason: String,
+    },
+    /// The state after a node was saved.
+    CheckpointSaved {
+        /// The run.
+        run_id: RunId,
+        /// The node it was taken after.
+        node: String,
+        /// That node's step number.
+        iteration: u32,
+    },
+    /// A resumed run loaded its checkpoint.
+    CheckpointLoaded {
+        /// The run.
+        run_id: RunId,
+        /// The node it was taken after.
+        node: String,
+        /// That node's step number.
+        iteration: u32,
+    },
+    /// A run resumed: where it continues.
+    Resumed {
+        /// The run.
+        run_id: RunId,
+        /// The node it continues at.
+        node: String,
+        /// That node's step number: after every earlier one.
+        iteration: u32,
+    },
+    /// The run would exceed its graph's `max_iterations`: a runaway cycle.
+    CycleDetected {
+        /// The run.
+        run_id: RunId,
+        /// The node it was about to execute.
+        node: String,
+        /// The step it would have been.
+        iteration: u32,
+        /// The bound.
+        max_iterations: u32,
+    },
+    /// The run stopped.
+    GraphCompleted {
+        /// The run.
+        run_id: RunId,
+        /// How it ended: completed, failed or cancelled.
+        status: RunStatus,
+        /// What it produced, if it completed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        result: Option<Value>,
+        /// Why it failed, if it did.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+}
+
+impl Event {
+    /// The run the event belongs to.
+    pub fn run_id(&self) -> RunId {
+        match self {
+            Event::GraphStarted { run_id, .. }
+            | Event::NodeStarted { run_id, .. }
+            | Event::NodeCompleted { run_id, .. }
+            | Event::EdgeTransition { run_id, .. }
+            | Event::CheckpointSaved { run_id, .. }
+            | Event::CheckpointLoaded { run_id, .. }
+            | Event::Resumed { run_id, .. }
+            | Event::CycleDetected { run_id, .. }
+            | Event::GraphCompleted { run_id, .. } => *run_id,
+        }
+    }
+
+    /// Whether this is the last event of a run.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Event::GraphCompleted { .. })
+    }
+}

@@ -1,0 +1,954 @@
+//! The executor on a real PostgreSQL: what a run records, routing, cycles, failures, cancel,
+//! resume, races, bad input and shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use http::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use workflows::schema::{checkpoints, runs};
+use workflows::testing::{self, IsolatedSchema};
+use workflows::{
+    BoxError, Error, Event, Execution, Executor, ExecutorConfig, GraphBuilder, NodeContext, Params,
+    Pool, Predicate, Registry, Run, RunId, RunStatus, Runtime, StageStatus, State, WorkflowDef,
+    lifecycle, repository,
+};
+
+/// Guards against hangs only: far longer than anything here takes.
+const HANG: Duration = Duration::from_secs(60);
+
+/// Nodes that set `key` to the node's name.
+async fn mark(mut state: State, ctx: NodeContext) -> Result<State, BoxError> {
+    state.set(ctx.node(), ctx.iteration());
+    Ok(state)
+}
+
+async fn linear(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, BoxError> {
+    g.add_node("a", mark)
+        .add_node("b", mark)
+        .add_node("c", mark)
+        .add_edge("a", "b")
+        .add_edge("b", "c")
+        .set_entry_point("a")
+        .add_exit_point("c");
+    Ok(State::new().with("start", true))
+}
+
+async fn route(g: &mut GraphBuilder, _: &Runtime, p: Params) -> Result<State, BoxError> {
+    let kind: String = p.require("kind")?;
+    g.add_node("analyze", mark)
+        .add_node("math", mark)
+        .add_node("prose", mark)
+        .add_conditional_edge("analyze", "math", Predicate::key_equals("kind", "math"))
+        .add_conditional_edge("analyze", "prose", Predicate::always())
+        .set_entry_point("analyze")
+        .add_exit_point("math")
+        .add_exit_point("prose");
+    Ok(State::new().with("kind", kind))
+}
+
+async fn spin(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, BoxError> {
+    g.add_node("again", mark)
+        .add_node("never", mark)
+        .add_edge("again", "again")
+        .set_entry_point("again")
+        .add_exit_point("never")
+        .set_max_iterations(5);
+    Ok(State::new())
+}
+
+async fn boom(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, BoxError> {
+    g.add_node("a", mark)
+        .add_node("b", |_state: State, _ctx| async move {
+            Err::<State, BoxError>("boom".into())
+        })
+        .add_edge("a", "b")
+        .set_entry_point("a")
+        .add_exit_point("b");
+    Ok(State::new())
+}
+
+async fn panics(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, BoxError> {
+    g.add_node("a", |_state: State, _ctx| async move {
+        if true {
+            panic!("kaboom");
+        }
+        Ok(State::new())
+    })
+    .set_entry_point("a")
+    .add_exit_point("a");
+    Ok(State::new())
+}
+
+async fn no_way_out(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, BoxError> {
+    g.add_node("a", mark)
+        .add_node("b", mark)
+        .add_conditional_edge("a", "b", Predicate::key_exists("missing"))
+        .set_entry_point("a")
+        .add_exit_point("b");
+    Ok(State::new())
+}
+
+async fn bad_factory(_: &mut GraphBuilder, _: &Runtime, p: Params) -> Result<State, BoxError> {
+    let _: u32 = p.require("count")?;
+    Ok(State::new())
+}
+
+/// What a test uses to hold a node until it says so.
+struct Gate(Notify);
+
+/// `wait` blocks on the runtime's [`Gate`] (and ignores cancellation unless `polite`).
+async fn gated(g: &mut GraphBuilder, rt: &Runtime, p: Params) -> Result<State, BoxError> {
+    let gate = rt.get::<Gate>()?;
+    let polite: bool = p.get("polite")?.unwrap_or(false);
+    g.add_node("a", mark)
+        .add_node("wait", move |state: State, ctx: NodeContext| {
+            let gate = Arc::clone(&gate);
+            async move {
+                if polite {
+                    tokio::select! {
+                        () = gate.0.notified() => {}
+                        () = ctx.cancelled() => return Err::<State, BoxError>("stopped politely".into()),
+                    }
+                } else {
+                    gate.0.notified().await;
+                }
+                Ok(state)
+            }
+        })
+        .add_node("c", mark)
+        .add_edge("a", "wait")
+        .add_edge("wait", "c")
+        .set_entry_point("a")
+        .add_exit_point("c");
+    Ok(State::new())
+}
+
+/// Sleeps an hour in `slow`, unless interrupted.
+async fn slow(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, BoxError> {
+    g.add_node("slow", |state: State, _ctx| async move {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok(state)
+    })
+    .set_entry_point("slow")
+    .add_exit_point("slow");
+    Ok(State::new())
+}
+
+/// Fails at `b` the first time it runs (step 2), passes when resumed.
+async fn flaky(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, BoxError> {
+    g.add_node("a", mark)
+        .add_node("b", |state: State, ctx: NodeContext| async move {
+            if ctx.iteration() == 2 {
+                return Err("first attempt fails".into());
+            }
+            mark(state, ctx).await
+        })
+        .add_node("c", mark)
+        .add_edge("a", "b")
+        .add_edge("b", "c")
+        .set_entry_point("a")
+        .add_exit_point("c");
+    Ok(State::new())
+}
+
+fn registry() -> Registry {
+    let mut registry = Registry::new();
+    for def in [
+        WorkflowDef::new("linear", "a, b, c", |g, r, p| Box::pin(linear(g, r, p))),
+        WorkflowDef::new("route", "routes on kind", |g, r, p| {
+            Box::pin(route(g, r, p))
+        }),
+        WorkflowDef::new("spin", "loops forever", |g, r, p| Box::pin(spin(g, r, p))),
+        WorkflowDef::new("boom", "fails at b", |g, r, p| Box::pin(boom(g, r, p))),
+        WorkflowDef::new("panics", "panics", |g, r, p| Box::pin(panics(g, r, p))),
+        WorkflowDef::new("no-way-out", "no edge holds", |g, r, p| {
+            Box::pin(no_way_out(g, r, p))
+        }),
+        WorkflowDef::new("bad-factory", "needs count", |g, r, p| {
+            Box::pin(bad_factory(g, r, p))
+        }),
+        WorkflowDef::new("gated", "waits for a gate", |g, r, p| {
+            Box::pin(gated(g, r, p))
+        }),
+        WorkflowDef::new("slow", "sleeps", |g, r, p| Box::pin(slow(g, r, p))),
+        WorkflowDef::new("flaky", "fails once at b", |g, r, p| {
+            Box::pin(flaky(g, r, p))
+        }),
+    ] {
+        registry.register(def).unwrap();
+    }
+    registry
+}
+
+fn executor_on(pool: Pool, config: ExecutorConfig) -> (Executor, Arc<Gate>) {
+    let gate = Arc::new(Gate(Notify::new()));
+    let executor = Executor::builder(pool, registry())
+        .runtime(Runtime::builder().with_arc(Arc::clone(&gate)).build())
+        .config(config)
+        .build();
+    (executor, gate)
+}
+
+/// An executor on a test-transaction pool: nothing it writes outlives the test.
+async fn executor() -> (Executor, Arc<Gate>) {
+    executor_on(testing::pool().await.unwrap(), ExecutorConfig::default())
+}
+
+async fn wait(execution: Execution) -> Run {
+    tokio::time::timeout(HANG, execution.wait())
+        .await
+        .expect("the run ended")
+        .unwrap()
+}
+
+async fn stages_of(
+    executor: &Executor,
+    run: RunId,
+) -> Vec<(String, i32, StageStatus, Option<String>)> {
+    let mut conn = executor.pool().get().await.unwrap();
+    repository::get_stages(&mut conn, run)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.node_name, s.iteration, s.status, s.error_message))
+        .collect()
+}
+
+async fn decisions_of(
+    executor: &Executor,
+    run: RunId,
+) -> Vec<(String, Option<String>, Option<String>, Option<bool>)> {
+    let mut conn = executor.pool().get().await.unwrap();
+    repository::get_decisions(&mut conn, run)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.from_node, d.to_node, d.predicate_name, d.predicate_result))
+        .collect()
+}
+
+async fn checkpoint_of(executor: &Executor, run: RunId) -> Option<(String, Value)> {
+    let mut conn = executor.pool().get().await.unwrap();
+    checkpoints::table
+        .find(run)
+        .select((checkpoints::checkpoint_node, checkpoints::state_data))
+        .first(&mut conn)
+        .await
+        .optional()
+        .unwrap()
+}
+
+fn s(text: &str) -> String {
+    text.to_owned()
+}
+
+/// Waits for the event `wanted` on the progress stream.
+async fn until(execution: &mut Execution, wanted: impl Fn(&Event) -> bool) {
+    tokio::time::timeout(HANG, async {
+        while let Some(event) = execution.next_event().await {
+            if wanted(&event) {
+                return;
+            }
+        }
+        panic!("the stream ended first");
+    })
+    .await
+    .expect("the event came");
+}
+
+fn node_started(name: &'static str) -> impl Fn(&Event) -> bool {
+    move |e| matches!(e, Event::NodeStarted { node, .. } if node == name)
+}
+
+#[tokio::test]
+async fn a_linear_run_records_a_stage_per_node_a_decision_per_edge_and_its_checkpoint() {
+    let (executor, _) = executor().await;
+    let run = executor.run("linear", json!({"topic": "x"})).await.unwrap();
+    assert_eq!(run.status, RunStatus::Completed);
+    assert!(run.started_at.is_some() && run.completed_at.is_some());
+    assert_eq!(run.params, Some(json!({"topic": "x"})));
+    assert_eq!(
+        run.result,
+        Some(json!({"start": true, "a": 1, "b": 2, "c": 3}))
+    );
+
+    let mut conn = executor.pool().get().await.unwrap();
+    let stages = repository::get_stages(&mut conn, run.id).await.unwrap();
+    drop(conn);
+    let shape: Vec<_> = stages
+        .iter()
+        .map(|s| (s.node_name.as_str(), s.iteration, s.status))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("a", 1, StageStatus::Completed),
+            ("b", 2, StageStatus::Completed),
+            ("c", 3, StageStatus::Completed)
+        ]
+    );
+    assert!(stages.iter().all(|s| s.duration_ms.is_some_and(|d| d >= 0)));
+    assert_eq!(stages[0].input_snapshot, Some(json!({"start": true})));
+    assert_eq!(
+        stages[1].input_snapshot,
+        Some(json!({"start": true, "a": 1}))
+    );
+    assert_eq!(
+        stages[1].output_snapshot,
+        Some(json!({"start": true, "a": 1, "b": 2}))
+    );
+
+    assert_eq!(
+        decisions_of(&executor, run.id).await,
+        [
+            (s("a"), Some(s("b")), None, None),
+            (s("b"), Some(s("c")), None, None),
+            (s("c"), None, None, None),
+        ]
+    );
+    let (node, state) = checkpoint_of(&executor, run.id)
+        .await
+        .expect("kept by default");
+    assert_eq!(node, "c");
+    assert_eq!(
+        state["data"],
+        json!({"start": true, "a": 1, "b": 2, "c": 3})
+    );
+    assert_eq!(state["iteration"], json!(3));
+    assert_eq!(state["run_id"], json!(run.id.to_string()));
+}
+
+#[tokio::test]
+async fn completed_runs_drop_their_checkpoint_when_configured() {
+    let config = ExecutorConfig {
+        keep_checkpoints: false,
+        ..ExecutorConfig::default()
+    };
+    let (executor, _) = executor_on(testing::pool().await.unwrap(), config);
+    let run = executor.run("linear", json!({})).await.unwrap();
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(checkpoint_of(&executor, run.id).await, None);
+    assert_eq!(stages_of(&executor, run.id).await.len(), 3);
+}
+
+#[tokio::test]
+async fn conditional_routing_takes_the_first_edge_that_holds_and_records_why() {
+    let (executor, _) = executor().await;
+    let math = executor
+        .run("route", json!({"kind": "math"}))
+        .await
+        .unwrap();
+    let prose = executor
+        .run("route", json!({"kind": "poem"}))
+        .await
+        .unwrap();
+
+    let nodes = |stages: Vec<(String, i32, StageStatus, Option<String>)>| -> Vec<String> {
+        stages.into_iter().map(|s| s.0).collect()
+    };
+    assert_eq!(
+        nodes(stages_of(&executor, math.id).await),
+        ["analyze", "math"]
+    );
+    assert_eq!(
+        nodes(stages_of(&executor, prose.id).await),
+        ["analyze", "prose"]
+    );
+
+    let first = |d: Vec<(String, Option<String>, Option<String>, Option<bool>)>| d[0].clone();
+    assert_eq!(
+        first(decisions_of(&executor, math.id).await),
+        (
+            s("analyze"),
+            Some(s("math")),
+            Some(s(r#"key_equals(kind, "math")"#)),
+            Some(true)
+        )
+    );
+    assert_eq!(
+        first(decisions_of(&executor, prose.id).await),
+        (
+            s("analyze"),
+            Some(s("prose")),
+            Some(s("always")),
+            Some(true)
+        )
+    );
+    let mut conn = executor.pool().get().await.unwrap();
+    let reason = repository::get_decisions(&mut conn, prose.id)
+        .await
+        .unwrap()[0]
+        .reason
+        .clone();
+    assert_eq!(
+        reason.as_deref(),
+        Some(r#"always held; key_equals(kind, "math") did not"#)
+    );
+}
+
+#[tokio::test]
+async fn a_cycle_past_max_iterations_fails_the_run_saying_so() {
+    let (executor, _) = executor().await;
+    let mut execution = executor.start("spin", json!({})).await.unwrap();
+    let mut cycle = None;
+    while let Some(event) = execution.next_event().await {
+        if let Event::CycleDetected {
+            max_iterations,
+            iteration,
+            ..
+        } = event
+        {
+            cycle = Some((max_iterations, iteration));
+        }
+    }
+    assert_eq!(cycle, Some((5, 6)));
+    let run = wait(execution).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    let message = run.error_message.unwrap();
+    assert!(message.contains("max_iterations (5)"), "{message}");
+    let stages = stages_of(&executor, run.id).await;
+    assert_eq!(stages.len(), 5, "exactly max_iterations node executions");
+    assert!(stages.iter().all(|s| s.2 == StageStatus::Completed));
+}
+
+#[tokio::test]
+async fn a_node_error_fails_the_run_and_its_stage() {
+    let (executor, _) = executor().await;
+    let run = executor.run("boom", json!({})).await.unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(run.error_message.as_deref(), Some("node b failed: boom"));
+    assert!(run.result.is_none());
+    assert_eq!(
+        stages_of(&executor, run.id).await,
+        [
+            (s("a"), 1, StageStatus::Completed, None),
+            (
+                s("b"),
+                2,
+                StageStatus::Failed,
+                Some(s("node b failed: boom"))
+            ),
+        ]
+    );
+    let (node, _) = checkpoint_of(&executor, run.id).await.unwrap();
+    assert_eq!(node, "a", "the checkpoint is the last completed node");
+}
+
+#[tokio::test]
+async fn a_panicking_node_fails_the_run_instead_of_the_process() {
+    let (executor, _) = executor().await;
+    let run = executor.run("panics", json!({})).await.unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(
+        run.error_message.as_deref(),
+        Some("node a panicked: kaboom")
+    );
+}
+
+#[tokio::test]
+async fn a_node_with_no_edge_that_holds_fails_the_run() {
+    let (executor, _) = executor().await;
+    let run = executor.run("no-way-out", json!({})).await.unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(
+        run.error_message.as_deref(),
+        Some("no edge from node a holds: key_exists(missing) did not")
+    );
+    assert_eq!(
+        decisions_of(&executor, run.id).await,
+        [(s("a"), None, Some(s("key_exists(missing)")), Some(false))]
+    );
+}
+
+#[tokio::test]
+async fn a_factory_error_fails_the_run_with_its_message() {
+    let (executor, _) = executor().await;
+    let run = executor.run("bad-factory", json!({})).await.unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(
+        run.error_message.as_deref(),
+        Some(
+            r#"workflow "bad-factory" could not be set up: params key "count": required but not given"#
+        )
+    );
+    assert!(stages_of(&executor, run.id).await.is_empty());
+}
+
+#[tokio::test]
+async fn events_arrive_in_order_and_end_with_graph_completed() {
+    let (executor, _) = executor().await;
+    let mut execution = executor.start("linear", json!({})).await.unwrap();
+    let mut kinds = Vec::new();
+    while let Some(event) = execution.next_event().await {
+        kinds.push(match event {
+            Event::GraphStarted { .. } => s("graph_started"),
+            Event::NodeStarted { node, .. } => format!("start {node}"),
+            Event::NodeCompleted { node, .. } => format!("done {node}"),
+            Event::EdgeTransition { to, .. } => format!("edge {}", to.unwrap_or_default()),
+            Event::CheckpointSaved { node, .. } => format!("checkpoint {node}"),
+            Event::GraphCompleted { status, .. } => format!("completed {status}"),
+            other => format!("{other:?}"),
+        });
+    }
+    assert_eq!(
+        kinds,
+        [
+            "graph_started",
+            "start a",
+            "done a",
+            "edge b",
+            "checkpoint a",
+            "start b",
+            "done b",
+            "edge c",
+            "checkpoint b",
+            "start c",
+            "done c",
+            "edge ",
+            "checkpoint c",
+            "completed completed"
+        ]
+    );
+    assert_eq!(wait(execution).await.status, RunStatus::Completed);
+}
+
+#[tokio::test]
+async fn cancel_during_a_slow_node_ends_the_run_cancelled() {
+    let (executor, _) = executor().await;
+    let mut execution = executor.start("slow", json!({})).await.unwrap();
+    until(&mut execution, node_started("slow")).await;
+
+    let cancelled = executor.cancel(execution.run_id()).await.unwrap();
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+    let run = wait(execution).await; // the node sleeps an hour: this returns only if interrupted
+    assert_eq!(run.status, RunStatus::Cancelled);
+    assert_eq!(
+        stages_of(&executor, run.id).await,
+        [(
+            s("slow"),
+            1,
+            StageStatus::Failed,
+            Some(s("cancelled while executing"))
+        )]
+    );
+}
+
+#[tokio::test]
+async fn a_node_awaiting_cancellation_sees_it() {
+    let (executor, _) = executor().await;
+    let mut execution = executor
+        .start("gated", json!({"polite": true}))
+        .await
+        .unwrap();
+    until(&mut execution, node_started("wait")).await;
+    executor.cancel(execution.run_id()).await.unwrap();
+    let run = wait(execution).await;
+    assert_eq!(run.status, RunStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn a_cancel_from_elsewhere_stops_the_run_at_its_next_write() {
+    let (executor, gate) = executor().await;
+    let mut execution = executor.start("gated", json!({})).await.unwrap();
+    until(&mut execution, node_started("wait")).await;
+    // As another process would: only the database learns of it.
+    {
+        let mut conn = executor.pool().get().await.unwrap();
+        lifecycle::cancel_run(&mut conn, execution.run_id())
+            .await
+            .unwrap();
+    }
+    gate.0.notify_one();
+    let run = wait(execution).await;
+    assert_eq!(run.status, RunStatus::Cancelled);
+    assert_eq!(
+        stages_of(&executor, run.id).await,
+        [
+            (s("a"), 1, StageStatus::Completed, None),
+            (
+                s("wait"),
+                2,
+                StageStatus::Failed,
+                Some(s("cancelled while executing"))
+            ),
+        ],
+        "the node's completion was refused, and c never started"
+    );
+    let (node, _) = checkpoint_of(&executor, run.id).await.unwrap();
+    assert_eq!(node, "a");
+}
+
+#[tokio::test]
+async fn a_pending_run_cancelled_before_it_starts_never_starts() {
+    let (executor, _) = executor().await;
+    let run = {
+        let mut conn = executor.pool().get().await.unwrap();
+        let run = lifecycle::create_run(&mut conn, "linear", &Params::new())
+            .await
+            .unwrap();
+        lifecycle::cancel_run(&mut conn, run.id).await.unwrap();
+        run
+    };
+    let err = lifecycle::start_run(&mut executor.pool().get().await.unwrap(), run.id)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidStatus {
+                status: RunStatus::Cancelled,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn resume_after_a_failure_continues_at_the_failed_node_with_new_step_numbers() {
+    let (executor, _) = executor().await;
+    let failed = executor.run("flaky", json!({"p": 1})).await.unwrap();
+    assert_eq!(failed.status, RunStatus::Failed);
+
+    let mut execution = executor.resume(failed.id).await.unwrap();
+    assert_eq!(execution.run().status, RunStatus::Running);
+    let mut resumed_at = None;
+    while let Some(event) = execution.next_event().await {
+        if let Event::Resumed {
+            node, iteration, ..
+        } = event
+        {
+            resumed_at = Some((node, iteration));
+        }
+    }
+    assert_eq!(resumed_at, Some((s("b"), 3)));
+    let run = wait(execution).await;
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.error_message, None);
+    assert_eq!(run.params, Some(json!({"p": 1})), "the same params");
+    assert_eq!(run.result, Some(json!({"a": 1, "b": 3, "c": 4})));
+    assert_eq!(
+        stages_of(&executor, run.id).await,
+        [
+            (s("a"), 1, StageStatus::Completed, None),
+            (
+                s("b"),
+                2,
+                StageStatus::Failed,
+                Some(s("node b failed: first attempt fails"))
+            ),
+            (s("b"), 3, StageStatus::Completed, None),
+            (s("c"), 4, StageStatus::Completed, None),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn resume_after_a_cancel_closes_the_interrupted_stage_and_finishes() {
+    let (executor, gate) = executor().await;
+    let mut execution = executor
+        .start("gated", json!({"polite": true}))
+        .await
+        .unwrap();
+    until(&mut execution, node_started("wait")).await;
+    executor.cancel(execution.run_id()).await.unwrap();
+    let cancelled = wait(execution).await;
+
+    gate.0.notify_one(); // the resumed attempt's `wait` passes at once
+    let run = wait(executor.resume(cancelled.id).await.unwrap()).await;
+    assert_eq!(run.status, RunStatus::Completed);
+    let stages = stages_of(&executor, run.id).await;
+    let shape: Vec<_> = stages.iter().map(|s| (s.0.as_str(), s.1, s.2)).collect();
+    assert_eq!(
+        shape,
+        [
+            ("a", 1, StageStatus::Completed),
+            ("wait", 2, StageStatus::Failed),
+            ("wait", 3, StageStatus::Completed),
+            ("c", 4, StageStatus::Completed),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn resume_without_a_checkpoint_starts_from_the_entry_point() {
+    let (executor, _) = executor().await;
+    let failed = executor.run("panics", json!({})).await.unwrap();
+    let run = wait(executor.resume(failed.id).await.unwrap()).await;
+    assert_eq!(run.status, RunStatus::Failed, "it panics again");
+    let steps: Vec<_> = stages_of(&executor, run.id)
+        .await
+        .into_iter()
+        .map(|s| (s.0, s.1))
+        .collect();
+    assert_eq!(steps, [(s("a"), 1), (s("a"), 2)]);
+}
+
+#[tokio::test]
+async fn finished_runs_refuse_invalid_transitions() {
+    let (executor, _) = executor().await;
+    let run = executor.run("linear", json!({})).await.unwrap();
+    let err = executor.resume(run.id).await.err().unwrap();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidStatus {
+                status: RunStatus::Completed,
+                action: "resume",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+    let err = executor.cancel(run.id).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidStatus {
+                action: "cancel",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let mut conn = executor.pool().get().await.unwrap();
+    let err = lifecycle::start_run(&mut conn, run.id).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("run {} is completed: cannot start", run.id)
+    );
+    let err = lifecycle::fail_run(&mut conn, run.id, "late")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidStatus { .. }), "{err:?}");
+    let still = repository::find_run(&mut conn, run.id).await.unwrap();
+    assert_eq!(
+        (still.status, still.error_message),
+        (RunStatus::Completed, None)
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_before_anything_is_written() {
+    let (executor, _) = executor().await;
+    let count = |executor: Executor| async move {
+        let mut conn = executor.pool().get().await.unwrap();
+        runs::table
+            .count()
+            .get_result::<i64>(&mut conn)
+            .await
+            .unwrap()
+    };
+    let before = count(executor.clone()).await;
+
+    for params in [json!([1, 2]), json!("text"), json!(42)] {
+        let err = executor.start("linear", params).await.err().unwrap();
+        assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        assert!(err.to_string().contains("must be a JSON object"), "{err}");
+    }
+    let err = executor.start("nope", json!({})).await.err().unwrap();
+    assert!(matches!(err, Error::WorkflowNotFound { .. }), "{err:?}");
+    assert_eq!(err.status(), StatusCode::NOT_FOUND);
+    assert_eq!(count(executor.clone()).await, before, "no run was created");
+
+    let unknown = RunId::from_uuid(uuid::Uuid::new_v4());
+    assert!(matches!(
+        executor.cancel(unknown).await.unwrap_err(),
+        Error::RunNotFound { .. }
+    ));
+    assert!(matches!(
+        executor.resume(unknown).await.err().unwrap(),
+        Error::RunNotFound { .. }
+    ));
+}
+
+#[tokio::test]
+async fn null_params_count_as_none() {
+    let (executor, _) = executor().await;
+    let run = executor.run("linear", Value::Null).await.unwrap();
+    assert_eq!(
+        (run.status, run.params),
+        (RunStatus::Completed, Some(json!({})))
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_finished_run_removes_its_stages_decisions_and_checkpoint() {
+    let (executor, _) = executor().await;
+    let run = executor.run("linear", json!({})).await.unwrap();
+    let mut conn = executor.pool().get().await.unwrap();
+    lifecycle::delete_run(&mut conn, run.id).await.unwrap();
+    assert!(matches!(
+        repository::find_run(&mut conn, run.id).await,
+        Err(Error::RunNotFound { .. })
+    ));
+    drop(conn);
+    assert_eq!(checkpoint_of(&executor, run.id).await, None);
+    let mut conn = executor.pool().get().await.unwrap();
+    let left: i64 = workflows::schema::stages::table
+        .filter(workflows::schema::stages::run_id.eq(run.id))
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn a_running_run_cannot_be_deleted() {
+    let (executor, gate) = executor().await;
+    let mut execution = executor.start("gated", json!({})).await.unwrap();
+    until(&mut execution, node_started("wait")).await;
+    {
+        let mut conn = executor.pool().get().await.unwrap();
+        let err = lifecycle::delete_run(&mut conn, execution.run_id())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidStatus {
+                    status: RunStatus::Running,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+    gate.0.notify_one();
+    assert_eq!(wait(execution).await.status, RunStatus::Completed);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_executions_all_complete_with_every_row() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (executor, _) = executor_on(schema.pool().clone(), ExecutorConfig::default());
+    let mut executions = Vec::new();
+    for i in 0..50 {
+        executions.push(executor.start("linear", json!({"i": i})).await.unwrap());
+    }
+    let mut ids = Vec::new();
+    for execution in executions {
+        let run = wait(execution).await;
+        assert_eq!(run.status, RunStatus::Completed);
+        ids.push(run.id);
+    }
+    for id in ids {
+        assert_eq!(stages_of(&executor, id).await.len(), 3);
+        assert_eq!(decisions_of(&executor, id).await.len(), 3);
+        assert!(checkpoint_of(&executor, id).await.is_some());
+    }
+    drop(executor);
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn of_two_racing_status_changes_exactly_one_wins() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    for _ in 0..20 {
+        let run = {
+            let mut conn = schema.pool().get().await.unwrap();
+            let run = lifecycle::create_run(&mut conn, "linear", &Params::new())
+                .await
+                .unwrap();
+            lifecycle::start_run(&mut conn, run.id).await.unwrap()
+        };
+        let (mut a, mut b) = (
+            schema.pool().get().await.unwrap(),
+            schema.pool().get().await.unwrap(),
+        );
+        let result = json!({});
+        let (done, failed) = tokio::join!(
+            lifecycle::complete_run(&mut a, run.id, &result),
+            lifecycle::fail_run(&mut b, run.id, "lost the race"),
+        );
+        assert!(
+            done.is_ok() != failed.is_ok(),
+            "exactly one wins: {done:?} / {failed:?}"
+        );
+        let loser = done.err().or(failed.err()).unwrap();
+        assert!(matches!(loser, Error::InvalidStatus { .. }), "{loser:?}");
+        let final_status = repository::find_run(&mut a, run.id).await.unwrap().status;
+        assert!(matches!(
+            final_status,
+            RunStatus::Completed | RunStatus::Failed
+        ));
+    }
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_write_fails_the_run_and_leaves_the_node_unrecorded() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    {
+        // Decisions can no longer be written: the second part of every node commit fails.
+        let mut conn = schema.pool().get().await.unwrap();
+        conn.batch_execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN RAISE EXCEPTION 'decisions are read-only today'; END $$;
+             CREATE TRIGGER refuse BEFORE INSERT ON decisions FOR EACH ROW EXECUTE FUNCTION refuse();",
+        )
+        .await
+        .unwrap();
+    }
+    let (executor, _) = executor_on(schema.pool().clone(), ExecutorConfig::default());
+    let execution = executor.start("linear", json!({})).await.unwrap();
+    let id = execution.run_id();
+    let err = tokio::time::timeout(HANG, execution.wait())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("decisions are read-only today"),
+        "{err}"
+    );
+
+    let mut conn = schema.pool().get().await.unwrap();
+    let run = repository::find_run(&mut conn, id).await.unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    let message = run.error_message.unwrap();
+    assert!(message.starts_with("recording the run failed"), "{message}");
+    drop(conn);
+    // The node's stage completion and checkpoint were in the refused statement: neither is
+    // there, so stages, decisions and checkpoint still agree.
+    assert_eq!(
+        stages_of(&executor, id).await,
+        [(s("a"), 1, StageStatus::Started, None)]
+    );
+    assert_eq!(checkpoint_of(&executor, id).await, None);
+    drop(executor);
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_drains_quick_runs_cancels_slow_ones_and_refuses_new_ones() {
+    let (executor, _) = executor().await;
+    let mut slow = executor.start("slow", json!({})).await.unwrap();
+    until(&mut slow, node_started("slow")).await;
+    let report = executor.shutdown(Duration::from_millis(200)).await;
+    assert_eq!(report.cancelled, [slow.run_id()]);
+    assert!(report.all_stopped);
+    assert_eq!(wait(slow).await.status, RunStatus::Cancelled);
+
+    let err = executor.start("linear", json!({})).await.err().unwrap();
+    assert!(matches!(err, Error::ShuttingDown), "{err:?}");
+    assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn shutdown_lets_runs_that_finish_in_time_complete() {
+    let (executor, gate) = executor().await;
+    let mut execution = executor.start("gated", json!({})).await.unwrap();
+    until(&mut execution, node_started("wait")).await;
+    gate.0.notify_one();
+    let report = executor.shutdown(HANG).await;
+    assert!(report.cancelled.is_empty() && report.all_stopped);
+    assert_eq!(wait(execution).await.status, RunStatus::Completed);
+}
