@@ -347,9 +347,8 @@ async fn conditional_routing_takes_the_first_edge_that_holds_and_records_why() {
         .await
         .unwrap();
 
-    let nodes = |stages: Vec<(String, i32, StageStatus, Option<String>)>| -> Vec<String> {
-        stages.into_iter().map(|s| s.0).collect()
-    };
+    let nodes =
+        |stages: Vec<StageRow>| -> Vec<String> { stages.into_iter().map(|s| s.0).collect() };
     assert_eq!(
         nodes(stages_of(&executor, math.id).await),
         ["analyze", "math"]
@@ -359,7 +358,7 @@ async fn conditional_routing_takes_the_first_edge_that_holds_and_records_why() {
         ["analyze", "prose"]
     );
 
-    let first = |d: Vec<(String, Option<String>, Option<String>, Option<bool>)>| d[0].clone();
+    let first = |d: Vec<DecisionRow>| d[0].clone();
     assert_eq!(
         first(decisions_of(&executor, math.id).await),
         (
