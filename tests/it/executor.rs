@@ -205,10 +205,13 @@ async fn wait(execution: Execution) -> Run {
         .unwrap()
 }
 
-async fn stages_of(
-    executor: &Executor,
-    run: RunId,
-) -> Vec<(String, i32, StageStatus, Option<String>)> {
+/// A stage as these tests compare it: node, step, status, error.
+type StageRow = (String, i32, StageStatus, Option<String>);
+
+/// A decision as these tests compare it: from, to, predicate, result.
+type DecisionRow = (String, Option<String>, Option<String>, Option<bool>);
+
+async fn stages_of(executor: &Executor, run: RunId) -> Vec<StageRow> {
     let mut conn = executor.pool().get().await.unwrap();
     repository::get_stages(&mut conn, run)
         .await
@@ -218,10 +221,7 @@ async fn stages_of(
         .collect()
 }
 
-async fn decisions_of(
-    executor: &Executor,
-    run: RunId,
-) -> Vec<(String, Option<String>, Option<String>, Option<bool>)> {
+async fn decisions_of(executor: &Executor, run: RunId) -> Vec<DecisionRow> {
     let mut conn = executor.pool().get().await.unwrap();
     repository::get_decisions(&mut conn, run)
         .await
