@@ -224,7 +224,7 @@ impl Engine<'_> {
                 Some(Ok(Ok(output))) => output,
             };
 
-            state.stamp(&node, iteration);
+            state.set_checkpoint(&node, iteration);
             let output = state.data_value();
             let route = route(self.graph, &node, &state, iteration);
             let next = match &route.step {
@@ -361,5 +361,104 @@ impl Engine<'_> {
             node: node.to_owned(),
             iteration,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::BoxError;
+    use crate::graph::{GraphBuilder, Predicate};
+
+    async fn pass(state: State, _ctx: NodeContext) -> std::result::Result<State, BoxError> {
+        Ok(state)
+    }
+
+    fn graph(configure: impl FnOnce(&mut GraphBuilder)) -> Graph {
+        let mut g = GraphBuilder::new();
+        g.add_node("a", pass)
+            .add_node("b", pass)
+            .add_node("c", pass)
+            .set_entry_point("a")
+            .add_exit_point("c");
+        configure(&mut g);
+        g.build().unwrap()
+    }
+
+    #[test]
+    fn an_exit_point_completes_even_with_edges_leaving_it() {
+        let g = graph(|g| {
+            g.add_edge("c", "a");
+        });
+        let r = route(&g, "c", &State::new(), 3);
+        assert_eq!((r.step, r.to), (Step::Complete, None));
+        assert_eq!(r.reason, "exit point reached");
+    }
+
+    #[test]
+    fn the_first_edge_that_holds_wins_and_earlier_ones_are_named() {
+        let g = graph(|g| {
+            g.add_conditional_edge("a", "b", Predicate::key_exists("x"))
+                .add_conditional_edge("a", "c", Predicate::key_exists("y"))
+                .add_edge("a", "b");
+        });
+        let r = route(&g, "a", &State::new().with("y", 1), 1);
+        assert_eq!(r.to.as_deref(), Some("c"));
+        assert_eq!(
+            (r.predicate.as_deref(), r.result),
+            (Some("key_exists(y)"), Some(true))
+        );
+        assert_eq!(r.reason, "key_exists(y) held; key_exists(x) did not");
+
+        let r = route(&g, "a", &State::new(), 1);
+        assert_eq!(
+            (r.to.as_deref(), r.predicate, r.result),
+            (Some("b"), None, None)
+        );
+        assert_eq!(
+            r.reason,
+            "unconditional edge; key_exists(x), key_exists(y) did not"
+        );
+    }
+
+    #[test]
+    fn a_node_without_edges_that_is_not_an_exit_fails() {
+        let g = graph(|_| {});
+        let r = route(&g, "b", &State::new(), 2);
+        assert_eq!(
+            r.step,
+            Step::Fail("node b is not an exit point and has no outgoing edge".into())
+        );
+    }
+
+    #[test]
+    fn the_cycle_bound_stops_before_step_max_plus_one() {
+        let g = graph(|g| {
+            g.add_edge("a", "a").set_max_iterations(3);
+        });
+        assert_eq!(route(&g, "a", &State::new(), 2).step, Step::Continue);
+        assert!(matches!(
+            route(&g, "a", &State::new(), 3).step,
+            Step::CycleBound(_)
+        ));
+    }
+
+    #[test]
+    fn a_panicking_predicate_fails_the_run_with_its_name() {
+        let g = graph(|g| {
+            g.add_conditional_edge(
+                "a",
+                "b",
+                Predicate::new("explodes", |_| panic!("bad predicate")),
+            );
+        });
+        let r = route(&g, "a", &State::new(), 1);
+        let Step::Fail(message) = r.step else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            message,
+            "predicate explodes on the edge a -> b panicked: bad predicate"
+        );
     }
 }

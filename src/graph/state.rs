@@ -156,8 +156,9 @@ impl State {
         self.run_id = Some(run_id);
     }
 
-    /// Marks the state as produced by `node` at step `iteration`, now.
-    pub(crate) fn stamp(&mut self, node: &str, iteration: u32) {
+    /// Marks the state as produced by `node` at step `iteration`, now: what a checkpoint
+    /// records. The engine does this after every node; a custom store or test may too.
+    pub fn set_checkpoint(&mut self, node: &str, iteration: u32) {
         self.checkpoint_node = Some(node.to_owned());
         self.iteration = iteration;
         self.timestamp = Utc::now();

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // test helpers panic on failure, which is what a test wants
 
 mod catalog;
+mod checkpoints;
 mod connection_errors;
 mod executor;
 mod fixtures;

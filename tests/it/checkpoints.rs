@@ -1,0 +1,83 @@
+//! The checkpoint stores: save (upsert), load, delete and list, in PostgreSQL and in memory.
+
+use workflows::testing;
+use workflows::{
+    CheckpointStore, Error, MemoryCheckpointStore, PgCheckpointStore, RunStatus, State,
+};
+
+use crate::fixtures::{at, insert_run, unknown_run};
+
+fn state_after(node: &str, iteration: u32, value: i64) -> State {
+    let mut state = State::new().with("value", value);
+    state.set_checkpoint(node, iteration);
+    state
+}
+
+/// The same behaviour from every store.
+async fn behaves_as_a_store(
+    store: &dyn CheckpointStore,
+    first: workflows::RunId,
+    second: workflows::RunId,
+) {
+    assert_eq!(store.load(first).await.unwrap(), None);
+
+    let a = state_after("fetch", 1, 10);
+    store.save(first, &a).await.unwrap();
+    assert_eq!(store.load(first).await.unwrap(), Some(a));
+
+    let b = state_after("summarize", 2, 20);
+    store.save(first, &b).await.unwrap();
+    let loaded = store.load(first).await.unwrap().unwrap();
+    assert_eq!(loaded, b, "a second save replaces the first");
+    assert_eq!(loaded.checkpoint_node(), Some("summarize"));
+    assert_eq!(loaded.iteration(), 2);
+
+    store.save(second, &state_after("x", 1, 1)).await.unwrap();
+    let listed: Vec<_> = store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.run_id, c.checkpoint_node))
+        .collect();
+    assert!(
+        listed.contains(&(first, "summarize".to_owned())),
+        "{listed:?}"
+    );
+    assert!(listed.contains(&(second, "x".to_owned())), "{listed:?}");
+
+    assert!(store.delete(first).await.unwrap());
+    assert!(!store.delete(first).await.unwrap(), "already gone");
+    assert_eq!(store.load(first).await.unwrap(), None);
+
+    let err = store.save(second, &State::new()).await.unwrap_err();
+    assert!(err.to_string().contains("checkpoint_node"), "{err}");
+}
+
+#[tokio::test]
+async fn the_postgres_store_saves_loads_deletes_and_lists() {
+    let pool = testing::pool().await.unwrap();
+    let (first, second) = {
+        let mut conn = pool.get().await.unwrap();
+        (
+            insert_run(&mut conn, "x", RunStatus::Running, at(0)).await,
+            insert_run(&mut conn, "x", RunStatus::Running, at(1)).await,
+        )
+    };
+    behaves_as_a_store(&PgCheckpointStore::new(pool), first, second).await;
+}
+
+#[tokio::test]
+async fn the_memory_store_behaves_the_same() {
+    behaves_as_a_store(&MemoryCheckpointStore::new(), unknown_run(), unknown_run()).await;
+}
+
+#[tokio::test]
+async fn the_postgres_store_needs_the_run_to_exist() {
+    let store = PgCheckpointStore::new(testing::pool().await.unwrap());
+    let err = store
+        .save(unknown_run(), &state_after("a", 1, 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Database(_)), "{err:?}");
+}
