@@ -2,12 +2,19 @@
 //!
 //! ```text
 //! workflows list                         the registered workflows
+//! workflows run NAME [--params JSON]     run one, showing each step as it happens
+//! workflows runs [--status ...]          recorded runs, filtered, sorted and paged
+//! workflows show RUN_ID                  one run: its stages and decisions
+//! workflows cancel RUN_ID                cancel a pending or running run
+//! workflows resume RUN_ID                continue a failed or cancelled run
 //! workflows migrate up|down|redo|status  the database schema
 //! ```
 //!
 //! The sample workflows live in this binary, not in the library, so an application's
 //! registry never contains them.
 
+mod execute;
+mod inspect;
 mod migrate;
 mod samples;
 mod table;
@@ -15,12 +22,15 @@ mod table;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use workflows::{DbConfig, Registry};
+use workflows::{Config, Registry, RunId};
 
 /// Typed, durable persistence for state-graph workflows on PostgreSQL.
 #[derive(Parser)]
 #[command(name = "workflows", version, about)]
 struct Cli {
+    /// PostgreSQL URL (default: the DATABASE_URL environment variable).
+    #[arg(long, global = true, hide_env_values = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -29,14 +39,42 @@ struct Cli {
 enum Command {
     /// List the registered workflows.
     List,
+    /// Run a workflow, showing each step as it happens (Ctrl-C cancels the run).
+    Run {
+        /// The workflow's name (see `workflows list`).
+        name: String,
+        /// Its params, a JSON object.
+        #[arg(long, default_value = "{}")]
+        params: String,
+    },
+    /// List recorded runs.
+    Runs(inspect::RunsArgs),
+    /// Show a run with its stages and decisions.
+    Show {
+        /// The run's id.
+        run_id: String,
+    },
+    /// Cancel a pending or running run, wherever it executes.
+    Cancel {
+        /// The run's id.
+        run_id: String,
+    },
+    /// Resume a failed or cancelled run after its last checkpoint.
+    Resume {
+        /// The run's id.
+        run_id: String,
+    },
     /// Apply, revert or inspect the database migrations.
     Migrate {
         #[command(subcommand)]
         action: migrate::Action,
-        /// PostgreSQL URL.
-        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-        database_url: Option<String>,
     },
+}
+
+/// What a command reports besides errors: whether the run it showed ended well.
+pub(crate) enum Outcome {
+    Success,
+    RunDidNotComplete,
 }
 
 fn main() -> ExitCode {
@@ -53,7 +91,8 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::RunDidNotComplete) => ExitCode::from(3),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -61,27 +100,29 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> workflows::Result<()> {
+async fn run(cli: Cli) -> workflows::Result<Outcome> {
+    if let Command::List = cli.command {
+        let registry = Registry::from_compiled()?;
+        let rows = registry
+            .list()
+            .into_iter()
+            .map(|w| vec![w.name, w.description])
+            .collect();
+        print!("{}", table::render(&["NAME", "DESCRIPTION"], rows));
+        return Ok(Outcome::Success);
+    }
+    let config = Config::from_lookup(|name| match (name, &cli.database_url) {
+        ("DATABASE_URL", Some(url)) => Some(url.clone()),
+        _ => std::env::var(name).ok(),
+    })?;
+    let pool = config.db.connect().await?;
     match cli.command {
-        Command::List => {
-            let registry = Registry::from_compiled()?;
-            let rows = registry
-                .list()
-                .into_iter()
-                .map(|w| vec![w.name, w.description])
-                .collect();
-            print!("{}", table::render(&["NAME", "DESCRIPTION"], rows));
-            Ok(())
-        }
-        Command::Migrate {
-            action,
-            database_url,
-        } => {
-            let config = match database_url {
-                Some(url) => DbConfig::new(url),
-                None => workflows::Config::from_env()?.db,
-            };
-            migrate::run(action, &config).await
-        }
+        Command::List => unreachable!("handled above"),
+        Command::Run { name, params } => execute::run(pool, &name, &params).await,
+        Command::Runs(args) => inspect::runs(pool, &config.page, args).await,
+        Command::Show { run_id } => inspect::show(pool, run_id.parse::<RunId>()?).await,
+        Command::Cancel { run_id } => execute::cancel(pool, run_id.parse()?).await,
+        Command::Resume { run_id } => execute::resume(pool, run_id.parse()?).await,
+        Command::Migrate { action } => migrate::run(action, pool).await,
     }
 }

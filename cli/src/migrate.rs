@@ -1,8 +1,10 @@
 //! `workflows migrate`: the database schema, like the Go service's `cmd/migrate`.
 
 use clap::Subcommand;
-use workflows::DbConfig;
+use workflows::Pool;
 use workflows::db::Migrator;
+
+use crate::Outcome;
 
 /// What to do with the migrations.
 #[derive(Subcommand)]
@@ -21,8 +23,7 @@ pub(crate) enum Action {
     Status,
 }
 
-pub(crate) async fn run(action: Action, config: &DbConfig) -> workflows::Result<()> {
-    let pool = config.connect().await?;
+pub(crate) async fn run(action: Action, pool: Pool) -> workflows::Result<Outcome> {
     let mut migrator = Migrator::new(pool.get().await?);
     match action {
         Action::Up => {
@@ -58,5 +59,5 @@ pub(crate) async fn run(action: Action, config: &DbConfig) -> workflows::Result<
             }
         }
     }
-    Ok(())
+    Ok(Outcome::Success)
 }

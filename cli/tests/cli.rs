@@ -112,3 +112,175 @@ fn an_unknown_command_is_a_usage_error() {
     let out = workflows(&["frobnicate"], None);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A migrated schema of its own, and the URL that reaches it.
+async fn migrated() -> (IsolatedSchema, String) {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let url = schema.database_url().to_owned();
+    (schema, url)
+}
+
+fn run_id_of(output: &str) -> String {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix("run "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the output names the run")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_shows_progress_and_show_and_runs_display_the_record() {
+    let (schema, url) = migrated().await;
+    let url = Some(url.as_str());
+    let out = stdout(&workflows(
+        &[
+            "run",
+            "reasoning",
+            "--params",
+            r#"{"question": "What is 2 + 3?", "delay_ms": 1}"#,
+        ],
+        url,
+    ));
+    assert!(out.contains("  ▸ analyze (step 1)"), "{out}");
+    assert!(
+        out.contains(r#"  → calculate (key_equals(kind, "arithmetic") held)"#),
+        "{out}"
+    );
+    assert!(out.contains("completed in"), "{out}");
+    assert!(out.contains("the numbers add up to 5"), "{out}");
+    let id = run_id_of(&out);
+
+    let shown = stdout(&workflows(&["show", &id], url));
+    assert!(shown.contains("status    completed"), "{shown}");
+    for line in [
+        "1     analyze    completed",
+        "2     calculate  completed",
+        "3     answer     completed",
+    ] {
+        assert!(shown.contains(line), "{line:?} in {shown}");
+    }
+    assert!(
+        shown.contains(r#"analyze    calculate  key_equals(kind, "arithmetic")  true"#),
+        "{shown}"
+    );
+
+    let listed = stdout(&workflows(
+        &["runs", "--status", "completed", "--workflow", "reasoning"],
+        url,
+    ));
+    assert!(listed.contains(&id), "{listed}");
+    assert!(listed.ends_with("page 1 of 1, 1 runs\n"), "{listed}");
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_run_exits_3_and_resume_completes_it() {
+    let (schema, url) = migrated().await;
+    let url = Some(url.as_str());
+    let out = workflows(
+        &[
+            "run",
+            "flaky",
+            "--params",
+            r#"{"fail_at": "load", "delay_ms": 1}"#,
+        ],
+        url,
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("failed in"), "{text}");
+    let id = run_id_of(&text);
+
+    let resumed = stdout(&workflows(&["resume", &id], url));
+    assert!(resumed.contains("resumed at load (step 4)"), "{resumed}");
+    assert!(
+        !resumed.contains("▸ extract"),
+        "completed nodes do not run again: {resumed}"
+    );
+    assert!(resumed.contains("completed in"), "{resumed}");
+
+    let out = workflows(&["resume", &id], url);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is completed: cannot resume"), "{stderr}");
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_from_another_process_stops_a_run() {
+    use std::io::{BufRead, BufReader};
+
+    let (schema, url) = migrated().await;
+    let items: Vec<String> = (0..50).map(|i| format!("item {i}")).collect();
+    let params = serde_json::json!({"items": items, "delay_ms": 200}).to_string();
+    let mut runner = Command::new(env!("CARGO_BIN_EXE_workflows"))
+        .args(["run", "classify", "--params", &params])
+        .env("DATABASE_URL", &url)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(runner.stdout.take().unwrap()).lines();
+    let id = run_id_of(&lines.next().unwrap().unwrap());
+    // Once a node has completed, the run is well under way.
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with("  ✓") {
+            break;
+        }
+    }
+
+    let cancelled = stdout(&workflows(&["cancel", &id], Some(&url)));
+    assert_eq!(cancelled, format!("run {id} is cancelled\n"));
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert_eq!(runner.wait().unwrap().code(), Some(3), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.starts_with("cancelled in")),
+        "{rest:?}"
+    );
+
+    let shown = stdout(&workflows(&["show", &id], Some(&url)));
+    assert!(shown.contains("status    cancelled"), "{shown}");
+    assert!(shown.contains("cancelled while executing"), "{shown}");
+    assert!(
+        !shown.contains("tally"),
+        "the run stopped before its end: {shown}"
+    );
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_reported_with_what_was_wrong() {
+    let (schema, url) = migrated().await;
+    let url = Some(url.as_str());
+    for (args, message) in [
+        (
+            vec!["run", "summarize", "--params", "[1, 2]"],
+            "must be a JSON object",
+        ),
+        (
+            vec!["run", "summarize", "--params", "{not json"],
+            "invalid --params",
+        ),
+        (vec!["run", "nope"], r#"workflow "nope" is not registered"#),
+        (vec!["show", "42"], r#"invalid run id "42""#),
+        (
+            vec!["show", "6f5c4286-cbed-4c59-8f5c-4286cbed9c59"],
+            "not found",
+        ),
+        (
+            vec!["cancel", "6f5c4286-cbed-4c59-8f5c-4286cbed9c59"],
+            "not found",
+        ),
+        (vec!["runs", "--status", "done"], r#"invalid status "done""#),
+        (
+            vec!["runs", "--sort", "id;drop table runs"],
+            "not a sortable field",
+        ),
+    ] {
+        let out = workflows(&args, url);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    schema.drop_schema().await.unwrap();
+}

@@ -1,0 +1,112 @@
+//! `workflows run`, `resume` and `cancel`: executing runs in this process, with live progress.
+
+use std::time::Instant;
+
+use workflows::{Event, Execution, Executor, Pool, Registry, RunId, RunStatus};
+
+use crate::Outcome;
+
+fn executor(pool: Pool) -> workflows::Result<Executor> {
+    Ok(Executor::builder(pool, Registry::from_compiled()?).build())
+}
+
+/// Runs `name` with `params` (JSON text) and follows it to its end.
+pub(crate) async fn run(pool: Pool, name: &str, params: &str) -> workflows::Result<Outcome> {
+    let params = serde_json::from_str(params).map_err(|e| {
+        workflows::Error::invalid_input(
+            "--params",
+            params,
+            format!("not JSON ({e}); give an object like '{{\"text\": \"...\"}}'"),
+        )
+    })?;
+    let executor = executor(pool)?;
+    let execution = executor.start(name, params).await?;
+    println!("run {} ({name})", execution.run_id());
+    follow(&executor, execution).await
+}
+
+/// Resumes a run and follows it to its end.
+pub(crate) async fn resume(pool: Pool, run_id: RunId) -> workflows::Result<Outcome> {
+    let executor = executor(pool)?;
+    let execution = executor.resume(run_id).await?;
+    println!("resuming run {run_id} ({})", execution.run().workflow_name);
+    follow(&executor, execution).await
+}
+
+/// Cancels a run, wherever it executes.
+pub(crate) async fn cancel(pool: Pool, run_id: RunId) -> workflows::Result<Outcome> {
+    let run = executor(pool)?.cancel(run_id).await?;
+    println!("run {} is {}", run.id, run.status);
+    Ok(Outcome::Success)
+}
+
+/// Prints each step of an execution as it happens; Ctrl-C cancels the run.
+async fn follow(executor: &Executor, mut execution: Execution) -> workflows::Result<Outcome> {
+    let started = Instant::now();
+    let run_id = execution.run_id();
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            event = execution.next_event() => match event {
+                Some(event) => print_event(&event),
+                None => break,
+            },
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                interrupted = true;
+                println!("  interrupted: cancelling the run");
+                if let Err(e) = executor.cancel(run_id).await {
+                    eprintln!("error: {e}");
+                }
+            }
+        }
+    }
+    let run = execution.wait().await?;
+    println!("{} in {} ms", run.status, started.elapsed().as_millis());
+    if let Some(result) = &run.result {
+        println!("result: {result}");
+    }
+    if let Some(error) = &run.error_message {
+        println!("error: {error}");
+    }
+    Ok(if run.status == RunStatus::Completed {
+        Outcome::Success
+    } else {
+        Outcome::RunDidNotComplete
+    })
+}
+
+fn print_event(event: &Event) {
+    match event {
+        Event::Resumed {
+            node, iteration, ..
+        } => println!("  resumed at {node} (step {iteration})"),
+        Event::NodeStarted {
+            node, iteration, ..
+        } => println!("  ▸ {node} (step {iteration})"),
+        Event::NodeCompleted {
+            node,
+            duration_ms,
+            error: None,
+            ..
+        } => {
+            println!("  ✓ {node} {duration_ms} ms")
+        }
+        Event::NodeCompleted {
+            node,
+            duration_ms,
+            error: Some(error),
+            ..
+        } => {
+            println!("  ✗ {node} {duration_ms} ms: {error}")
+        }
+        Event::EdgeTransition {
+            to: Some(to),
+            reason,
+            ..
+        } => println!("  → {to} ({reason})"),
+        Event::CycleDetected { max_iterations, .. } => {
+            println!("  ✗ stopped: max_iterations ({max_iterations}) reached")
+        }
+        _ => {}
+    }
+}

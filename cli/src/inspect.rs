@@ -1,0 +1,167 @@
+//! `workflows runs` and `workflows show`: reading what runs recorded.
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+use workflows::{PageConfig, PageRequest, Pool, RunFilters, RunId, SortField, repository};
+
+use crate::Outcome;
+use crate::table;
+
+/// Which runs to list.
+#[derive(Args)]
+pub(crate) struct RunsArgs {
+    /// Only runs in this status (pending, running, completed, failed, cancelled).
+    #[arg(long)]
+    status: Option<String>,
+    /// Only runs of this workflow.
+    #[arg(long)]
+    workflow: Option<String>,
+    /// Only runs whose workflow name contains this text.
+    #[arg(long)]
+    search: Option<String>,
+    /// Sort order, e.g. -created_at,workflow_name (default: newest first).
+    #[arg(long)]
+    sort: Option<String>,
+    /// Page number, from 1.
+    #[arg(long, default_value_t = 1)]
+    page: i64,
+    /// Runs per page (at most the configured maximum).
+    #[arg(long, default_value_t = 20)]
+    page_size: i64,
+}
+
+fn when(at: Option<DateTime<Utc>>) -> String {
+    at.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+fn took(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> String {
+    match (from, to) {
+        (Some(from), Some(to)) => format!("{} ms", (to - from).num_milliseconds()),
+        _ => "-".to_owned(),
+    }
+}
+
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        format!("{}…", text.chars().take(max - 1).collect::<String>())
+    }
+}
+
+/// Prints a page of runs.
+pub(crate) async fn runs(
+    pool: Pool,
+    config: &PageConfig,
+    args: RunsArgs,
+) -> workflows::Result<Outcome> {
+    let filters = RunFilters {
+        workflow_name: args.workflow,
+        status: args.status.as_deref().map(str::parse).transpose()?,
+    };
+    let request = PageRequest {
+        page: args.page,
+        page_size: args.page_size,
+        search: args.search,
+        sort: args
+            .sort
+            .as_deref()
+            .map(SortField::parse_list)
+            .transpose()?
+            .unwrap_or_default(),
+    };
+    let mut conn = pool.get().await?;
+    let page = repository::list_runs(&mut conn, config, request, &filters).await?;
+    let rows = page
+        .data
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.workflow_name.clone(),
+                r.status.to_string(),
+                when(Some(r.created_at)),
+                took(r.started_at, r.completed_at),
+                clip(r.error_message.as_deref().unwrap_or(""), 60),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table::render(
+            &["ID", "WORKFLOW", "STATUS", "CREATED", "TOOK", "ERROR"],
+            rows
+        )
+    );
+    println!(
+        "page {} of {}, {} runs",
+        page.page, page.total_pages, page.total
+    );
+    Ok(Outcome::Success)
+}
+
+/// Prints a run, its stages and its decisions.
+pub(crate) async fn show(pool: Pool, run_id: RunId) -> workflows::Result<Outcome> {
+    let mut conn = pool.get().await?;
+    let run = repository::find_run(&mut conn, run_id).await?;
+    let stages = repository::get_stages(&mut conn, run_id).await?;
+    let decisions = repository::get_decisions(&mut conn, run_id).await?;
+
+    println!("run       {}", run.id);
+    println!("workflow  {}", run.workflow_name);
+    println!("status    {}", run.status);
+    println!(
+        "params    {}",
+        run.params
+            .as_ref()
+            .map_or("-".to_owned(), ToString::to_string)
+    );
+    println!("created   {}", when(Some(run.created_at)));
+    println!("started   {}", when(run.started_at));
+    println!("ended     {}", when(run.completed_at));
+    println!("took      {}", took(run.started_at, run.completed_at));
+    if let Some(error) = &run.error_message {
+        println!("error     {error}");
+    }
+    if let Some(result) = &run.result {
+        println!("result    {result}");
+    }
+
+    println!("\nstages");
+    let rows = stages
+        .iter()
+        .map(|s| {
+            vec![
+                s.iteration.to_string(),
+                s.node_name.clone(),
+                s.status.to_string(),
+                s.duration_ms.map_or("-".to_owned(), |d| format!("{d} ms")),
+                clip(s.error_message.as_deref().unwrap_or(""), 60),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table::render(&["STEP", "NODE", "STATUS", "TOOK", "ERROR"], rows)
+    );
+
+    println!("\ndecisions");
+    let rows = decisions
+        .iter()
+        .map(|d| {
+            vec![
+                d.from_node.clone(),
+                d.to_node.clone().unwrap_or_else(|| "(end)".to_owned()),
+                d.predicate_name.clone().unwrap_or_else(|| "-".to_owned()),
+                d.predicate_result.map_or("-".to_owned(), |r| r.to_string()),
+                clip(d.reason.as_deref().unwrap_or(""), 70),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table::render(&["FROM", "TO", "PREDICATE", "RESULT", "REASON"], rows)
+    );
+    Ok(Outcome::Success)
+}
