@@ -1,12 +1,13 @@
 //! Checkpoints: the state of a run after its last completed node, from which it resumes.
 //!
-//! [`CheckpointStore`] is what the engine needs of a store: save (upsert by run id), load,
-//! delete and list. [`PgCheckpointStore`] keeps them in the `checkpoints` table;
-//! [`MemoryCheckpointStore`] keeps them in memory, for graphs run without a database.
+//! [`CheckpointStore`] is the interface of a checkpoint store: save (upsert by run id),
+//! load, delete and list. [`PgCheckpointStore`] keeps checkpoints in the `checkpoints` table;
+//! [`MemoryCheckpointStore`] keeps them in memory, for tests and for code that runs graphs
+//! itself.
 //!
-//! The executor does not save through this trait: it writes each checkpoint in the same
-//! statement as the node's stage and decision (see [`PgRecorder`](crate::PgRecorder)), so the
-//! three always agree. It loads and deletes through it.
+//! The executor writes each checkpoint in the same statement as the node's stage and
+//! decision, so the three always agree, and loads it through [`PgCheckpointStore`] when a run
+//! resumes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

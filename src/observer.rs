@@ -1,7 +1,7 @@
 //! Observers: whatever wants to hear a run's [`Event`]s (progress streams, logs, metrics).
 //!
 //! Observers are told after the fact and cannot fail a run: what must not be lost is written
-//! by the [`Journal`](crate::Journal) before any observer hears of it.
+//! to the database before any observer hears of it.
 
 use std::sync::Arc;
 

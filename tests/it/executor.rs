@@ -536,16 +536,21 @@ async fn cancel_during_a_slow_node_ends_the_run_cancelled() {
     );
 }
 
-#[tokio::test]
-async fn a_node_awaiting_cancellation_sees_it() {
-    let (executor, _) = executor().await;
+/// Starts `gated` with a node that awaits cancellation, and cancels it there.
+async fn cancelled_while_waiting(executor: &Executor) -> Run {
     let mut execution = executor
         .start("gated", json!({"polite": true}))
         .await
         .unwrap();
     until(&mut execution, node_started("wait")).await;
     executor.cancel(execution.run_id()).await.unwrap();
-    let run = wait(execution).await;
+    wait(execution).await
+}
+
+#[tokio::test]
+async fn a_node_awaiting_cancellation_sees_it() {
+    let (executor, _) = executor().await;
+    let run = cancelled_while_waiting(&executor).await;
     assert_eq!(run.status, RunStatus::Cancelled);
 }
 
@@ -649,13 +654,7 @@ async fn resume_after_a_failure_continues_at_the_failed_node_with_new_step_numbe
 #[tokio::test]
 async fn resume_after_a_cancel_closes_the_interrupted_stage_and_finishes() {
     let (executor, gate) = executor().await;
-    let mut execution = executor
-        .start("gated", json!({"polite": true}))
-        .await
-        .unwrap();
-    until(&mut execution, node_started("wait")).await;
-    executor.cancel(execution.run_id()).await.unwrap();
-    let cancelled = wait(execution).await;
+    let cancelled = cancelled_while_waiting(&executor).await;
 
     gate.0.notify_one(); // the resumed attempt's `wait` passes at once
     let run = wait(executor.resume(cancelled.id).await.unwrap()).await;
