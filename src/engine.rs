@@ -139,7 +139,8 @@ pub(crate) fn route(graph: &Graph, node: &str, state: &State, iteration: u32) ->
     }
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+/// The text of a panic, for the error it becomes.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

@@ -27,6 +27,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,6 +35,7 @@ use std::time::Duration;
 use diesel::dsl::max;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
+use futures_util::FutureExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -43,7 +45,7 @@ use tracing::Instrument;
 
 use crate::checkpoint::PgCheckpointStore;
 use crate::db::Pool;
-use crate::engine::{Engine, Outcome, Step, route};
+use crate::engine::{Engine, Outcome, Step, panic_message, route};
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::graph::{DEFAULT_MAX_ITERATIONS, GraphBuilder};
@@ -339,8 +341,27 @@ impl Executor {
                 let observer = Broadcast::new()
                     .with(Arc::new(inner.observers.clone()))
                     .with(Arc::new(ChannelObserver(sender)));
-                let outcome =
-                    execute_attempt(&inner, &def, &record, attempt, &observer, &cancel).await;
+                // A panic in a factory or an observer fails the run instead of leaving it
+                // `running` with no task behind it.
+                let attempt = execute_attempt(&inner, &def, &record, attempt, &observer, &cancel);
+                let outcome = match AssertUnwindSafe(attempt).catch_unwind().await {
+                    Ok(outcome) => outcome,
+                    Err(panic) => {
+                        let message =
+                            format!("the run panicked: {}", panic_message(panic.as_ref()));
+                        inner
+                            .recorder
+                            .run_failed(record.id, &message)
+                            .await
+                            .map(|written| {
+                                if written {
+                                    Outcome::Failed(message)
+                                } else {
+                                    Outcome::Superseded
+                                }
+                            })
+                    }
+                };
                 inner.active().remove(&record.id);
                 finish(&inner, record.id, outcome, &observer).await
             }

@@ -92,6 +92,14 @@ async fn no_way_out(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<Stat
     Ok(State::new())
 }
 
+async fn panicking_factory(
+    _: &mut GraphBuilder,
+    _: &Runtime,
+    _: Params,
+) -> Result<State, BoxError> {
+    panic!("factory exploded")
+}
+
 async fn bad_factory(_: &mut GraphBuilder, _: &Runtime, p: Params) -> Result<State, BoxError> {
     let _: u32 = p.require("count")?;
     Ok(State::new())
@@ -170,6 +178,9 @@ fn registry() -> Registry {
         }),
         WorkflowDef::new("bad-factory", "needs count", |g, r, p| {
             Box::pin(bad_factory(g, r, p))
+        }),
+        WorkflowDef::new("panicking-factory", "panics while building", |g, r, p| {
+            Box::pin(panicking_factory(g, r, p))
         }),
         WorkflowDef::new("gated", "waits for a gate", |g, r, p| {
             Box::pin(gated(g, r, p))
@@ -475,6 +486,37 @@ async fn a_factory_error_fails_the_run_with_its_message() {
         )
     );
     assert!(stages_of(&executor, run.id).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_panicking_factory_fails_the_run_and_ends_its_stream() {
+    let (executor, _) = executor().await;
+    let mut execution = executor
+        .start("panicking-factory", json!({}))
+        .await
+        .unwrap();
+    let id = execution.run_id();
+    let mut last = None;
+    while let Some(event) = execution.next_event().await {
+        last = Some(event);
+    }
+    assert!(
+        matches!(
+            &last,
+            Some(Event::GraphCompleted {
+                status: RunStatus::Failed,
+                ..
+            })
+        ),
+        "{last:?}"
+    );
+    let run = wait(execution).await;
+    assert_eq!(run.id, id);
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(
+        run.error_message.as_deref(),
+        Some("the run panicked: factory exploded")
+    );
 }
 
 #[tokio::test]
