@@ -50,6 +50,7 @@ use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::graph::{DEFAULT_MAX_ITERATIONS, GraphBuilder};
 use crate::journal::Journal;
+use crate::lease::{self, Lease};
 use crate::lifecycle;
 use crate::model::{Run, RunId, RunStatus};
 use crate::observer::{Broadcast, ChannelObserver, Observer, TracingObserver};
@@ -68,6 +69,14 @@ pub struct ExecutorConfig {
     /// Whether a completed run keeps its last checkpoint (default true); failed and cancelled
     /// runs always keep theirs, to resume from.
     pub keep_checkpoints: bool,
+    /// Who this executor is, as recorded in `runs.owner` (default: host, process id and a
+    /// random suffix).
+    pub owner: String,
+    /// How long a lease on a running run lasts without a heartbeat (default 30 s). After
+    /// that, any worker may take the run over.
+    pub lease: Duration,
+    /// How often leases are renewed (default 10 s); well below `lease`.
+    pub heartbeat: Duration,
 }
 
 impl Default for ExecutorConfig {
@@ -75,8 +84,23 @@ impl Default for ExecutorConfig {
         ExecutorConfig {
             max_iterations: DEFAULT_MAX_ITERATIONS,
             keep_checkpoints: true,
+            owner: default_owner(),
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(10),
         }
     }
+}
+
+/// `host:pid:random`, so that two executors in one process are told apart too.
+fn default_owner() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &suffix[..8])
 }
 
 /// Sets up an [`Executor`].
@@ -112,7 +136,6 @@ impl ExecutorBuilder {
     pub fn build(self) -> Executor {
         Executor {
             inner: Arc::new(Inner {
-                recorder: PgRecorder::new(self.pool.clone(), self.config.keep_checkpoints),
                 pool: self.pool,
                 registry: self.registry,
                 runtime: self.runtime,
@@ -123,6 +146,8 @@ impl ExecutorBuilder {
                 active: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
                 closing: AtomicBool::new(false),
+                heartbeat: std::sync::Once::new(),
+                stopped: CancellationToken::new(),
             }),
         }
     }
@@ -140,15 +165,24 @@ struct Inner {
     runtime: Runtime,
     config: ExecutorConfig,
     observers: Broadcast,
-    recorder: PgRecorder,
-    /// Runs executing in this process, with what interrupts them.
-    active: Mutex<HashMap<RunId, CancellationToken>>,
+    /// Runs executing in this process, with their lease and what interrupts them.
+    active: Mutex<HashMap<RunId, Active>>,
     tasks: TaskTracker,
     closing: AtomicBool,
+    /// Starts the heartbeat task once, on the first run.
+    heartbeat: std::sync::Once,
+    /// Stops the heartbeat task.
+    stopped: CancellationToken,
+}
+
+/// A run executing here.
+struct Active {
+    token: uuid::Uuid,
+    cancel: CancellationToken,
 }
 
 impl Inner {
-    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, CancellationToken>> {
+    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, Active>> {
         // The map stays consistent even if a holder panicked: each operation is one call.
         self.active
             .lock()
@@ -165,7 +199,7 @@ pub struct Execution {
 }
 
 impl Execution {
-    /// The run as it was when execution began (`pending`, or `running` when resumed).
+    /// The run as it was when execution began: `running`.
     pub fn run(&self) -> &Run {
         &self.run
     }
@@ -180,8 +214,10 @@ impl Execution {
         self.events.recv().await
     }
 
-    /// Waits for the run to end and returns its final record.
+    /// Waits for the run to end and returns its final record. Events not yet read are
+    /// dropped.
     pub async fn wait(self) -> Result<Run> {
+        drop(self.events);
         self.task.await.unwrap_or_else(|e| {
             Err(Error::Value {
                 container: "run",
@@ -202,11 +238,11 @@ pub struct ShutdownReport {
 }
 
 /// Where an attempt starts.
-#[derive(Clone, Copy)]
-enum Attempt {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Attempt {
     /// A new run: from the entry point.
     Fresh,
-    /// A resumed run: after its checkpoint.
+    /// A resumed or recovered run: after its checkpoint.
     Resume,
 }
 
@@ -232,9 +268,21 @@ impl Executor {
         &self.inner.pool
     }
 
-    /// Creates a `pending` run of `workflow` with `params` and starts it on a task: the Go
+    /// How it runs workflows.
+    pub fn config(&self) -> &ExecutorConfig {
+        &self.inner.config
+    }
+
+    /// Who it is, as recorded in `runs.owner`.
+    pub fn owner(&self) -> &str {
+        &self.inner.config.owner
+    }
+
+    /// Creates a run of `workflow` with `params` and starts it on a task here: the Go
     /// original's `Execute`. (Not named `execute`: Diesel's `RunQueryDsl::execute`, which
-    /// applies to every type, would shadow it wherever `RunQueryDsl` is imported.)
+    /// applies to every type, would shadow it wherever `RunQueryDsl` is imported.) The run is
+    /// inserted `running` under this executor's lease, so no worker can claim it; if this
+    /// process dies, a worker recovers it when the lease expires.
     ///
     /// Errors: [`Error::WorkflowNotFound`] (404) for an unknown workflow and
     /// [`Error::InvalidInput`] (400) for params that are not a JSON object, both before
@@ -243,11 +291,28 @@ impl Executor {
         self.refuse_if_closing()?;
         let def = *self.inner.registry.get(workflow)?;
         let params = Params::from_value(params)?;
-        let run = {
+        let (run, lease) = {
             let mut conn = self.inner.pool.get().await?;
-            lifecycle::create_run(&mut conn, workflow, &params).await?
+            let config = &self.inner.config;
+            lease::insert_running(&mut conn, workflow, &params, &config.owner, config.lease).await?
         };
-        Ok(self.spawn(def, run, Attempt::Fresh))
+        Ok(self.spawn(def, run, lease, Attempt::Fresh))
+    }
+
+    /// Queues a run of `workflow` with `params` for a [`Worker`](crate::Worker), and returns
+    /// it `pending` at once. With a `key`, submitting again with the same key returns the
+    /// same run instead of creating another (and the same key with another workflow or
+    /// params is [`Error::InvalidInput`]).
+    pub async fn submit(&self, workflow: &str, params: Value, key: Option<&str>) -> Result<Run> {
+        self.inner.registry.get(workflow)?;
+        let params = Params::from_value(params)?;
+        if let Some(key) = key
+            && key.trim().is_empty()
+        {
+            return Err(Error::invalid_input("idempotency key", key, "is empty"));
+        }
+        let mut conn = self.inner.pool.get().await?;
+        lease::insert_pending(&mut conn, workflow, &params, key).await
     }
 
     /// Like [`Executor::start`], then waits for the run to end and returns its final record.
@@ -265,10 +330,21 @@ impl Executor {
             let mut conn = self.inner.pool.get().await?;
             lifecycle::cancel_run(&mut conn, run_id).await?
         };
-        if let Some(token) = self.inner.active().get(&run_id) {
-            token.cancel();
-        }
+        self.interrupt(run_id);
         Ok(run)
+    }
+
+    /// Interrupts the node of `run_id` if it executes here (its status is someone else's
+    /// business: a cancel, or a lost lease).
+    pub(crate) fn interrupt(&self, run_id: RunId) {
+        if let Some(active) = self.inner.active().get(&run_id) {
+            active.cancel.cancel();
+        }
+    }
+
+    /// How many runs execute here now.
+    pub fn active_runs(&self) -> usize {
+        self.inner.active().len()
     }
 
     /// Continues a `failed` or `cancelled` run after its checkpoint (or from the start if no
@@ -278,14 +354,24 @@ impl Executor {
     /// [`Error::WorkflowNotFound`] (404).
     pub async fn resume(&self, run_id: RunId) -> Result<Execution> {
         self.refuse_if_closing()?;
-        let run = {
-            let mut conn = self.inner.pool.get().await?;
-            let run = repository::find_run(&mut conn, run_id).await?;
-            let def = *self.inner.registry.get(&run.workflow_name)?;
-            (lifecycle::resume_run(&mut conn, run_id).await?, def)
-        };
-        let (run, def) = run;
-        Ok(self.spawn(def, run, Attempt::Resume))
+        let mut conn = self.inner.pool.get().await?;
+        let run = repository::find_run(&mut conn, run_id).await?;
+        let def = *self.inner.registry.get(&run.workflow_name)?;
+        let config = &self.inner.config;
+        let (run, lease) = lease::reopen(&mut conn, run_id, &config.owner, config.lease).await?;
+        drop(conn);
+        Ok(self.spawn(def, run, lease, Attempt::Resume))
+    }
+
+    /// Executes a run a worker claimed (fresh) or took over (resume) under `lease`.
+    pub(crate) fn execute_claimed(
+        &self,
+        run: Run,
+        lease: Lease,
+        attempt: Attempt,
+    ) -> Result<Execution> {
+        let def = *self.inner.registry.get(&run.workflow_name)?;
+        Ok(self.spawn(def, run, lease, attempt))
     }
 
     /// Stops taking new runs, lets executing ones finish for up to `drain`, then cancels
@@ -304,6 +390,7 @@ impl Executor {
             };
         }
         let still_running: Vec<RunId> = self.inner.active().keys().copied().collect();
+        self.inner.stopped.cancel();
         let mut cancelled = Vec::new();
         for run_id in still_running {
             match self.cancel(run_id).await {
@@ -314,6 +401,7 @@ impl Executor {
         let all_stopped = tokio::time::timeout(Duration::from_secs(10), self.inner.tasks.wait())
             .await
             .is_ok();
+        self.inner.stopped.cancel();
         ShutdownReport {
             cancelled,
             all_stopped,
@@ -328,11 +416,19 @@ impl Executor {
         }
     }
 
-    /// Starts the task executing `run`, registered so that [`Executor::cancel`] reaches it.
-    fn spawn(&self, def: WorkflowDef, run: Run, attempt: Attempt) -> Execution {
+    /// Starts the task executing `run` under `lease`, registered so that
+    /// [`Executor::cancel`] reaches it and the heartbeat renews its lease.
+    fn spawn(&self, def: WorkflowDef, run: Run, lease: Lease, attempt: Attempt) -> Execution {
+        self.start_heartbeat();
         let (sender, events) = mpsc::unbounded_channel();
         let cancel = CancellationToken::new();
-        self.inner.active().insert(run.id, cancel.clone());
+        self.inner.active().insert(
+            run.id,
+            Active {
+                token: lease.token,
+                cancel: cancel.clone(),
+            },
+        );
         let inner = Arc::clone(&self.inner);
         let span = tracing::info_span!("run", run_id = %run.id, workflow = def.name());
         let record = run.clone();
@@ -341,16 +437,19 @@ impl Executor {
                 let observer = Broadcast::new()
                     .with(Arc::new(inner.observers.clone()))
                     .with(Arc::new(ChannelObserver(sender)));
+                let recorder =
+                    PgRecorder::new(inner.pool.clone(), inner.config.keep_checkpoints, lease);
                 // A panic in a factory or an observer fails the run instead of leaving it
                 // `running` with no task behind it.
-                let attempt = execute_attempt(&inner, &def, &record, attempt, &observer, &cancel);
+                let attempt = execute_attempt(
+                    &inner, &recorder, &def, &record, attempt, &observer, &cancel,
+                );
                 let outcome = match AssertUnwindSafe(attempt).catch_unwind().await {
                     Ok(outcome) => outcome,
                     Err(panic) => {
                         let message =
                             format!("the run panicked: {}", panic_message(panic.as_ref()));
-                        inner
-                            .recorder
+                        recorder
                             .run_failed(record.id, &message)
                             .await
                             .map(|written| {
@@ -363,34 +462,81 @@ impl Executor {
                     }
                 };
                 inner.active().remove(&record.id);
-                finish(&inner, record.id, outcome, &observer).await
+                finish(&inner, &recorder, record.id, outcome, &observer).await
             }
             .instrument(span),
         );
         Execution { run, events, task }
+    }
+
+    /// Starts the task renewing the leases of this executor's runs, once.
+    fn start_heartbeat(&self) {
+        self.inner.heartbeat.call_once(|| {
+            tokio::spawn(heartbeat(Arc::downgrade(&self.inner)));
+        });
+    }
+}
+
+/// Renews the leases of the runs executing here, every `heartbeat`. A run whose lease is no
+/// longer held (it was cancelled, or taken over after this process stalled) is interrupted;
+/// so are all of them when the leases could not be renewed for longer than a lease lasts.
+async fn heartbeat(inner: std::sync::Weak<Inner>) {
+    let mut last_renewed = tokio::time::Instant::now();
+    loop {
+        let (every, lease, stopped) = match inner.upgrade() {
+            Some(inner) => (
+                inner.config.heartbeat,
+                inner.config.lease,
+                inner.stopped.clone(),
+            ),
+            None => return,
+        };
+        tokio::select! {
+            () = stopped.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        let tokens: Vec<uuid::Uuid> = inner.active().values().map(|a| a.token).collect();
+        if tokens.is_empty() {
+            last_renewed = tokio::time::Instant::now();
+            continue;
+        }
+        let renewed = async {
+            let mut conn = inner.pool.get().await?;
+            lease::renew(&mut conn, &tokens, lease).await
+        }
+        .await;
+        match renewed {
+            Ok(held) => {
+                last_renewed = tokio::time::Instant::now();
+                for (run_id, active) in inner.active().iter() {
+                    if !held.contains(&active.token) {
+                        tracing::info!(%run_id, "the run is no longer held by this executor: stopping it");
+                        active.cancel.cancel();
+                    }
+                }
+            }
+            Err(e) if last_renewed.elapsed() > lease => {
+                tracing::warn!(error = %e, "leases could not be renewed for longer than a lease lasts: stopping this executor's runs");
+                for active in inner.active().values() {
+                    active.cancel.cancel();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not renew leases; retrying"),
+        }
     }
 }
 
 /// Hot start and execution of one attempt.
 async fn execute_attempt(
     inner: &Inner,
+    recorder: &PgRecorder,
     def: &WorkflowDef,
     run: &Run,
     attempt: Attempt,
     observer: &dyn Observer,
     cancel: &CancellationToken,
 ) -> Result<Outcome> {
-    if let Attempt::Fresh = attempt {
-        let mut conn = inner.pool.get().await?;
-        match lifecycle::start_run(&mut conn, run.id).await {
-            Ok(_) => {}
-            // Cancelled (or deleted) while pending: it never starts.
-            Err(Error::InvalidStatus { .. } | Error::RunNotFound { .. }) => {
-                return Ok(Outcome::Superseded);
-            }
-            Err(e) => return Err(e),
-        }
-    }
     let params = Params::from_value(run.params.clone().unwrap_or(Value::Null))?;
     let mut builder = GraphBuilder::new();
     builder.set_max_iterations(inner.config.max_iterations);
@@ -398,7 +544,7 @@ async fn execute_attempt(
         Ok(built) => built,
         Err(e) => {
             let message = e.to_string();
-            return Ok(if inner.recorder.run_failed(run.id, &message).await? {
+            return Ok(if recorder.run_failed(run.id, &message).await? {
                 Outcome::Failed(message)
             } else {
                 Outcome::Superseded
@@ -431,7 +577,7 @@ async fn execute_attempt(
                     match (next.step, next.to) {
                         (Step::Continue, Some(to)) => (to, saved, iteration, true),
                         (Step::Fail(message) | Step::CycleBound(message), _) => {
-                            return Ok(if inner.recorder.run_failed(run.id, &message).await? {
+                            return Ok(if recorder.run_failed(run.id, &message).await? {
                                 Outcome::Failed(message)
                             } else {
                                 Outcome::Superseded
@@ -464,7 +610,7 @@ async fn execute_attempt(
     });
     let engine = Engine {
         graph: &graph,
-        journal: &inner.recorder,
+        journal: recorder,
         observer,
         cancel,
         run_id: run.id,
@@ -472,19 +618,25 @@ async fn execute_attempt(
     engine.run(node, state, iteration).await
 }
 
-/// Post-commit: makes sure a failed write fails the run, and ends the progress stream with
-/// the run's final record.
+/// Post-commit: makes sure a failed write fails the run (unless the database was out of
+/// reach: then the run is left to be recovered when its lease expires), and ends the
+/// progress stream with the run's final record.
 async fn finish(
     inner: &Inner,
+    recorder: &PgRecorder,
     run_id: RunId,
     outcome: Result<Outcome>,
     observer: &dyn Observer,
 ) -> Result<Run> {
     let write_error = outcome.as_ref().err().map(ToString::to_string);
-    if let Some(error) = &write_error {
-        let message = format!("recording the run failed, so it was stopped: {error}");
-        if let Err(e) = inner.recorder.run_failed(run_id, &message).await {
-            tracing::error!(%run_id, error = %e, "could not mark the run failed; it stays running until recovered");
+    if let Err(error) = &outcome {
+        if is_connection_error(error) {
+            tracing::warn!(%run_id, %error, "the database went away; the run will be recovered when its lease expires");
+        } else {
+            let message = format!("recording the run failed, so it was stopped: {error}");
+            if let Err(e) = recorder.run_failed(run_id, &message).await {
+                tracing::error!(%run_id, error = %e, "could not mark the run failed; it will be recovered when its lease expires");
+            }
         }
     }
     let run = async {
@@ -517,4 +669,19 @@ async fn finish(
         (Err(e), _) => Err(e),
         (Ok(_), run) => run,
     }
+}
+
+/// Whether `error` means the database could not be reached (rather than refused a write).
+fn is_connection_error(error: &Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error as Diesel};
+    matches!(
+        error,
+        Error::Unavailable { .. }
+            | Error::Database(
+                Diesel::DatabaseError(
+                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                    _,
+                ) | Diesel::BrokenTransactionManager
+            )
+    )
 }

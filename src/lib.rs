@@ -15,7 +15,9 @@ pub mod events;
 mod executor;
 pub mod graph;
 mod journal;
+mod lease;
 pub mod lifecycle;
+mod listener;
 mod model;
 pub mod observer;
 pub mod page;
@@ -24,8 +26,10 @@ mod query_string;
 mod recorder;
 mod registry;
 pub mod repository;
+pub mod retention;
 mod run_filters;
 mod runtime;
+mod worker;
 /// The tables, as `diesel print-schema` generates them from the migrations (`scripts/schema`).
 #[rustfmt::skip]
 #[allow(missing_docs)]
@@ -45,8 +49,10 @@ pub use observer::{Broadcast, Observer, TracingObserver};
 pub use page::{PageConfig, PageRequest, PageResult, SortField};
 pub use params::Params;
 pub use registry::{BoxFuture, Factory, Registry, WORKFLOWS, WorkflowDef};
+pub use retention::{PruneReport, Retention};
 pub use run_filters::{RunFilters, RunSortField};
 pub use runtime::{Runtime, RuntimeBuilder};
+pub use worker::{Worker, WorkerConfig};
 
 /// Registers a workflow factory at compile time.
 ///

@@ -167,7 +167,11 @@ async fn accepted(
 }
 
 /// Why a conditional change matched no row: the run does not exist, or is in another status.
-async fn refusal(conn: &mut AsyncPgConnection, id: RunId, action: &'static str) -> Error {
+pub(crate) async fn refusal(
+    conn: &mut AsyncPgConnection,
+    id: RunId,
+    action: &'static str,
+) -> Error {
     let status = runs::table
         .find(id)
         .select(runs::status)

@@ -3,7 +3,8 @@
 //! A completed node is one [`AtomicStatement`]: its stage completion, its checkpoint, its
 //! decision and either the next node's `started` stage or the run's final status. After any
 //! crash, the stages, decisions and checkpoint of a run agree. Every part is conditional on
-//! the run still being `running`, so a run cancelled from elsewhere stops writing at once.
+//! the run still being `running` under this recorder's lease: a run cancelled or taken over
+//! elsewhere stops writing at once (fencing).
 
 use diesel::dsl::{exists, now};
 use diesel::prelude::*;
@@ -16,34 +17,36 @@ use crate::checkpoint::state_to_json;
 use crate::db::Pool;
 use crate::error::Result;
 use crate::journal::{Journal, Next, NodeCommit, NodeFailure};
+use crate::lease::Lease;
 use crate::model::{RunId, RunStatus, StageStatus};
 use crate::registry::BoxFuture;
 use crate::schema::{checkpoints, decisions, runs, stages};
 
-/// The run is still `running`: the condition of every write an executor makes.
-macro_rules! live {
-    ($run_id:expr) => {
-        exists(
-            runs::table
-                .find($run_id)
-                .filter(runs::status.eq(RunStatus::Running)),
-        )
+/// The run, `running` under this lease: the condition of every write an executor makes.
+macro_rules! held {
+    ($lease:expr) => {
+        runs::table
+            .find($lease.run_id)
+            .filter(runs::status.eq(RunStatus::Running))
+            .filter(runs::lease_token.eq($lease.token))
     };
 }
 
-/// Writes a run's steps to the workflow tables.
+/// Writes one run's steps to the workflow tables, under its lease.
 pub(crate) struct PgRecorder {
     pool: Pool,
     keep_checkpoints: bool,
+    lease: Lease,
 }
 
 impl PgRecorder {
-    /// A recorder using `pool`. With `keep_checkpoints` false, a completed run's checkpoint
-    /// is deleted in the statement that completes it.
-    pub(crate) fn new(pool: Pool, keep_checkpoints: bool) -> Self {
+    /// A recorder for the run `lease` holds. With `keep_checkpoints` false, a completed run's
+    /// checkpoint is deleted in the statement that completes it.
+    pub(crate) fn new(pool: Pool, keep_checkpoints: bool, lease: Lease) -> Self {
         PgRecorder {
             pool,
             keep_checkpoints,
+            lease,
         }
     }
 }
@@ -62,7 +65,8 @@ impl Journal for PgRecorder {
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let mut conn = self.pool.get().await?;
-            let inserted = start_stage(run_id, node, step, input)
+            debug_assert_eq!(run_id, self.lease.run_id);
+            let inserted = start_stage(self.lease, node, step, input)
                 .execute(&mut conn)
                 .await?;
             Ok(inserted == 1)
@@ -72,26 +76,31 @@ impl Journal for PgRecorder {
     fn node_completed<'a>(&'a self, c: &'a NodeCommit<'a>) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let state = state_to_json(c.checkpoint)?;
-            let keep = self.keep_checkpoints;
+            let (keep, lease) = (self.keep_checkpoints, self.lease);
             let mut conn = self.pool.get().await?;
             let written = match c.next {
                 Next::Node { node, iteration } => {
                     commit(
                         c,
+                        lease,
                         &state,
                         keep,
-                        start_stage(c.run_id, node, iteration, c.output),
+                        start_stage(lease, node, iteration, c.output),
                     )
                     .execute(&mut conn)
                     .await?
                 }
                 Next::Complete { result } => {
-                    let end = end_run(c.run_id, RunStatus::Completed, Some(result), None);
-                    commit(c, &state, keep, end).execute(&mut conn).await?
+                    let end = end_run(lease, RunStatus::Completed, Some(result), None);
+                    commit(c, lease, &state, keep, end)
+                        .execute(&mut conn)
+                        .await?
                 }
                 Next::Fail { message } => {
-                    let end = end_run(c.run_id, RunStatus::Failed, None, Some(message));
-                    commit(c, &state, keep, end).execute(&mut conn).await?
+                    let end = end_run(lease, RunStatus::Failed, None, Some(message));
+                    commit(c, lease, &state, keep, end)
+                        .execute(&mut conn)
+                        .await?
                 }
             };
             Ok(written == 1)
@@ -113,17 +122,24 @@ impl Journal for PgRecorder {
             let mut conn = self.pool.get().await?;
             let written = match f.run_error {
                 Some(message) => {
-                    AtomicStatement::new(end_run(f.run_id, RunStatus::Failed, None, Some(message)))
-                        .with(diesel::update(stage.filter(live!(f.run_id))).set(fail_stage))
-                        .execute(&mut conn)
-                        .await?
+                    AtomicStatement::new(end_run(
+                        self.lease,
+                        RunStatus::Failed,
+                        None,
+                        Some(message),
+                    ))
+                    .with(diesel::update(stage.filter(exists(held!(self.lease)))).set(fail_stage))
+                    .execute(&mut conn)
+                    .await?
                 }
-                // Cancelled: close the stage of a run that is cancelled (and only then).
+                // Cancelled: close the stage of a run that is cancelled under this lease (and
+                // only then: a run taken over by another worker is not ours to touch).
                 None => {
                     let cancelled = exists(
                         runs::table
-                            .find(f.run_id)
-                            .filter(runs::status.eq(RunStatus::Cancelled)),
+                            .find(self.lease.run_id)
+                            .filter(runs::status.eq(RunStatus::Cancelled))
+                            .filter(runs::lease_token.eq(self.lease.token)),
                     );
                     diesel::update(stage.filter(cancelled))
                         .set(fail_stage)
@@ -138,7 +154,8 @@ impl Journal for PgRecorder {
     fn run_failed<'a>(&'a self, run_id: RunId, message: &'a str) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let mut conn = self.pool.get().await?;
-            let written = end_run(run_id, RunStatus::Failed, None, Some(message))
+            debug_assert_eq!(run_id, self.lease.run_id);
+            let written = end_run(self.lease, RunStatus::Failed, None, Some(message))
                 .execute(&mut conn)
                 .await?;
             Ok(written == 1)
@@ -150,6 +167,7 @@ impl Journal for PgRecorder {
 /// the run's end). A completing run's checkpoint is deleted instead of saved unless `keep`.
 fn commit<'a, L>(
     c: &'a NodeCommit<'a>,
+    lease: Lease,
     state: &'a serde_json::Value,
     keep: bool,
     last: L,
@@ -159,7 +177,7 @@ fn commit<'a, L>(
             .filter(stages::run_id.eq(c.run_id))
             .filter(stages::node_name.eq(c.node))
             .filter(stages::iteration.eq(iteration(c.iteration)))
-            .filter(live!(c.run_id)),
+            .filter(exists(held!(lease))),
     )
     .set((
         stages::status.eq(StageStatus::Completed),
@@ -168,19 +186,14 @@ fn commit<'a, L>(
     ));
     let t = c.transition;
     let decide = diesel::insert_into(decisions::table)
-        .values(
-            runs::table
-                .find(c.run_id)
-                .filter(runs::status.eq(RunStatus::Running))
-                .select((
-                    runs::id,
-                    c.node.into_sql::<Text>(),
-                    t.to.into_sql::<Nullable<Text>>(),
-                    t.predicate.into_sql::<Nullable<Text>>(),
-                    t.result.into_sql::<Nullable<Bool>>(),
-                    Some(t.reason).into_sql::<Nullable<Text>>(),
-                )),
-        )
+        .values(held!(lease).select((
+            runs::id,
+            c.node.into_sql::<Text>(),
+            t.to.into_sql::<Nullable<Text>>(),
+            t.predicate.into_sql::<Nullable<Text>>(),
+            t.result.into_sql::<Nullable<Bool>>(),
+            Some(t.reason).into_sql::<Nullable<Text>>(),
+        )))
         .into_columns((
             decisions::run_id,
             decisions::from_node,
@@ -192,16 +205,18 @@ fn commit<'a, L>(
     let statement = AtomicStatement::new(last).with(complete_stage).with(decide);
     if matches!(c.next, Next::Complete { .. }) && !keep {
         statement.with(diesel::delete(
-            checkpoints::table.find(c.run_id).filter(live!(c.run_id)),
+            checkpoints::table
+                .find(c.run_id)
+                .filter(exists(held!(lease))),
         ))
     } else {
-        statement.with(save_checkpoint(c.run_id, c.node, state))
+        statement.with(save_checkpoint(lease, c.node, state))
     }
 }
 
-/// Inserts the `started` stage of `node`, if the run is running.
+/// Inserts the `started` stage of `node`, if the run is held under `lease`.
 fn start_stage<'a>(
-    run_id: RunId,
+    lease: Lease,
     node: &'a str,
     step: u32,
     input: &'a serde_json::Value,
@@ -211,18 +226,13 @@ fn start_stage<'a>(
 + Sync
 + 'a {
     diesel::insert_into(stages::table)
-        .values(
-            runs::table
-                .find(run_id)
-                .filter(runs::status.eq(RunStatus::Running))
-                .select((
-                    runs::id,
-                    node.into_sql::<Text>(),
-                    iteration(step).into_sql::<Integer>(),
-                    StageStatus::Started.into_sql::<Text>(),
-                    Some(input).into_sql::<Nullable<Jsonb>>(),
-                )),
-        )
+        .values(held!(lease).select((
+            runs::id,
+            node.into_sql::<Text>(),
+            iteration(step).into_sql::<Integer>(),
+            StageStatus::Started.into_sql::<Text>(),
+            Some(input).into_sql::<Nullable<Jsonb>>(),
+        )))
         .into_columns((
             stages::run_id,
             stages::node_name,
@@ -232,19 +242,14 @@ fn start_stage<'a>(
         ))
 }
 
-/// Upserts the checkpoint of a running run.
+/// Upserts the checkpoint of a run held under `lease`.
 fn save_checkpoint<'a>(
-    run_id: RunId,
+    lease: Lease,
     node: &'a str,
     state: &'a serde_json::Value,
 ) -> impl diesel::query_builder::QueryFragment<diesel::pg::Pg> + Send + Sync + 'a {
     diesel::insert_into(checkpoints::table)
-        .values(
-            runs::table
-                .find(run_id)
-                .filter(runs::status.eq(RunStatus::Running))
-                .select((runs::id, state.into_sql::<Jsonb>(), node.into_sql::<Text>())),
-        )
+        .values(held!(lease).select((runs::id, state.into_sql::<Jsonb>(), node.into_sql::<Text>())))
         .into_columns((
             checkpoints::run_id,
             checkpoints::state_data,
@@ -258,9 +263,9 @@ fn save_checkpoint<'a>(
         ))
 }
 
-/// `running` → `status` (completed or failed), with the result or the error.
+/// `running` under `lease` → `status` (completed or failed), with the result or the error.
 fn end_run<'a>(
-    run_id: RunId,
+    lease: Lease,
     status: RunStatus,
     result: Option<&'a serde_json::Value>,
     error: Option<&'a str>,
@@ -269,12 +274,7 @@ fn end_run<'a>(
 + Send
 + Sync
 + 'a {
-    diesel::update(
-        runs::table
-            .find(run_id)
-            .filter(runs::status.eq(RunStatus::Running)),
-    )
-    .set((
+    diesel::update(held!(lease)).set((
         runs::status.eq(status),
         runs::result.eq(result),
         runs::error_message.eq(error),

@@ -35,6 +35,12 @@ diesel::table! {
         completed_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        idempotency_key -> Nullable<Text>,
+        owner -> Nullable<Text>,
+        lease_token -> Nullable<Uuid>,
+        heartbeat_at -> Nullable<Timestamptz>,
+        lease_expires_at -> Nullable<Timestamptz>,
+        recoveries -> Int4,
     }
 }
 

@@ -10,15 +10,20 @@ fn executor(pool: Pool) -> workflows::Result<Executor> {
     Ok(Executor::builder(pool, Registry::from_compiled()?).build())
 }
 
-/// Runs `name` with `params` (JSON text) and follows it to its end.
-pub(crate) async fn run(pool: Pool, name: &str, params: &str) -> workflows::Result<Outcome> {
-    let params = serde_json::from_str(params).map_err(|e| {
+/// Params given on the command line, as JSON.
+pub(crate) fn parse_params(params: &str) -> workflows::Result<serde_json::Value> {
+    serde_json::from_str(params).map_err(|e| {
         workflows::Error::invalid_input(
             "--params",
             params,
             format!("not JSON ({e}); give an object like '{{\"text\": \"...\"}}'"),
         )
-    })?;
+    })
+}
+
+/// Runs `name` with `params` (JSON text) and follows it to its end.
+pub(crate) async fn run(pool: Pool, name: &str, params: &str) -> workflows::Result<Outcome> {
+    let params = parse_params(params)?;
     let executor = executor(pool)?;
     let execution = executor.start(name, params).await?;
     println!("run {} ({name})", execution.run_id());

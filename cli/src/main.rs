@@ -7,6 +7,8 @@
 //! workflows show RUN_ID                  one run: its stages and decisions
 //! workflows cancel RUN_ID                cancel a pending or running run
 //! workflows resume RUN_ID                continue a failed or cancelled run
+//! workflows submit NAME [--key KEY]      queue a run for the workers
+//! workflows worker [--concurrency N]     execute queued runs until interrupted
 //! workflows migrate up|down|redo|status  the database schema
 //! ```
 //!
@@ -18,6 +20,7 @@ mod inspect;
 mod migrate;
 mod samples;
 mod table;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -64,6 +67,19 @@ enum Command {
         /// The run's id.
         run_id: String,
     },
+    /// Queue a run for the workers and print its id.
+    Submit {
+        /// The workflow's name.
+        name: String,
+        /// Its params, a JSON object.
+        #[arg(long, default_value = "{}")]
+        params: String,
+        /// An idempotency key: submitting again with it gives the same run.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Execute queued runs, and take over those of crashed workers, until SIGINT or SIGTERM.
+    Worker(worker::WorkerArgs),
     /// Apply, revert or inspect the database migrations.
     Migrate {
         #[command(subcommand)]
@@ -123,6 +139,10 @@ async fn run(cli: Cli) -> workflows::Result<Outcome> {
         Command::Show { run_id } => inspect::show(pool, run_id.parse::<RunId>()?).await,
         Command::Cancel { run_id } => execute::cancel(pool, run_id.parse()?).await,
         Command::Resume { run_id } => execute::resume(pool, run_id.parse()?).await,
+        Command::Submit { name, params, key } => {
+            worker::submit(pool, &name, &params, key.as_deref()).await
+        }
+        Command::Worker(args) => worker::work(pool, args).await,
         Command::Migrate { action } => migrate::run(action, pool).await,
     }
 }

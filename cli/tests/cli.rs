@@ -32,7 +32,10 @@ fn list_shows_the_sample_workflows_sorted_by_name() {
         .skip(1)
         .map(|l| l.split_whitespace().next().unwrap())
         .collect();
-    assert_eq!(names, ["classify", "flaky", "reasoning", "summarize"]);
+    assert_eq!(
+        names,
+        ["chain", "classify", "flaky", "reasoning", "summarize"]
+    );
     assert!(out.starts_with("NAME"), "{out}");
     assert!(
         out.contains("Linear: splits `text` into sentences"),
@@ -48,28 +51,30 @@ async fn migrate_up_down_redo_and_status() {
 
     assert_eq!(
         status(),
-        "pending  2026-11-25-000001_create_workflows\npending  2026-11-25-000002_workflows_integrity\n"
+        "pending  2026-11-25-000001_create_workflows\npending  2026-11-25-000002_workflows_integrity\n\
+         pending  2026-11-25-000003_workflows_workers\n"
     );
     assert_eq!(
         stdout(&workflows(&["migrate", "up"], url)),
-        "applied 20261125000001\napplied 20261125000002\n"
+        "applied 20261125000001\napplied 20261125000002\napplied 20261125000003\n"
     );
     assert_eq!(stdout(&workflows(&["migrate", "up"], url)), "up to date\n");
     assert_eq!(
         stdout(&workflows(&["migrate", "redo"], url)),
-        "redone 20261125000002\n"
+        "redone 20261125000003\n"
     );
     assert_eq!(
         stdout(&workflows(&["migrate", "down"], url)),
-        "reverted 20261125000002\n"
+        "reverted 20261125000003\n"
     );
     assert_eq!(
         status(),
-        "applied  2026-11-25-000001_create_workflows\npending  2026-11-25-000002_workflows_integrity\n"
+        "applied  2026-11-25-000001_create_workflows\napplied  2026-11-25-000002_workflows_integrity\n\
+         pending  2026-11-25-000003_workflows_workers\n"
     );
     assert_eq!(
         stdout(&workflows(&["migrate", "down", "--all"], url)),
-        "reverted 20261125000001\n"
+        "reverted 20261125000002\nreverted 20261125000001\n"
     );
     assert_eq!(
         stdout(&workflows(&["migrate", "down"], url)),
@@ -77,7 +82,7 @@ async fn migrate_up_down_redo_and_status() {
     );
     assert_eq!(
         stdout(&workflows(&["migrate", "up"], url)),
-        "applied 20261125000001\napplied 20261125000002\n"
+        "applied 20261125000001\napplied 20261125000002\napplied 20261125000003\n"
     );
     schema.drop_schema().await.unwrap();
 }

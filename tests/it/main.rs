@@ -14,3 +14,4 @@ mod registry;
 mod repository;
 mod schema_drift;
 mod testing_support;
+mod workers;

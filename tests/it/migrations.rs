@@ -12,12 +12,14 @@ use crate::catalog::{describe, table_exists};
 const TABLES: [&str; 4] = ["runs", "stages", "decisions", "checkpoints"];
 const FIRST: &str = "20261125000001";
 const SECOND: &str = "20261125000002";
+const THIRD: &str = "20261125000003";
+const ALL: [&str; 3] = [FIRST, SECOND, THIRD];
 
 #[tokio::test]
 async fn migrations_run_twice_do_nothing_the_second_time() {
     let schema = IsolatedSchema::create_unmigrated().await.unwrap();
     let mut migrator = Migrator::new(schema.pool().get().await.unwrap());
-    assert_eq!(migrator.run_pending().await.unwrap(), [FIRST, SECOND]);
+    assert_eq!(migrator.run_pending().await.unwrap(), ALL);
     assert_eq!(migrator.run_pending().await.unwrap(), Vec::<String>::new());
 }
 
@@ -26,7 +28,7 @@ async fn status_lists_each_migration_and_whether_it_is_applied() {
     let schema = IsolatedSchema::create_unmigrated().await.unwrap();
     let mut migrator = Migrator::new(schema.pool().get().await.unwrap());
     let status = migrator.status().await.unwrap();
-    assert_eq!(status.len(), 2);
+    assert_eq!(status.len(), 3);
     assert!(status.iter().all(|m| !m.applied));
     assert_eq!(status[0].name, "2026-11-25-000001_create_workflows");
     migrator.run_pending().await.unwrap();
@@ -39,7 +41,7 @@ async fn status_lists_each_migration_and_whether_it_is_applied() {
         .iter()
         .map(|m| m.applied)
         .collect();
-    assert_eq!(applied, [true, false]);
+    assert_eq!(applied, [true, true, false]);
 }
 
 #[tokio::test]
@@ -55,7 +57,7 @@ async fn down_to_zero_then_up_round_trips_and_leaves_other_tables_alone() {
     let before = describe(&mut conn).await;
 
     let mut migrator = Migrator::new(schema.pool().get().await.unwrap());
-    assert_eq!(migrator.revert_all().await.unwrap(), [SECOND, FIRST]);
+    assert_eq!(migrator.revert_all().await.unwrap(), [THIRD, SECOND, FIRST]);
     for table in TABLES {
         assert!(
             !table_exists(&mut conn, table).await,
@@ -67,7 +69,7 @@ async fn down_to_zero_then_up_round_trips_and_leaves_other_tables_alone() {
         "nothing left to revert"
     );
 
-    assert_eq!(migrator.run_pending().await.unwrap(), [FIRST, SECOND]);
+    assert_eq!(migrator.run_pending().await.unwrap(), ALL);
     assert_eq!(describe(&mut conn).await, before, "the same schema again");
     let notes: Vec<String> = diesel::sql_query("SELECT body FROM app_notes ORDER BY id")
         .load::<Note>(&mut conn)
@@ -96,13 +98,15 @@ async fn reverting_the_integrity_migration_restores_the_seed_schema_exactly() {
         ))
         .await
         .unwrap();
-    // ... and the library's migrations up, then the second one down, in another.
+    // ... and the library's migrations up, then all but the first down, in another.
     let ours = IsolatedSchema::create().await.unwrap();
     let mut migrator = Migrator::new(ours.pool().get().await.unwrap());
-    assert_eq!(
-        migrator.revert_last().await.unwrap().as_deref(),
-        Some(SECOND)
-    );
+    for later in [THIRD, SECOND] {
+        assert_eq!(
+            migrator.revert_last().await.unwrap().as_deref(),
+            Some(later)
+        );
+    }
     let mut our_conn = ours.pool().get().await.unwrap();
 
     let seed_shape = describe(&mut seed_conn).await;
@@ -121,7 +125,7 @@ async fn redo_reapplies_the_last_migration() {
     let mut conn = schema.pool().get().await.unwrap();
     let before = describe(&mut conn).await;
     let mut migrator = Migrator::new(schema.pool().get().await.unwrap());
-    assert_eq!(migrator.redo().await.unwrap().as_deref(), Some(SECOND));
+    assert_eq!(migrator.redo().await.unwrap().as_deref(), Some(THIRD));
     assert_eq!(describe(&mut conn).await, before);
 }
 
@@ -129,6 +133,7 @@ async fn redo_reapplies_the_last_migration() {
 async fn the_integrity_migration_refuses_rows_that_break_it_and_changes_nothing() {
     let schema = IsolatedSchema::create().await.unwrap();
     let mut migrator = Migrator::new(schema.pool().get().await.unwrap());
+    migrator.revert_last().await.unwrap();
     migrator.revert_last().await.unwrap();
     let mut conn = schema.pool().get().await.unwrap();
     conn.batch_execute("INSERT INTO runs (workflow_name, status) VALUES ('legacy', 'weird')")
@@ -152,7 +157,7 @@ async fn the_integrity_migration_refuses_rows_that_break_it_and_changes_nothing(
         .collect();
     assert_eq!(
         applied,
-        [true, false],
+        [true, false, false],
         "the failed migration is not recorded"
     );
 }
@@ -172,11 +177,7 @@ async fn concurrent_migrators_take_turns() {
         applied.extend(task.await.unwrap().expect("every migrator succeeds"));
     }
     applied.sort();
-    assert_eq!(
-        applied,
-        [FIRST, SECOND],
-        "each migration applied exactly once"
-    );
+    assert_eq!(applied, ALL, "each migration applied exactly once");
 }
 
 #[test]

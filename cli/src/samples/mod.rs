@@ -2,6 +2,7 @@
 //! classify samples, and one that fails on purpose. Each node waits `delay_ms` (default 20)
 //! to stand for a model call, and stops at once when the run is cancelled.
 
+mod chain;
 mod classify;
 mod flaky;
 mod reasoning;
@@ -50,7 +51,10 @@ mod tests {
             .into_iter()
             .map(|w| w.name)
             .collect();
-        assert_eq!(names, ["classify", "flaky", "reasoning", "summarize"]);
+        assert_eq!(
+            names,
+            ["chain", "classify", "flaky", "reasoning", "summarize"]
+        );
     }
 
     /// Every sample declares a valid graph from its documented params.
@@ -65,6 +69,7 @@ mod tests {
             ("reasoning", json!({"question": "What is 2 + 3?"})),
             ("classify", json!({"items": ["invoice 42", "hello"]})),
             ("flaky", json!({"fail_at": "transform"})),
+            ("chain", json!({"nodes": 3})),
         ] {
             let params = Params::from_value(params).unwrap();
             let built = registry

@@ -1,0 +1,71 @@
+//! `chain`: a linear graph of `nodes` nodes, each setting a key to a `payload`-long string and
+//! incrementing `counter`: with the defaults, the benchmark's workload W. With `log`, each
+//! node appends its name to that file when it starts, so tests can count executions.
+
+use std::io::Write;
+use std::time::Duration;
+
+use workflows::{BoxError, GraphBuilder, NodeContext, Params, Runtime, State, workflow};
+
+#[workflow(
+    name = "chain",
+    description = "Linear: `nodes` nodes (default 10) each set a `payload`-long value (default 100) and count; optional `delay_ms`, `log`"
+)]
+async fn chain(
+    graph: &mut GraphBuilder,
+    _runtime: &Runtime,
+    params: Params,
+) -> Result<State, BoxError> {
+    let nodes: usize = params.get("nodes")?.unwrap_or(10);
+    if !(1..=1000).contains(&nodes) {
+        return Err(format!("nodes must be from 1 to 1000, not {nodes}").into());
+    }
+    for i in 0..nodes {
+        graph.add_node(format!("n{i}"), step);
+        if i > 0 {
+            graph.add_edge(format!("n{}", i - 1), format!("n{i}"));
+        }
+    }
+    graph
+        .set_entry_point("n0")
+        .add_exit_point(format!("n{}", nodes - 1))
+        .set_max_iterations(u32::try_from(nodes).unwrap_or(u32::MAX));
+    let mut state = State::new()
+        .with("counter", 0)
+        .with("payload", params.get::<usize>("payload")?.unwrap_or(100))
+        .with("delay_ms", params.get::<u64>("delay_ms")?.unwrap_or(0));
+    if let Some(log) = params.get::<String>("log")? {
+        state.set("log", log);
+    }
+    Ok(state)
+}
+
+async fn step(mut state: State, ctx: NodeContext) -> Result<State, BoxError> {
+    if let Some(log) = state.get::<String>("log")? {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        writeln!(file, "{}", ctx.node())?;
+    }
+    let delay: u64 = state.require("delay_ms")?;
+    if delay > 0 {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(delay)) => {}
+            () = ctx.cancelled() => return Err("cancelled".into()),
+        }
+    }
+    let payload: usize = state.require("payload")?;
+    let index = ctx.node().trim_start_matches('n');
+    state.set(
+        format!("k{index}"),
+        format!("v{index}-")
+            .chars()
+            .chain(std::iter::repeat('x'))
+            .take(payload)
+            .collect::<String>(),
+    );
+    let counter: u64 = state.require("counter")?;
+    state.set("counter", counter + 1);
+    Ok(state)
+}

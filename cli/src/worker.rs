@@ -1,0 +1,125 @@
+//! `workflows worker` and `workflows submit`: durable execution shared by worker processes.
+
+use std::time::Duration;
+
+use clap::Args;
+use workflows::{Executor, ExecutorConfig, Pool, Registry, Retention, Worker, WorkerConfig};
+
+use crate::Outcome;
+
+/// How the worker works.
+#[derive(Args)]
+pub(crate) struct WorkerArgs {
+    /// Most runs executing at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// A name for this worker in `runs.owner` (default: host, process id and a random suffix).
+    #[arg(long)]
+    name: Option<String>,
+    /// How long a run's lease lasts without a heartbeat, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    lease_ms: u64,
+    /// How often leases are renewed, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    heartbeat_ms: u64,
+    /// How often to look for work without a notification, in milliseconds.
+    #[arg(long, default_value_t = 1_000)]
+    poll_ms: u64,
+    /// Do not LISTEN for notifications (behind a transaction-mode pooler); poll only.
+    #[arg(long)]
+    no_listen: bool,
+    /// Takeovers of a run whose worker died before it is failed instead.
+    #[arg(long, default_value_t = 3)]
+    max_recoveries: i32,
+    /// Delete checkpoints of finished runs this many seconds after they were written.
+    #[arg(long)]
+    prune_checkpoints_after_secs: Option<u64>,
+    /// Delete finished runs (with stages and decisions) this many seconds after they ended.
+    #[arg(long)]
+    prune_runs_after_secs: Option<u64>,
+    /// On stop, seconds executing runs may take to finish before they are cancelled.
+    #[arg(long, default_value_t = 30)]
+    drain_secs: u64,
+}
+
+/// Runs a worker until SIGINT or SIGTERM.
+pub(crate) async fn work(pool: Pool, args: WorkerArgs) -> workflows::Result<Outcome> {
+    if args.heartbeat_ms == 0 || args.heartbeat_ms >= args.lease_ms {
+        return Err(workflows::Error::invalid_input(
+            "--heartbeat-ms",
+            args.heartbeat_ms.to_string(),
+            format_args!("must be above 0 and below --lease-ms ({})", args.lease_ms),
+        ));
+    }
+    let defaults = ExecutorConfig::default();
+    let executor = Executor::builder(pool, Registry::from_compiled()?)
+        .config(ExecutorConfig {
+            owner: args.name.unwrap_or(defaults.owner.clone()),
+            lease: Duration::from_millis(args.lease_ms),
+            heartbeat: Duration::from_millis(args.heartbeat_ms),
+            ..defaults
+        })
+        .build();
+    let config = WorkerConfig {
+        concurrency: args.concurrency.max(1),
+        poll_interval: Duration::from_millis(args.poll_ms.max(1)),
+        listen: !args.no_listen,
+        max_recoveries: args.max_recoveries,
+        retention: Retention {
+            checkpoints_after: args.prune_checkpoints_after_secs.map(Duration::from_secs),
+            runs_after: args.prune_runs_after_secs.map(Duration::from_secs),
+            ..Retention::default()
+        },
+        drain: Duration::from_secs(args.drain_secs),
+    };
+    println!("worker {} started", executor.owner());
+    let worker = Worker::new(executor, config);
+    let report = worker.run_until(stop_signal()).await?;
+    println!(
+        "worker stopped ({} runs cancelled{})",
+        report.cancelled.len(),
+        if report.all_stopped {
+            ""
+        } else {
+            ", some still stopping"
+        }
+    );
+    Ok(Outcome::Success)
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Queues a run for the workers.
+pub(crate) async fn submit(
+    pool: Pool,
+    name: &str,
+    params: &str,
+    key: Option<&str>,
+) -> workflows::Result<Outcome> {
+    let params = crate::execute::parse_params(params)?;
+    let executor = Executor::builder(pool, Registry::from_compiled()?).build();
+    let run = executor.submit(name, params, key).await?;
+    println!("run {} is {}", run.id, run.status);
+    Ok(Outcome::Success)
+}

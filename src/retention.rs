@@ -1,0 +1,125 @@
+//! Retention: removing what finished runs leave behind, in bounded batches.
+//!
+//! Each batch is one statement: runs are deleted with their stages, decisions and checkpoint
+//! by the foreign keys' `ON DELETE CASCADE`, so an interrupted prune leaves no orphans.
+
+use std::time::Duration;
+
+use diesel::dsl::exists;
+use diesel::pg::data_types::PgInterval;
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::error::Result;
+use crate::lease::db_now;
+use crate::model::RunStatus;
+use crate::schema::{checkpoints, runs};
+
+const FINISHED: [RunStatus; 3] = [
+    RunStatus::Completed,
+    RunStatus::Failed,
+    RunStatus::Cancelled,
+];
+
+/// What to prune, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// Delete the checkpoints of finished runs this long after they were last written
+    /// (`None`: keep them).
+    pub checkpoints_after: Option<Duration>,
+    /// Delete finished runs, with their stages and decisions, this long after they ended
+    /// (`None`: keep them).
+    pub runs_after: Option<Duration>,
+    /// Rows per statement.
+    pub batch_size: i64,
+    /// How often a worker prunes.
+    pub every: Duration,
+}
+
+impl Default for Retention {
+    /// Keep everything.
+    fn default() -> Self {
+        Retention {
+            checkpoints_after: None,
+            runs_after: None,
+            batch_size: 500,
+            every: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Retention {
+    /// Whether there is anything to prune.
+    pub fn is_enabled(&self) -> bool {
+        self.checkpoints_after.is_some() || self.runs_after.is_some()
+    }
+}
+
+/// What one prune removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Checkpoints deleted (besides those deleted with their runs).
+    pub checkpoints: usize,
+    /// Runs deleted, each with its stages, decisions and checkpoint.
+    pub runs: usize,
+}
+
+fn age(d: Duration) -> PgInterval {
+    PgInterval::from_microseconds(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// Prunes in batches until nothing more is due.
+pub async fn prune(conn: &mut AsyncPgConnection, retention: &Retention) -> Result<PruneReport> {
+    let mut report = PruneReport::default();
+    loop {
+        let batch = prune_batch(conn, retention).await?;
+        report.checkpoints += batch.checkpoints;
+        report.runs += batch.runs;
+        let full = |n: usize| i64::try_from(n).unwrap_or(i64::MAX) >= retention.batch_size;
+        if !full(batch.checkpoints) && !full(batch.runs) {
+            return Ok(report);
+        }
+    }
+}
+
+/// One batch of each kind: at most `batch_size` checkpoints and `batch_size` runs.
+pub async fn prune_batch(
+    conn: &mut AsyncPgConnection,
+    retention: &Retention,
+) -> Result<PruneReport> {
+    let mut report = PruneReport::default();
+    if let Some(after) = retention.checkpoints_after {
+        let old = diesel::alias!(checkpoints as old);
+        let due = old
+            .select(old.field(checkpoints::run_id))
+            .filter(old.field(checkpoints::updated_at).lt(db_now() - age(after)))
+            .filter(exists(
+                runs::table
+                    .filter(runs::id.eq(old.field(checkpoints::run_id)))
+                    .filter(runs::status.eq_any(FINISHED)),
+            ))
+            .limit(retention.batch_size);
+        report.checkpoints =
+            diesel::delete(checkpoints::table.filter(checkpoints::run_id.eq_any(due)))
+                .execute(conn)
+                .await?;
+    }
+    if let Some(after) = retention.runs_after {
+        let old = diesel::alias!(runs as old);
+        let due = old
+            .select(old.field(runs::id))
+            .filter(old.field(runs::status).eq_any(FINISHED))
+            .filter(
+                old.field(runs::completed_at)
+                    .lt((db_now() - age(after)).nullable()),
+            )
+            .order_by(old.field(runs::completed_at).asc())
+            .limit(retention.batch_size)
+            .for_update()
+            .skip_locked();
+        report.runs = diesel::delete(runs::table.filter(runs::id.eq_any(due)))
+            .execute(conn)
+            .await?;
+    }
+    Ok(report)
+}

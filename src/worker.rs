@@ -1,0 +1,249 @@
+//! Workers: any number of processes, on any number of machines, sharing the runs of one
+//! database.
+//!
+//! A worker claims `pending` runs (`FOR UPDATE SKIP LOCKED`, so workers never wait on each
+//! other), executes them with its [`Executor`] under a lease it renews, takes over runs whose
+//! lease expired (their worker crashed, was killed, or lost the database) and resumes them
+//! after their last checkpoint, and prunes old runs if asked to. It wakes up on PostgreSQL
+//! notifications (a run was submitted or cancelled) and also polls, so it works where
+//! notifications are lost or unavailable.
+//!
+//! ```no_run
+//! use workflows::{Executor, Registry, Worker, WorkerConfig};
+//!
+//! # async fn example(pool: workflows::Pool) -> workflows::Result<()> {
+//! let executor = Executor::builder(pool, Registry::from_compiled()?).build();
+//! let worker = Worker::new(executor, WorkerConfig { concurrency: 16, ..Default::default() });
+//! worker.run_until(async { tokio::signal::ctrl_c().await.ok(); }).await?;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::db::Pool;
+use crate::error::Result;
+use crate::executor::{Attempt, Executor, ShutdownReport};
+use crate::lease::{self, Expired, Lease};
+use crate::listener::{self, Wakeup};
+use crate::model::Run;
+use crate::retention::{self, Retention};
+
+/// How a worker works.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerConfig {
+    /// Most runs executing at once (default 8).
+    pub concurrency: usize,
+    /// How often to look for work without being notified (default 1 s).
+    pub poll_interval: Duration,
+    /// Whether to be woken by PostgreSQL notifications (default true). Turn off behind a
+    /// transaction-mode pooler, where LISTEN does not work; polling still finds the work.
+    pub listen: bool,
+    /// How many times a run may be taken over after its lease expired before it is failed
+    /// instead (default 3): a run that keeps killing its workers must not loop forever.
+    pub max_recoveries: i32,
+    /// What to prune (default: nothing).
+    pub retention: Retention,
+    /// When stopping, how long executing runs may take to finish before they are cancelled
+    /// (default 30 s).
+    pub drain: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 8,
+            poll_interval: Duration::from_secs(1),
+            listen: true,
+            max_recoveries: 3,
+            retention: Retention::default(),
+            drain: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A worker: see the module documentation.
+pub struct Worker {
+    executor: Executor,
+    config: WorkerConfig,
+    slots: Arc<Semaphore>,
+    freed: Arc<Notify>,
+}
+
+impl Worker {
+    /// A worker executing runs with `executor` (whose registry says which workflows it
+    /// takes: runs of other workflows are left to other workers).
+    pub fn new(executor: Executor, config: WorkerConfig) -> Self {
+        Worker {
+            slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            freed: Arc::new(Notify::new()),
+            executor,
+            config,
+        }
+    }
+
+    /// Its executor.
+    pub fn executor(&self) -> &Executor {
+        &self.executor
+    }
+
+    /// Works until `stop` completes, then stops claiming, lets executing runs finish for up to
+    /// `drain` and cancels the rest (they can be resumed, or are recovered elsewhere).
+    pub async fn run_until(&self, stop: impl Future<Output = ()>) -> Result<ShutdownReport> {
+        let pool = self.executor.pool().clone();
+        let stop_listening = CancellationToken::new();
+        let mut wakeups = self
+            .config
+            .listen
+            .then(|| listener::spawn(pool.clone(), stop_listening.clone()));
+        let mut next_prune = tokio::time::Instant::now();
+        let mut stop = std::pin::pin!(stop);
+        tracing::info!(owner = %self.executor.owner(), concurrency = self.config.concurrency, "worker started");
+        loop {
+            if let Err(e) = self.fill().await {
+                tracing::warn!(error = %e, "could not claim runs; retrying");
+            }
+            if self.config.retention.is_enabled() && tokio::time::Instant::now() >= next_prune {
+                next_prune = tokio::time::Instant::now() + self.config.retention.every;
+                match self.prune(&pool).await {
+                    Ok(report) if report.runs + report.checkpoints > 0 => {
+                        tracing::info!(
+                            runs = report.runs,
+                            checkpoints = report.checkpoints,
+                            "pruned"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "pruning failed; retrying later"),
+                }
+            }
+            tokio::select! {
+                () = &mut stop => break,
+                () = self.freed.notified() => {}
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+                Some(wakeup) = next_wakeup(&mut wakeups) => {
+                    if let Wakeup::Cancelled(run_id) = wakeup {
+                        self.executor.interrupt(run_id);
+                    }
+                }
+            }
+        }
+        stop_listening.cancel();
+        tracing::info!(owner = %self.executor.owner(), "worker stopping");
+        Ok(self.executor.shutdown(self.config.drain).await)
+    }
+
+    /// One round of work: takes over expired runs, then claims pending ones, as far as free
+    /// slots allow. Returns how many runs it started.
+    pub async fn fill(&self) -> Result<usize> {
+        let names: Vec<String> = self
+            .executor
+            .registry()
+            .list()
+            .into_iter()
+            .map(|w| w.name)
+            .collect();
+        let config = self.executor.config();
+        let mut started = 0;
+
+        let free = self.slots.available_permits();
+        if free > 0 {
+            let mut conn = self.executor.pool().get().await?;
+            for seen in lease::expired(&mut conn, &names, to_limit(free)).await? {
+                if seen.recoveries >= self.config.max_recoveries {
+                    self.give_up(&mut conn, seen).await?;
+                } else if let Some((run, lease)) =
+                    lease::take_over(&mut conn, seen, &config.owner, config.lease).await?
+                {
+                    tracing::info!(run_id = %run.id, recoveries = seen.recoveries + 1, "took over a run whose lease expired");
+                    started += usize::from(self.execute(run, lease, Attempt::Resume));
+                }
+            }
+        }
+        let free = self.slots.available_permits();
+        if free > 0 {
+            let mut conn = self.executor.pool().get().await?;
+            for (run, lease) in lease::claim_pending(
+                &mut conn,
+                &names,
+                &config.owner,
+                config.lease,
+                to_limit(free),
+            )
+            .await?
+            {
+                started += usize::from(self.execute(run, lease, Attempt::Fresh));
+            }
+        }
+        Ok(started)
+    }
+
+    async fn give_up(
+        &self,
+        conn: &mut diesel_async::AsyncPgConnection,
+        seen: Expired,
+    ) -> Result<()> {
+        let message = format!(
+            "the run was taken over {} times after its worker stopped heartbeating; giving up \
+             (raise WorkerConfig::max_recoveries, or resume it once the cause is fixed)",
+            seen.recoveries
+        );
+        if lease::give_up(conn, seen, &message).await? {
+            tracing::warn!(run_id = %seen.run_id, recoveries = seen.recoveries, "failed a run that keeps losing its worker");
+        }
+        Ok(())
+    }
+
+    /// Executes a claimed run in a free slot; whether it started.
+    fn execute(&self, run: Run, lease: Lease, attempt: Attempt) -> bool {
+        let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
+            // Cannot happen (runs are claimed only for free slots); the lease expires and
+            // another worker takes the run over.
+            tracing::error!(run_id = %run.id, "claimed a run without a free slot");
+            return false;
+        };
+        let run_id = run.id;
+        match self.executor.execute_claimed(run, lease, attempt) {
+            Ok(execution) => {
+                let freed = Arc::clone(&self.freed);
+                tokio::spawn(release_when_done(execution, permit, freed));
+                true
+            }
+            Err(e) => {
+                tracing::error!(%run_id, error = %e, "could not execute a claimed run");
+                false
+            }
+        }
+    }
+
+    async fn prune(&self, pool: &Pool) -> Result<retention::PruneReport> {
+        let mut conn = pool.get().await?;
+        retention::prune(&mut conn, &self.config.retention).await
+    }
+}
+
+/// Frees the run's slot when it ends.
+async fn release_when_done(
+    execution: crate::Execution,
+    permit: OwnedSemaphorePermit,
+    freed: Arc<Notify>,
+) {
+    let _ = execution.wait().await;
+    drop(permit);
+    freed.notify_one();
+}
+
+async fn next_wakeup(wakeups: &mut Option<tokio::sync::mpsc::Receiver<Wakeup>>) -> Option<Wakeup> {
+    match wakeups {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn to_limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,650 @@
+//! Durable execution in one process: submit and idempotency, workers sharing runs, leases
+//! renewed and taken over, the recovery limit, cancel by notification or heartbeat, pruning.
+//! (Tests with real worker processes are in `cli/tests/workers.rs`.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use http::StatusCode;
+use serde_json::json;
+use tokio::sync::Notify;
+use workflows::schema::{checkpoints, decisions, runs, stages};
+use workflows::testing::IsolatedSchema;
+use workflows::{
+    BoxError, Error, Executor, ExecutorConfig, GraphBuilder, NodeContext, Params, Pool,
+    PruneReport, Registry, Retention, RunId, RunStatus, Runtime, StageStatus, State, Worker,
+    WorkerConfig, WorkflowDef, lifecycle, repository, retention,
+};
+
+/// Guards against hangs only.
+const HANG: Duration = Duration::from_secs(60);
+
+async fn mark(mut state: State, ctx: NodeContext) -> Result<State, BoxError> {
+    state.set(ctx.node(), ctx.iteration());
+    Ok(state)
+}
+
+async fn quick(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, BoxError> {
+    g.add_node("a", mark)
+        .add_node("b", mark)
+        .add_edge("a", "b")
+        .set_entry_point("a")
+        .add_exit_point("b");
+    Ok(State::new())
+}
+
+/// Holds its node until the runtime's gate opens (or the run is interrupted).
+struct Gate(Notify);
+
+async fn gated(g: &mut GraphBuilder, rt: &Runtime, _: Params) -> Result<State, BoxError> {
+    let gate = rt.get::<Gate>()?;
+    g.add_node("a", mark)
+        .add_node("wait", move |state: State, ctx: NodeContext| {
+            let gate = Arc::clone(&gate);
+            async move {
+                tokio::select! {
+                    () = gate.0.notified() => mark(state, ctx).await,
+                    () = ctx.cancelled() => Err("interrupted".into()),
+                }
+            }
+        })
+        .add_node("c", mark)
+        .add_edge("a", "wait")
+        .add_edge("wait", "c")
+        .set_entry_point("a")
+        .add_exit_point("c");
+    Ok(State::new())
+}
+
+fn registry() -> Registry {
+    let mut registry = Registry::new();
+    registry
+        .register(WorkflowDef::new("quick", "two nodes", |g, r, p| {
+            Box::pin(quick(g, r, p))
+        }))
+        .unwrap();
+    registry
+        .register(WorkflowDef::new("gated", "waits for a gate", |g, r, p| {
+            Box::pin(gated(g, r, p))
+        }))
+        .unwrap();
+    registry
+}
+
+fn executor(
+    pool: &Pool,
+    owner: &str,
+    lease: Duration,
+    heartbeat: Duration,
+) -> (Executor, Arc<Gate>) {
+    let gate = Arc::new(Gate(Notify::new()));
+    let executor = Executor::builder(pool.clone(), registry())
+        .runtime(Runtime::builder().with_arc(Arc::clone(&gate)).build())
+        .config(ExecutorConfig {
+            owner: owner.to_owned(),
+            lease,
+            heartbeat,
+            ..ExecutorConfig::default()
+        })
+        .build();
+    (executor, gate)
+}
+
+fn worker(executor: Executor, config: WorkerConfig) -> Worker {
+    Worker::new(executor, config)
+}
+
+async fn run_of(pool: &Pool, id: RunId) -> workflows::Run {
+    repository::find_run(&mut pool.get().await.unwrap(), id)
+        .await
+        .unwrap()
+}
+
+async fn owner_and_recoveries(pool: &Pool, id: RunId) -> (Option<String>, i32) {
+    let mut conn = pool.get().await.unwrap();
+    runs::table
+        .find(id)
+        .select((runs::owner, runs::recoveries))
+        .first(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// Waits until the run is in `status`.
+async fn until_status(pool: &Pool, id: RunId, status: RunStatus) -> workflows::Run {
+    tokio::time::timeout(HANG, async {
+        loop {
+            let run = run_of(pool, id).await;
+            if run.status == status {
+                return run;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("run {id} never became {status}"))
+}
+
+/// Waits until the run's stage of `node` has started.
+async fn until_started(pool: &Pool, id: RunId, node: &str) {
+    tokio::time::timeout(HANG, async {
+        loop {
+            let mut conn = pool.get().await.unwrap();
+            let started: i64 = stages::table
+                .filter(stages::run_id.eq(id))
+                .filter(stages::node_name.eq(node))
+                .filter(stages::status.eq(StageStatus::Started))
+                .count()
+                .get_result(&mut conn)
+                .await
+                .unwrap();
+            if started > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the node started");
+}
+
+async fn steps(pool: &Pool, id: RunId) -> Vec<(String, i32, StageStatus)> {
+    let mut conn = pool.get().await.unwrap();
+    repository::get_stages(&mut conn, id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.node_name, s.iteration, s.status))
+        .collect()
+}
+
+fn s(text: &str) -> String {
+    text.to_owned()
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+
+#[tokio::test]
+async fn submitting_twice_with_one_key_gives_one_run() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (executor, _) = executor(schema.pool(), "a", SECOND, SECOND / 4);
+    let first = executor
+        .submit("quick", json!({"x": 1}), Some("order-42"))
+        .await
+        .unwrap();
+    assert_eq!(first.status, RunStatus::Pending);
+    let again = executor
+        .submit("quick", json!({"x": 1}), Some("order-42"))
+        .await
+        .unwrap();
+    assert_eq!(again.id, first.id);
+    let other = executor
+        .submit("quick", json!({"x": 1}), Some("order-43"))
+        .await
+        .unwrap();
+    assert_ne!(other.id, first.id);
+    let unkeyed = executor
+        .submit("quick", json!({"x": 1}), None)
+        .await
+        .unwrap();
+    assert_ne!(unkeyed.id, first.id);
+
+    let err = executor
+        .submit("quick", json!({"x": 2}), Some("order-42"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+    assert!(err.to_string().contains(&first.id.to_string()), "{err}");
+    let count: i64 = runs::table
+        .count()
+        .get_result(&mut schema.pool().get().await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(count, 3);
+}
+
+#[tokio::test]
+async fn concurrent_submits_with_one_key_give_one_run() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (executor, _) = executor(schema.pool(), "a", SECOND, SECOND / 4);
+    let submits = (0..8).map(|_| {
+        let executor = executor.clone();
+        tokio::spawn(async move {
+            executor
+                .submit("quick", json!({}), Some("same"))
+                .await
+                .unwrap()
+                .id
+        })
+    });
+    let mut ids = Vec::new();
+    for submit in submits {
+        ids.push(submit.await.unwrap());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+}
+
+#[tokio::test]
+async fn submit_refuses_bad_input_before_writing() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (executor, _) = executor(schema.pool(), "a", SECOND, SECOND / 4);
+    assert!(matches!(
+        executor.submit("nope", json!({}), None).await.unwrap_err(),
+        Error::WorkflowNotFound { .. }
+    ));
+    assert!(matches!(
+        executor
+            .submit("quick", json!([1]), None)
+            .await
+            .unwrap_err(),
+        Error::InvalidInput { .. }
+    ));
+    let err = executor
+        .submit("quick", json!({}), Some(" "))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("idempotency key"), "{err}");
+    let count: i64 = runs::table
+        .count()
+        .get_result(&mut schema.pool().get().await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+}
+
+#[tokio::test]
+async fn two_workers_share_the_pending_runs_and_run_each_once() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (a, _) = executor(schema.pool(), "worker-a", SECOND * 10, SECOND);
+    let (b, _) = executor(schema.pool(), "worker-b", SECOND * 10, SECOND);
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        ids.push(a.submit("quick", json!({}), None).await.unwrap().id);
+    }
+    let config = WorkerConfig {
+        concurrency: 4,
+        ..WorkerConfig::default()
+    };
+    let (wa, wb) = (worker(a, config.clone()), worker(b, config));
+    let stop = Arc::new(Notify::new());
+    let (sa, sb) = (Arc::clone(&stop), Arc::clone(&stop));
+    let (ra, rb) = tokio::join!(
+        async {
+            let done = tokio::spawn({
+                let pool = schema.pool().clone();
+                let ids = ids.clone();
+                async move {
+                    for id in ids {
+                        until_status(&pool, id, RunStatus::Completed).await;
+                    }
+                    stop.notify_waiters();
+                }
+            });
+            let report = wa.run_until(async move { sa.notified().await }).await;
+            done.await.unwrap();
+            report
+        },
+        wb.run_until(async move { sb.notified().await }),
+    );
+    assert!(ra.unwrap().all_stopped && rb.unwrap().all_stopped);
+
+    let mut owners = std::collections::BTreeMap::new();
+    for id in &ids {
+        assert_eq!(steps(schema.pool(), *id).await.len(), 2, "each node once");
+        let (owner, recoveries) = owner_and_recoveries(schema.pool(), *id).await;
+        assert_eq!(recoveries, 0);
+        *owners.entry(owner.unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(owners.values().sum::<i32>(), 40);
+    assert_eq!(owners.len(), 2, "both workers took runs: {owners:?}");
+}
+
+#[tokio::test]
+async fn a_heartbeat_keeps_a_long_node_s_lease() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (a, gate) = executor(
+        schema.pool(),
+        "a",
+        Duration::from_millis(600),
+        Duration::from_millis(100),
+    );
+    let execution = a.start("gated", json!({})).await.unwrap();
+    let id = execution.run_id();
+    until_started(schema.pool(), id, "wait").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let (b, _) = executor(schema.pool(), "b", SECOND, SECOND / 4);
+    assert_eq!(
+        worker(b, WorkerConfig::default()).fill().await.unwrap(),
+        0,
+        "nothing expired"
+    );
+    assert_eq!(
+        owner_and_recoveries(schema.pool(), id).await,
+        (Some(s("a")), 0)
+    );
+    gate.0.notify_one();
+    assert_eq!(execution.wait().await.unwrap().status, RunStatus::Completed);
+}
+
+#[tokio::test]
+async fn a_run_whose_lease_expired_is_taken_over_and_its_old_owner_is_fenced_off() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    // `a` stalls: its heartbeat would come only after an hour, its lease lasts 300 ms.
+    let (a, a_gate) = executor(
+        schema.pool(),
+        "a",
+        Duration::from_millis(300),
+        Duration::from_secs(3600),
+    );
+    let stalled = a.start("gated", json!({})).await.unwrap();
+    let id = stalled.run_id();
+    until_started(schema.pool(), id, "wait").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let (b, b_gate) = executor(schema.pool(), "b", SECOND * 10, SECOND);
+    b_gate.0.notify_one(); // b's `wait` passes at once
+    let worker_b = worker(b, WorkerConfig::default());
+    assert_eq!(worker_b.fill().await.unwrap(), 1);
+    let run = until_status(schema.pool(), id, RunStatus::Completed).await;
+    assert_eq!(
+        owner_and_recoveries(schema.pool(), id).await,
+        (Some(s("b")), 1)
+    );
+
+    // `a` wakes up: its node completes, and its write is refused.
+    a_gate.0.notify_one();
+    let late = tokio::time::timeout(HANG, stalled.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(late.status, RunStatus::Completed, "b's result stands");
+    assert_eq!(late.result, run.result);
+    assert_eq!(
+        steps(schema.pool(), id).await,
+        [
+            (s("a"), 1, StageStatus::Completed),
+            (s("wait"), 2, StageStatus::Failed), // interrupted: closed by b's takeover
+            (s("wait"), 3, StageStatus::Completed),
+            (s("c"), 4, StageStatus::Completed),
+        ]
+    );
+    let mut conn = schema.pool().get().await.unwrap();
+    let decided: i64 = decisions::table
+        .filter(decisions::run_id.eq(id))
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        decided, 3,
+        "a -> wait, wait -> c, c (end): nothing from a's late attempt"
+    );
+}
+
+#[tokio::test]
+async fn past_the_recovery_limit_a_run_fails_saying_so() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (a, _) = executor(
+        schema.pool(),
+        "a",
+        Duration::from_millis(200),
+        Duration::from_secs(3600),
+    );
+    let stalled = a.start("gated", json!({})).await.unwrap();
+    let id = stalled.run_id();
+    until_started(schema.pool(), id, "wait").await;
+    {
+        let mut conn = schema.pool().get().await.unwrap();
+        diesel::update(runs::table.find(id))
+            .set(runs::recoveries.eq(3))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (b, _) = executor(schema.pool(), "b", SECOND, SECOND / 4);
+    let config = WorkerConfig {
+        max_recoveries: 3,
+        ..WorkerConfig::default()
+    };
+    assert_eq!(worker(b, config).fill().await.unwrap(), 0);
+    let run = run_of(schema.pool(), id).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    let message = run.error_message.unwrap();
+    assert!(message.contains("taken over 3 times"), "{message}");
+    assert_eq!(
+        steps(schema.pool(), id).await[1],
+        (s("wait"), 2, StageStatus::Failed)
+    );
+    drop(stalled);
+}
+
+async fn cancel_elsewhere(pool: &Pool, id: RunId) {
+    let mut conn: diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection> =
+        pool.get().await.unwrap();
+    lifecycle::cancel_run(&mut conn, id).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cancel_from_elsewhere_reaches_a_worker_by_notification() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    // Heartbeats too rare to matter: only the notification can interrupt the node.
+    let (a, _) = executor(schema.pool(), "a", SECOND * 3600, SECOND * 1800);
+    let id = a.submit("gated", json!({}), None).await.unwrap().id;
+    let stop = Arc::new(Notify::new());
+    let stopped = Arc::clone(&stop);
+    let pool = schema.pool().clone();
+    let worker_a = worker(a, WorkerConfig::default());
+    let (report, ()) = tokio::join!(
+        worker_a.run_until(async move { stopped.notified().await }),
+        async {
+            until_started(&pool, id, "wait").await;
+            cancel_elsewhere(&pool, id).await;
+            // The node awaits forever unless interrupted: its stage closes only if it was.
+            tokio::time::timeout(HANG, async {
+                while steps(&pool, id).await[1].2 != StageStatus::Failed {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .expect("the node was interrupted");
+            stop.notify_waiters();
+        }
+    );
+    assert!(report.unwrap().cancelled.is_empty());
+    assert_eq!(run_of(schema.pool(), id).await.status, RunStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn without_notifications_the_heartbeat_notices_a_cancel() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (a, _) = executor(schema.pool(), "a", SECOND * 10, Duration::from_millis(100));
+    let execution = a.start("gated", json!({})).await.unwrap();
+    let id = execution.run_id();
+    until_started(schema.pool(), id, "wait").await;
+    cancel_elsewhere(schema.pool(), id).await;
+    let run = tokio::time::timeout(HANG, execution.wait())
+        .await
+        .expect("interrupted")
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Cancelled);
+    assert_eq!(
+        steps(schema.pool(), id).await[1],
+        (s("wait"), 2, StageStatus::Failed)
+    );
+}
+
+/// A finished run `days` old with a stage, a decision and a checkpoint.
+async fn finished_run(conn: &mut AsyncPgConnection, status: RunStatus, days: i64) -> RunId {
+    let ended = chrono::Utc::now() - chrono::Duration::days(days);
+    let id: RunId = diesel::insert_into(runs::table)
+        .values((
+            runs::workflow_name.eq("quick"),
+            runs::status.eq(status),
+            runs::completed_at.eq(Some(ended)),
+        ))
+        .returning(runs::id)
+        .get_result(conn)
+        .await
+        .unwrap();
+    diesel::insert_into(stages::table)
+        .values((
+            stages::run_id.eq(id),
+            stages::node_name.eq("a"),
+            stages::iteration.eq(1),
+            stages::status.eq(StageStatus::Completed),
+        ))
+        .execute(conn)
+        .await
+        .unwrap();
+    diesel::insert_into(decisions::table)
+        .values((decisions::run_id.eq(id), decisions::from_node.eq("a")))
+        .execute(conn)
+        .await
+        .unwrap();
+    diesel::insert_into(checkpoints::table)
+        .values((
+            checkpoints::run_id.eq(id),
+            checkpoints::state_data.eq(json!({})),
+            checkpoints::checkpoint_node.eq("a"),
+            checkpoints::updated_at.eq(ended),
+        ))
+        .execute(conn)
+        .await
+        .unwrap();
+    id
+}
+
+async fn counts(conn: &mut AsyncPgConnection) -> (i64, i64, i64, i64) {
+    (
+        runs::table.count().get_result(conn).await.unwrap(),
+        stages::table.count().get_result(conn).await.unwrap(),
+        decisions::table.count().get_result(conn).await.unwrap(),
+        checkpoints::table.count().get_result(conn).await.unwrap(),
+    )
+}
+
+/// Stages, decisions and checkpoints whose run is gone.
+async fn orphans(conn: &mut AsyncPgConnection) -> i64 {
+    use diesel::dsl::{exists, not};
+    let stages: i64 = stages::table
+        .filter(not(exists(runs::table.filter(runs::id.eq(stages::run_id)))))
+        .count()
+        .get_result(conn)
+        .await
+        .unwrap();
+    let decisions: i64 = decisions::table
+        .filter(not(exists(
+            runs::table.filter(runs::id.eq(decisions::run_id)),
+        )))
+        .count()
+        .get_result(conn)
+        .await
+        .unwrap();
+    stages + decisions
+}
+
+#[tokio::test]
+async fn pruning_deletes_old_finished_runs_and_nothing_else() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let mut conn = schema.pool().get().await.unwrap();
+    let old: Vec<RunId> = vec![
+        finished_run(&mut conn, RunStatus::Completed, 40).await,
+        finished_run(&mut conn, RunStatus::Failed, 35).await,
+        finished_run(&mut conn, RunStatus::Cancelled, 31).await,
+    ];
+    let recent = finished_run(&mut conn, RunStatus::Completed, 2).await;
+    let running: RunId = diesel::insert_into(runs::table)
+        .values((
+            runs::workflow_name.eq("quick"),
+            runs::status.eq(RunStatus::Running),
+        ))
+        .returning(runs::id)
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+
+    let month = Retention {
+        runs_after: Some(Duration::from_secs(30 * 86_400)),
+        ..Retention::default()
+    };
+    let report = retention::prune(&mut conn, &month).await.unwrap();
+    assert_eq!(
+        report,
+        PruneReport {
+            checkpoints: 0,
+            runs: 3
+        }
+    );
+    for id in old {
+        assert!(matches!(
+            repository::find_run(&mut conn, id).await,
+            Err(Error::RunNotFound { .. })
+        ));
+    }
+    repository::find_run(&mut conn, recent).await.unwrap();
+    repository::find_run(&mut conn, running).await.unwrap();
+    assert_eq!(counts(&mut conn).await, (2, 1, 1, 1));
+    assert_eq!(orphans(&mut conn).await, 0);
+    assert_eq!(
+        retention::prune(&mut conn, &month).await.unwrap(),
+        PruneReport::default()
+    );
+}
+
+#[tokio::test]
+async fn pruning_checkpoints_keeps_the_runs() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let mut conn = schema.pool().get().await.unwrap();
+    let old = finished_run(&mut conn, RunStatus::Completed, 10).await;
+    let recent = finished_run(&mut conn, RunStatus::Failed, 1).await;
+    let week = Retention {
+        checkpoints_after: Some(Duration::from_secs(7 * 86_400)),
+        ..Retention::default()
+    };
+    assert_eq!(
+        retention::prune(&mut conn, &week).await.unwrap(),
+        PruneReport {
+            checkpoints: 1,
+            runs: 0
+        }
+    );
+    let left: Vec<RunId> = checkpoints::table
+        .select(checkpoints::run_id)
+        .load(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, [recent]);
+    repository::find_run(&mut conn, old).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_interrupted_prune_leaves_no_orphans() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let mut conn = schema.pool().get().await.unwrap();
+    for days in 10..15 {
+        finished_run(&mut conn, RunStatus::Completed, days).await;
+    }
+    let small = Retention {
+        runs_after: Some(Duration::from_secs(86_400)),
+        batch_size: 2,
+        ..Retention::default()
+    };
+    // One batch, then the pruner "dies": what it did is whole, the rest untouched.
+    assert_eq!(
+        retention::prune_batch(&mut conn, &small)
+            .await
+            .unwrap()
+            .runs,
+        2
+    );
+    assert_eq!(counts(&mut conn).await, (3, 3, 3, 3));
+    assert_eq!(orphans(&mut conn).await, 0);
+    assert_eq!(retention::prune(&mut conn, &small).await.unwrap().runs, 3);
+    assert_eq!(counts(&mut conn).await, (0, 0, 0, 0));
+}
