@@ -56,9 +56,10 @@ pub(crate) enum Step {
     CycleBound(String),
 }
 
-/// Chooses the edge taken after `node` produced `state` at step `iteration`: the node's exit,
-/// else the first edge (in the order added) whose predicate holds.
-pub(crate) fn route(graph: &Graph, node: &str, state: &State, iteration: u32) -> Route {
+/// Chooses the edge taken after `node` produced `state`: the node's exit, else the first edge
+/// (in the order added) whose predicate holds. The run may not complete more than
+/// `max_iterations` nodes on its path.
+pub(crate) fn route(graph: &Graph, node: &str, state: &State) -> Route {
     if graph.is_exit_point(node) {
         return Route {
             to: None,
@@ -107,7 +108,7 @@ pub(crate) fn route(graph: &Graph, node: &str, state: &State, iteration: u32) ->
         }
         let to = edge.to().to_owned();
         let max = graph.max_iterations();
-        let step = if iteration >= max {
+        let step = if state.steps() >= max {
             Step::CycleBound(format!(
                 "the run reached max_iterations ({max}) at node {node}: is there a cycle without an exit?"
             ))
@@ -226,8 +227,9 @@ impl Engine<'_> {
             };
 
             state.set_checkpoint(&node, iteration);
+            state.count_step();
             let output = state.data_value();
-            let route = route(self.graph, &node, &state, iteration);
+            let route = route(self.graph, &node, &state);
             let next = match &route.step {
                 Step::Continue => Next::Node {
                     node: route.to.as_deref().unwrap_or_default(),
@@ -391,7 +393,7 @@ mod tests {
         let g = graph(|g| {
             g.add_edge("c", "a");
         });
-        let r = route(&g, "c", &State::new(), 3);
+        let r = route(&g, "c", &State::new());
         assert_eq!((r.step, r.to), (Step::Complete, None));
         assert_eq!(r.reason, "exit point reached");
     }
@@ -403,7 +405,7 @@ mod tests {
                 .add_conditional_edge("a", "c", Predicate::key_exists("y"))
                 .add_edge("a", "b");
         });
-        let r = route(&g, "a", &State::new().with("y", 1), 1);
+        let r = route(&g, "a", &State::new().with("y", 1));
         assert_eq!(r.to.as_deref(), Some("c"));
         assert_eq!(
             (r.predicate.as_deref(), r.result),
@@ -411,7 +413,7 @@ mod tests {
         );
         assert_eq!(r.reason, "key_exists(y) held; key_exists(x) did not");
 
-        let r = route(&g, "a", &State::new(), 1);
+        let r = route(&g, "a", &State::new());
         assert_eq!(
             (r.to.as_deref(), r.predicate, r.result),
             (Some("b"), None, None)
@@ -425,7 +427,7 @@ mod tests {
     #[test]
     fn a_node_without_edges_that_is_not_an_exit_fails() {
         let g = graph(|_| {});
-        let r = route(&g, "b", &State::new(), 2);
+        let r = route(&g, "b", &State::new());
         assert_eq!(
             r.step,
             Step::Fail("node b is not an exit point and has no outgoing edge".into())
@@ -433,15 +435,17 @@ mod tests {
     }
 
     #[test]
-    fn the_cycle_bound_stops_before_step_max_plus_one() {
+    fn the_cycle_bound_counts_completed_nodes_on_the_path() {
         let g = graph(|g| {
             g.add_edge("a", "a").set_max_iterations(3);
         });
-        assert_eq!(route(&g, "a", &State::new(), 2).step, Step::Continue);
-        assert!(matches!(
-            route(&g, "a", &State::new(), 3).step,
-            Step::CycleBound(_)
-        ));
+        let mut state = State::new();
+        for _ in 0..2 {
+            state.count_step();
+            assert_eq!(route(&g, "a", &state).step, Step::Continue);
+        }
+        state.count_step();
+        assert!(matches!(route(&g, "a", &state).step, Step::CycleBound(_)));
     }
 
     #[test]
@@ -453,7 +457,7 @@ mod tests {
                 Predicate::new("explodes", |_| panic!("bad predicate")),
             );
         });
-        let r = route(&g, "a", &State::new(), 1);
+        let r = route(&g, "a", &State::new());
         let Step::Fail(message) = r.step else {
             panic!("{r:?}")
         };

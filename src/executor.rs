@@ -573,7 +573,7 @@ async fn execute_attempt(
                         node: after.clone(),
                         iteration: saved.iteration(),
                     });
-                    let next = route(&graph, &after, &saved, iteration - 1);
+                    let next = route(&graph, &after, &saved);
                     match (next.step, next.to) {
                         (Step::Continue, Some(to)) => (to, saved, iteration, true),
                         (Step::Fail(message) | Step::CycleBound(message), _) => {

@@ -32,6 +32,8 @@ pub struct State {
     timestamp: DateTime<Utc>,
     #[serde(default)]
     iteration: u32,
+    #[serde(default)]
+    steps: u32,
 }
 
 impl Default for State {
@@ -49,6 +51,7 @@ impl State {
             checkpoint_node: None,
             timestamp: Utc::now(),
             iteration: 0,
+            steps: 0,
         }
     }
 
@@ -144,6 +147,18 @@ impl State {
     /// The step number of the node that produced this state (0 before any node ran).
     pub fn iteration(&self) -> u32 {
         self.iteration
+    }
+
+    /// How many nodes have completed on the run's path so far. Attempts that failed or were
+    /// interrupted (and executed again after a resume) do not count: this, not the step
+    /// number, is what `max_iterations` bounds.
+    pub fn steps(&self) -> u32 {
+        self.steps
+    }
+
+    /// Counts one more completed node on the path.
+    pub(crate) fn count_step(&mut self) {
+        self.steps = self.steps.saturating_add(1);
     }
 
     /// The workflow's data as one JSON value: what stage snapshots record.

@@ -1,0 +1,400 @@
+//! Worker processes against a real PostgreSQL: sharing runs, recovering a killed worker's
+//! run, fencing off a paused worker, and cancelling from another process.
+#![allow(clippy::unwrap_used)] // test helpers panic on failure, which is what a test wants
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde_json::json;
+use workflows::schema::{runs, stages};
+use workflows::testing::IsolatedSchema;
+use workflows::{RunId, RunStatus, StageStatus, repository};
+
+/// Guards against hangs only.
+const HANG: Duration = Duration::from_secs(120);
+
+/// A `workflows worker` process, killed if the test ends first.
+struct WorkerProcess {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl WorkerProcess {
+    fn start(url: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_workflows"))
+            .arg("worker")
+            .args(args)
+            .env("DATABASE_URL", url)
+            .env("RUST_LOG", "workflows=info")
+            .stdout(Stdio::piped())
+            // The worker's log, for when a test fails: set WORKFLOWS_TEST_WORKER_LOGS=1.
+            .stderr(
+                if std::env::var_os("WORKFLOWS_TEST_WORKER_LOGS").is_some() {
+                    Stdio::inherit()
+                } else {
+                    Stdio::null()
+                },
+            )
+            .spawn()
+            .unwrap();
+        let (sender, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if sender.send(line.unwrap_or_default()).is_err() {
+                    return;
+                }
+            }
+        });
+        let worker = WorkerProcess { child, lines };
+        worker.expect_line("worker ");
+        worker
+    }
+
+    fn expect_line(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + HANG;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no line starting with {prefix:?}: {e}"),
+            }
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal}");
+    }
+
+    /// SIGTERM, then the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        self.signal("-TERM");
+        self.expect_line("worker stopped");
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn connect(url: &str) -> AsyncPgConnection {
+    AsyncPgConnection::establish(url).await.unwrap()
+}
+
+/// Inserts `n` pending runs of `chain` with `params`, as `submit` would.
+async fn pending(url: &str, n: usize, params: serde_json::Value) -> Vec<RunId> {
+    let rows: Vec<_> = (0..n)
+        .map(|_| {
+            (
+                runs::workflow_name.eq("chain"),
+                runs::status.eq(RunStatus::Pending),
+                runs::params.eq(params.clone()),
+            )
+        })
+        .collect();
+    diesel::insert_into(runs::table)
+        .values(rows)
+        .returning(runs::id)
+        .get_results(&mut connect(url).await)
+        .await
+        .unwrap()
+}
+
+/// Polls until `done` holds.
+async fn until<F: AsyncFnMut(&mut AsyncPgConnection) -> bool>(url: &str, what: &str, mut done: F) {
+    let mut conn = connect(url).await;
+    let deadline = Instant::now() + HANG;
+    while !done(&mut conn).await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn stage_started(conn: &mut AsyncPgConnection, id: RunId, node: &str) -> bool {
+    stages::table
+        .filter(stages::run_id.eq(id))
+        .filter(stages::node_name.eq(node))
+        .filter(stages::status.eq(StageStatus::Started))
+        .count()
+        .get_result::<i64>(conn)
+        .await
+        .unwrap()
+        > 0
+}
+
+async fn status(conn: &mut AsyncPgConnection, id: RunId) -> RunStatus {
+    repository::find_run(conn, id).await.unwrap().status
+}
+
+async fn owner_and_recoveries(conn: &mut AsyncPgConnection, id: RunId) -> (Option<String>, i32) {
+    runs::table
+        .find(id)
+        .select((runs::owner, runs::recoveries))
+        .first(conn)
+        .await
+        .unwrap()
+}
+
+async fn steps(conn: &mut AsyncPgConnection, id: RunId) -> Vec<(String, i32, StageStatus)> {
+    repository::get_stages(conn, id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.node_name, s.iteration, s.status))
+        .collect()
+}
+
+/// How many times each node started, from the run's `log` file.
+fn executions(log: &std::path::Path) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for line in std::fs::read_to_string(log).unwrap().lines() {
+        *counts.entry(line.to_owned()).or_default() += 1;
+    }
+    counts
+}
+
+fn counted(pairs: &[(&str, usize)]) -> std::collections::BTreeMap<String, usize> {
+    pairs.iter().map(|(n, c)| ((*n).to_owned(), *c)).collect()
+}
+
+fn s(text: &str) -> String {
+    text.to_owned()
+}
+
+/// A directory for a run's log, removed when the test ends (passing or not).
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("wf-{what}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_worker_processes_share_200_runs_and_complete_each_once() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let url = schema.database_url().to_owned();
+    let ids = pending(&url, 200, json!({"nodes": 3, "payload": 10})).await;
+    let args = ["--concurrency", "4", "--poll-ms", "200"];
+    let one = WorkerProcess::start(&url, &[&args[..], &["--name", "one"]].concat());
+    let two = WorkerProcess::start(&url, &[&args[..], &["--name", "two"]].concat());
+
+    until(&url, "every run has ended", async |conn| {
+        runs::table
+            .filter(runs::status.eq_any([RunStatus::Pending, RunStatus::Running]))
+            .count()
+            .get_result::<i64>(conn)
+            .await
+            .unwrap()
+            == 0
+    })
+    .await;
+    assert!(one.stop().success());
+    assert!(two.stop().success());
+
+    let mut conn = connect(&url).await;
+    let mut by_owner = std::collections::BTreeMap::new();
+    for id in &ids {
+        assert_eq!(status(&mut conn, *id).await, RunStatus::Completed);
+        let stages = steps(&mut conn, *id).await;
+        let expected: Vec<_> = (0..3)
+            .map(|i| (format!("n{i}"), i + 1, StageStatus::Completed))
+            .collect();
+        assert_eq!(stages, expected, "each node exactly once");
+        let (owner, recoveries) = owner_and_recoveries(&mut conn, *id).await;
+        assert_eq!(recoveries, 0);
+        *by_owner.entry(owner.unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        by_owner.keys().collect::<Vec<_>>(),
+        ["one", "two"],
+        "both did work: {by_owner:?}"
+    );
+    drop(conn);
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_worker_s_run_is_recovered_without_rerunning_completed_nodes() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let url = schema.database_url().to_owned();
+    let dir = TempDir::new("kill");
+    let log = dir.0.join("log");
+    let id = pending(&url, 1, json!({"nodes": 5, "delay_ms": 300, "log": log})).await[0];
+    let lease = [
+        "--lease-ms",
+        "1500",
+        "--heartbeat-ms",
+        "300",
+        "--poll-ms",
+        "200",
+    ];
+
+    let doomed = WorkerProcess::start(&url, &[&lease[..], &["--name", "doomed"]].concat());
+    until(&url, "n2 has started", async |conn| {
+        stage_started(conn, id, "n2").await
+    })
+    .await;
+    doomed.signal("-KILL");
+    drop(doomed);
+
+    let rescuer = WorkerProcess::start(&url, &[&lease[..], &["--name", "rescuer"]].concat());
+    until(&url, "the run has completed", async |conn| {
+        status(conn, id).await == RunStatus::Completed
+    })
+    .await;
+    assert!(rescuer.stop().success());
+
+    let mut conn = connect(&url).await;
+    assert_eq!(
+        owner_and_recoveries(&mut conn, id).await,
+        (Some(s("rescuer")), 1)
+    );
+    assert_eq!(
+        executions(&log),
+        counted(&[("n0", 1), ("n1", 1), ("n2", 2), ("n3", 1), ("n4", 1)]),
+        "completed nodes ran once; only the interrupted one ran again"
+    );
+    assert_eq!(
+        steps(&mut conn, id).await,
+        [
+            (s("n0"), 1, StageStatus::Completed),
+            (s("n1"), 2, StageStatus::Completed),
+            (s("n2"), 3, StageStatus::Failed),
+            (s("n2"), 4, StageStatus::Completed),
+            (s("n3"), 5, StageStatus::Completed),
+            (s("n4"), 6, StageStatus::Completed),
+        ]
+    );
+    let run = repository::find_run(&mut conn, id).await.unwrap();
+    assert_eq!(run.result.unwrap()["counter"], json!(5));
+    drop(conn);
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_worker_s_late_writes_are_refused() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let url = schema.database_url().to_owned();
+    let dir = TempDir::new("pause");
+    let log = dir.0.join("log");
+    let id = pending(&url, 1, json!({"nodes": 4, "delay_ms": 1000, "log": log})).await[0];
+
+    let paused = WorkerProcess::start(
+        &url,
+        &[
+            "--name",
+            "paused",
+            "--lease-ms",
+            "1000",
+            "--heartbeat-ms",
+            "200",
+            "--poll-ms",
+            "200",
+        ],
+    );
+    until(&url, "n1 has started", async |conn| {
+        stage_started(conn, id, "n1").await
+    })
+    .await;
+    paused.signal("-STOP"); // longer than its lease, mid-node
+
+    let other = WorkerProcess::start(&url, &["--name", "other", "--poll-ms", "200"]);
+    until(&url, "the run has completed", async |conn| {
+        status(conn, id).await == RunStatus::Completed
+    })
+    .await;
+    let mut conn = connect(&url).await;
+    let finished = repository::find_run(&mut conn, id).await.unwrap();
+    let recorded = steps(&mut conn, id).await;
+
+    paused.signal("-CONT");
+    // Its node had 1 s to go, its heartbeat 0.2 s: give it time to try to write.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(paused.stop().success());
+    assert!(other.stop().success());
+
+    assert_eq!(
+        owner_and_recoveries(&mut conn, id).await,
+        (Some(s("other")), 1)
+    );
+    assert_eq!(
+        steps(&mut conn, id).await,
+        recorded,
+        "nothing written after the takeover"
+    );
+    assert_eq!(repository::find_run(&mut conn, id).await.unwrap(), finished);
+    assert_eq!(
+        recorded,
+        [
+            (s("n0"), 1, StageStatus::Completed),
+            (s("n1"), 2, StageStatus::Failed),
+            (s("n1"), 3, StageStatus::Completed),
+            (s("n2"), 4, StageStatus::Completed),
+            (s("n3"), 5, StageStatus::Completed),
+        ]
+    );
+    assert_eq!(
+        executions(&log),
+        counted(&[("n0", 1), ("n1", 2), ("n2", 1), ("n3", 1)]),
+        "the paused worker went no further once it woke"
+    );
+    drop(conn);
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_from_another_process_stops_a_worker_s_run() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let url = schema.database_url().to_owned();
+    // Each node sleeps a minute: only an interruption ends it within the test's guard.
+    let id = pending(&url, 1, json!({"nodes": 3, "delay_ms": 60_000})).await[0];
+    let worker = WorkerProcess::start(&url, &["--name", "w", "--poll-ms", "200"]);
+    until(&url, "n0 has started", async |conn| {
+        stage_started(conn, id, "n0").await
+    })
+    .await;
+
+    let cancel = Command::new(env!("CARGO_BIN_EXE_workflows"))
+        .args(["cancel", &id.to_string()])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(cancel.status.success());
+    until(&url, "the node was interrupted", async |conn| {
+        steps(conn, id).await == [(s("n0"), 1, StageStatus::Failed)]
+    })
+    .await;
+    assert!(worker.stop().success());
+    let mut conn = connect(&url).await;
+    let run = repository::find_run(&mut conn, id).await.unwrap();
+    assert_eq!(run.status, RunStatus::Cancelled);
+    let stage = &repository::get_stages(&mut conn, id).await.unwrap()[0];
+    assert_eq!(
+        stage.error_message.as_deref(),
+        Some("cancelled while executing")
+    );
+    drop(conn);
+    schema.drop_schema().await.unwrap();
+}
