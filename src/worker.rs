@@ -14,7 +14,8 @@
 //! # async fn example(pool: workflows::Pool) -> workflows::Result<()> {
 //! let executor = Executor::builder(pool, Registry::from_compiled()?).build();
 //! let worker = Worker::new(executor, WorkerConfig { concurrency: 16, ..Default::default() });
-//! worker.run_until(async { tokio::signal::ctrl_c().await.ok(); }).await?;
+//! let stop = std::future::pending::<()>(); // in practice: a shutdown signal (SIGTERM, Ctrl-C)
+//! worker.run_until(stop).await?;
 //! # Ok(()) }
 //! ```
 
