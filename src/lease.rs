@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::atomic_statement::AtomicStatement;
 use crate::error::{Error, Result};
-use crate::lifecycle::{INTERRUPTED, refusal};
+use crate::lifecycle::refusal;
 use crate::model::{Run, RunId, RunStatus, StageStatus};
 use crate::params::Params;
 use crate::schema::{runs, stages};
@@ -38,6 +38,10 @@ diesel::define_sql_function! {
     /// A random UUID, made by the database: a fresh lease token per row.
     fn gen_random_uuid() -> SqlUuid;
 }
+
+/// What a stage left `started` by a stopped attempt is marked with when its run resumes or
+/// is taken over.
+const INTERRUPTED: &str = "interrupted: the run stopped while this node was executing";
 
 /// The hold an executor has on a running run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -5,26 +5,30 @@
 //! wins, and the other gets [`Error::InvalidStatus`] (400) naming the status it found.
 //!
 //! ```text
-//! pending ──start──▶ running ──complete──▶ completed
+//! pending ──claim──▶ running ──complete──▶ completed
 //!    │                 │  └──────fail────▶ failed ────┐
 //!    └─────cancel──────┴──────cancel─────▶ cancelled ─┴─resume─▶ running
 //! ```
+//!
+//! The transitions into `running` (a worker's claim, a takeover, a resume) also give the run
+//! a lease, so they belong to the [`Executor`](crate::Executor) and the
+//! [`Worker`](crate::Worker). This module has those anyone may make: create a run for the
+//! workers, end a running one, cancel, delete.
 
-use chrono::{DateTime, Utc};
-use diesel::dsl::{exists, now};
+use diesel::dsl::now;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
-use crate::atomic_statement::AtomicStatement;
 use crate::error::{Error, Result};
-use crate::model::{Run, RunId, RunStatus, StageStatus};
+use crate::model::{Run, RunId, RunStatus};
 use crate::params::Params;
-use crate::schema::{runs, stages};
+use crate::schema::runs;
 
 use RunStatus::{Cancelled, Completed, Failed, Pending, Running};
 
-/// Creates a `pending` run of `workflow` with `params`.
+/// Creates a `pending` run of `workflow` with `params`, for a [`Worker`](crate::Worker) to
+/// claim ([`Executor::submit`](crate::Executor::submit) also checks the workflow is known).
 pub async fn create_run(
     conn: &mut AsyncPgConnection,
     workflow: &str,
@@ -41,18 +45,7 @@ pub async fn create_run(
         .await?)
 }
 
-/// `pending` → `running`, stamping `started_at`.
-pub async fn start_run(conn: &mut AsyncPgConnection, id: RunId) -> Result<Run> {
-    let run = diesel::update(runs::table.find(id).filter(runs::status.eq(Pending)))
-        .set((runs::status.eq(Running), runs::started_at.eq(now)))
-        .returning(Run::as_returning())
-        .get_result(conn)
-        .await
-        .optional()?;
-    accepted(conn, id, "start", run).await
-}
-
-/// `running` → `completed`, with its result.
+/// `running` → `completed`, with its result. Its executor's later writes are refused.
 pub async fn complete_run(conn: &mut AsyncPgConnection, id: RunId, result: &Value) -> Result<Run> {
     let run = diesel::update(runs::table.find(id).filter(runs::status.eq(Running)))
         .set((
@@ -67,7 +60,7 @@ pub async fn complete_run(conn: &mut AsyncPgConnection, id: RunId, result: &Valu
     accepted(conn, id, "complete", run).await
 }
 
-/// `running` → `failed`, with the reason.
+/// `running` → `failed`, with the reason. Its executor's later writes are refused.
 pub async fn fail_run(conn: &mut AsyncPgConnection, id: RunId, message: &str) -> Result<Run> {
     let run = diesel::update(runs::table.find(id).filter(runs::status.eq(Running)))
         .set((
@@ -98,41 +91,6 @@ pub async fn cancel_run(conn: &mut AsyncPgConnection, id: RunId) -> Result<Run> 
     .optional()?;
     accepted(conn, id, "cancel", run).await
 }
-
-/// `failed` or `cancelled` → `running` again, clearing the error and end time. In the same
-/// statement, stages the interrupted attempt left `started` are marked `failed`, so the
-/// record says what happened to them.
-pub async fn resume_run(conn: &mut AsyncPgConnection, id: RunId) -> Result<Run> {
-    let resumable = [Failed, Cancelled];
-    let close_interrupted_stages = diesel::update(
-        stages::table
-            .filter(stages::run_id.eq(id))
-            .filter(stages::status.eq(StageStatus::Started))
-            .filter(exists(
-                runs::table.find(id).filter(runs::status.eq_any(resumable)),
-            )),
-    )
-    .set((
-        stages::status.eq(StageStatus::Failed),
-        stages::error_message.eq(INTERRUPTED),
-    ));
-    let reopen = diesel::update(runs::table.find(id).filter(runs::status.eq_any(resumable)))
-        .set((
-            runs::status.eq(Running),
-            runs::error_message.eq(None::<String>),
-            runs::completed_at.eq(None::<DateTime<Utc>>),
-        ))
-        .returning(Run::as_returning());
-    let run = AtomicStatement::new(reopen)
-        .with(close_interrupted_stages)
-        .get_result(conn)
-        .await
-        .optional()?;
-    accepted(conn, id, "resume", run).await
-}
-
-/// What a stage left `started` by a stopped run is marked with when the run resumes.
-pub(crate) const INTERRUPTED: &str = "interrupted: the run stopped while this node was executing";
 
 /// Deletes a finished run with its stages, decisions and checkpoint. A `pending` or
 /// `running` run is refused: cancel it first.

@@ -92,6 +92,11 @@ impl Worker {
         &self.executor
     }
 
+    /// How many more runs it can take now.
+    pub fn free_slots(&self) -> usize {
+        self.slots.available_permits()
+    }
+
     /// Works until `stop` completes, then stops claiming, lets executing runs finish for up to
     /// `drain` and cancels the rest (they can be resumed, or are recovered elsewhere).
     pub async fn run_until(&self, stop: impl Future<Output = ()>) -> Result<ShutdownReport> {
