@@ -233,8 +233,20 @@ impl Execution {
 pub struct ShutdownReport {
     /// Runs that were still executing when the drain period ended, and were cancelled.
     pub cancelled: Vec<RunId>,
+    /// Runs that were still executing when the drain period ended, and were handed back
+    /// for another worker to take over ([`Executor::shutdown_releasing`]).
+    pub released: Vec<RunId>,
     /// Whether every run's task had ended when `shutdown` returned.
     pub all_stopped: bool,
+}
+
+/// What shutting down does with runs still executing after the drain period.
+#[derive(Clone, Copy)]
+enum Leftovers {
+    /// Cancel them.
+    Cancel,
+    /// Hand them to another worker.
+    Release,
 }
 
 /// Where an attempt starts.
@@ -378,34 +390,70 @@ impl Executor {
     /// those still executing (they are marked `cancelled`, and can be resumed later) and
     /// waits a little for them to record it.
     pub async fn shutdown(&self, drain: Duration) -> ShutdownReport {
+        self.stop(drain, Leftovers::Cancel).await
+    }
+
+    /// Like [`Executor::shutdown`], but runs still executing after `drain` are not cancelled:
+    /// their nodes are interrupted and their leases released at once, so that another worker
+    /// takes them over and resumes them after their checkpoint. What a worker does on stop.
+    pub async fn shutdown_releasing(&self, drain: Duration) -> ShutdownReport {
+        self.stop(drain, Leftovers::Release).await
+    }
+
+    async fn stop(&self, drain: Duration, leftovers: Leftovers) -> ShutdownReport {
         self.inner.closing.store(true, Ordering::SeqCst);
         self.inner.tasks.close();
+        let mut report = ShutdownReport::default();
         if tokio::time::timeout(drain, self.inner.tasks.wait())
             .await
             .is_ok()
         {
-            return ShutdownReport {
-                cancelled: Vec::new(),
-                all_stopped: true,
-            };
+            self.inner.stopped.cancel();
+            report.all_stopped = true;
+            return report;
         }
-        let still_running: Vec<RunId> = self.inner.active().keys().copied().collect();
-        self.inner.stopped.cancel();
-        let mut cancelled = Vec::new();
-        for run_id in still_running {
-            match self.cancel(run_id).await {
-                Ok(_) => cancelled.push(run_id),
-                Err(e) => tracing::warn!(%run_id, error = %e, "could not cancel at shutdown"),
+        let still_running: Vec<(RunId, uuid::Uuid)> = self
+            .inner
+            .active()
+            .iter()
+            .map(|(id, a)| (*id, a.token))
+            .collect();
+        match leftovers {
+            Leftovers::Cancel => {
+                for (run_id, _) in still_running {
+                    match self.cancel(run_id).await {
+                        Ok(_) => report.cancelled.push(run_id),
+                        Err(e) => {
+                            tracing::warn!(%run_id, error = %e, "could not cancel at shutdown")
+                        }
+                    }
+                }
+            }
+            Leftovers::Release => {
+                for (run_id, _) in &still_running {
+                    self.interrupt(*run_id);
+                }
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(10), self.inner.tasks.wait()).await;
+                let tokens: Vec<uuid::Uuid> = still_running.iter().map(|(_, t)| *t).collect();
+                let released = async {
+                    let mut conn = self.inner.pool.get().await?;
+                    lease::release(&mut conn, &tokens).await
+                }
+                .await;
+                match released {
+                    Ok(ids) => report.released = ids,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not release leases; they expire on their own")
+                    }
+                }
             }
         }
-        let all_stopped = tokio::time::timeout(Duration::from_secs(10), self.inner.tasks.wait())
+        report.all_stopped = tokio::time::timeout(Duration::from_secs(10), self.inner.tasks.wait())
             .await
             .is_ok();
         self.inner.stopped.cancel();
-        ShutdownReport {
-            cancelled,
-            all_stopped,
-        }
+        report
     }
 
     fn refuse_if_closing(&self) -> Result<()> {

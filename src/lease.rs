@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use diesel::dsl::exists;
+use diesel::dsl::{case_when, exists};
 use diesel::pg::data_types::PgInterval;
 use diesel::prelude::*;
 use diesel::sql_types::Uuid as SqlUuid;
@@ -181,6 +181,9 @@ pub(crate) async fn claim_pending(
 pub(crate) struct Expired {
     pub(crate) run_id: RunId,
     pub(crate) recoveries: i32,
+    /// Handed back by a stopping worker ([`release`]) rather than lost: taking it over is
+    /// not a recovery.
+    pub(crate) released: bool,
 }
 
 /// Up to `limit` running runs of `workflows` whose lease expired, longest expired first.
@@ -189,23 +192,28 @@ pub(crate) async fn expired(
     workflows: &[String],
     limit: i64,
 ) -> Result<Vec<Expired>> {
-    let rows: Vec<(RunId, i32)> = runs::table
+    let rows: Vec<(RunId, i32, bool)> = runs::table
         .filter(runs::status.eq(Running))
         .filter(runs::workflow_name.eq_any(workflows))
         .filter(runs::lease_expires_at.lt(db_now().nullable()))
         .order_by(runs::lease_expires_at.asc())
-        .select((runs::id, runs::recoveries))
+        .select((runs::id, runs::recoveries, runs::owner.is_null()))
         .limit(limit)
         .load(conn)
         .await?;
     Ok(rows
         .into_iter()
-        .map(|(run_id, recoveries)| Expired { run_id, recoveries })
+        .map(|(run_id, recoveries, released)| Expired {
+            run_id,
+            recoveries,
+            released,
+        })
         .collect())
 }
 
-/// Takes over an expired run for `owner`: a new token and lease, one more recovery, and the
-/// stages its lost owner left `started` marked `failed`. Conditional on the run being as
+/// Takes over an expired run for `owner`: a new token and lease, one more recovery (unless
+/// the run was released rather than lost), and the stages its former owner left `started`
+/// marked `failed`. Conditional on the run being as
 /// `seen` (still running, still expired, recovered as often): of two workers taking over at
 /// once, one gets it and the other `None`.
 pub(crate) async fn take_over(
@@ -236,7 +244,9 @@ pub(crate) async fn take_over(
             runs::lease_token.eq(gen_random_uuid().nullable()),
             runs::heartbeat_at.eq(db_now().nullable()),
             runs::lease_expires_at.eq((db_now() + interval(lease)).nullable()),
-            runs::recoveries.eq(runs::recoveries + 1),
+            runs::recoveries.eq(runs::recoveries
+                + case_when::<_, _, diesel::sql_types::Integer>(runs::owner.is_null(), 0)
+                    .otherwise(1)),
         ))
         .returning((Run::as_returning(), runs::lease_token));
     let row = AtomicStatement::new(take)
@@ -345,4 +355,22 @@ pub(crate) async fn renew(
     .get_results(conn)
     .await?;
     Ok(held.into_iter().flatten().collect())
+}
+
+/// Ends the leases with these tokens now, for runs still running, so that another worker
+/// takes them over at once (without counting a recovery: the owner is cleared); returns the
+/// runs released.
+pub(crate) async fn release(conn: &mut AsyncPgConnection, tokens: &[Uuid]) -> Result<Vec<RunId>> {
+    Ok(diesel::update(
+        runs::table
+            .filter(runs::lease_token.eq_any(tokens))
+            .filter(runs::status.eq(Running)),
+    )
+    .set((
+        runs::lease_expires_at.eq(db_now().nullable()),
+        runs::owner.eq(None::<String>),
+    ))
+    .returning(runs::id)
+    .get_results(conn)
+    .await?)
 }

@@ -49,8 +49,8 @@ pub struct WorkerConfig {
     pub max_recoveries: i32,
     /// What to prune (default: nothing).
     pub retention: Retention,
-    /// When stopping, how long executing runs may take to finish before they are cancelled
-    /// (default 30 s).
+    /// When stopping, how long executing runs may take to finish before they are handed to
+    /// other workers (default 30 s).
     pub drain: Duration,
 }
 
@@ -98,7 +98,8 @@ impl Worker {
     }
 
     /// Works until `stop` completes, then stops claiming, lets executing runs finish for up to
-    /// `drain` and cancels the rest (they can be resumed, or are recovered elsewhere).
+    /// `drain`, and hands the rest back: their leases end at once, so another worker takes
+    /// them over and resumes them after their checkpoint.
     pub async fn run_until(&self, stop: impl Future<Output = ()>) -> Result<ShutdownReport> {
         let pool = self.executor.pool().clone();
         let stop_listening = CancellationToken::new();
@@ -140,7 +141,7 @@ impl Worker {
         }
         stop_listening.cancel();
         tracing::info!(owner = %self.executor.owner(), "worker stopping");
-        Ok(self.executor.shutdown(self.config.drain).await)
+        Ok(self.executor.shutdown_releasing(self.config.drain).await)
     }
 
     /// One round of work: takes over expired runs, then claims pending ones, as far as free
@@ -160,12 +161,12 @@ impl Worker {
         if free > 0 {
             let mut conn = self.executor.pool().get().await?;
             for seen in lease::expired(&mut conn, &names, to_limit(free)).await? {
-                if seen.recoveries >= self.config.max_recoveries {
+                if seen.recoveries >= self.config.max_recoveries && !seen.released {
                     self.give_up(&mut conn, seen).await?;
                 } else if let Some((run, lease)) =
                     lease::take_over(&mut conn, seen, &config.owner, config.lease).await?
                 {
-                    tracing::info!(run_id = %run.id, recoveries = seen.recoveries + 1, "took over a run whose lease expired");
+                    tracing::info!(run_id = %run.id, released = seen.released, "took over a run whose lease ended");
                     started += usize::from(self.execute(run, lease, Attempt::Resume));
                 }
             }

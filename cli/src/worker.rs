@@ -37,7 +37,8 @@ pub(crate) struct WorkerArgs {
     /// Delete finished runs (with stages and decisions) this many seconds after they ended.
     #[arg(long)]
     prune_runs_after_secs: Option<u64>,
-    /// On stop, seconds executing runs may take to finish before they are cancelled.
+    /// On stop, seconds executing runs may take to finish before they are handed to other
+    /// workers.
     #[arg(long, default_value_t = 30)]
     drain_secs: u64,
 }

@@ -648,3 +648,38 @@ async fn an_interrupted_prune_leaves_no_orphans() {
     assert_eq!(retention::prune(&mut conn, &small).await.unwrap().runs, 3);
     assert_eq!(counts(&mut conn).await, (0, 0, 0, 0));
 }
+
+#[tokio::test]
+async fn a_stopping_worker_hands_its_unfinished_runs_to_another() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (a, _) = executor(schema.pool(), "a", SECOND * 3600, SECOND * 1800);
+    let id = a.submit("gated", json!({}), None).await.unwrap().id;
+    let config = WorkerConfig {
+        drain: Duration::from_millis(100),
+        ..WorkerConfig::default()
+    };
+    let worker_a = worker(a, config);
+    let pool = schema.pool().clone();
+    let report = worker_a
+        .run_until(async move { until_started(&pool, id, "wait").await })
+        .await
+        .unwrap();
+    assert_eq!(report.released, [id]);
+    assert!(report.cancelled.is_empty() && report.all_stopped);
+    assert_eq!(
+        run_of(schema.pool(), id).await.status,
+        RunStatus::Running,
+        "not cancelled"
+    );
+
+    // Its lease ended at once (an hour early): another worker takes it over now.
+    let (b, b_gate) = executor(schema.pool(), "b", SECOND * 10, SECOND);
+    b_gate.0.notify_one();
+    assert_eq!(worker(b, WorkerConfig::default()).fill().await.unwrap(), 1);
+    until_status(schema.pool(), id, RunStatus::Completed).await;
+    assert_eq!(
+        owner_and_recoveries(schema.pool(), id).await,
+        (Some(s("b")), 0),
+        "a handover is not a recovery"
+    );
+}
