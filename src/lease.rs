@@ -43,6 +43,35 @@ diesel::define_sql_function! {
 /// is taken over.
 const INTERRUPTED: &str = "interrupted: the run stopped while this node was executing";
 
+/// The run `seen` still as it was seen: running, its lease expired, taken over as often.
+/// Of two workers acting on it at once, only one finds it so.
+macro_rules! still_as_seen {
+    ($seen:expr) => {
+        runs::table
+            .find($seen.run_id)
+            .filter(runs::status.eq(Running))
+            .filter(runs::lease_expires_at.lt(db_now().nullable()))
+            .filter(runs::recoveries.eq($seen.recoveries))
+    };
+}
+
+/// Marks the stages of run `$id` left `started` as `failed` (interrupted), if `$condition`
+/// (a query on `runs`) finds a row: a part of the statement that resumes or ends the run.
+macro_rules! close_interrupted {
+    ($id:expr, $condition:expr) => {
+        diesel::update(
+            stages::table
+                .filter(stages::run_id.eq($id))
+                .filter(stages::status.eq(StageStatus::Started))
+                .filter(exists($condition)),
+        )
+        .set((
+            stages::status.eq(StageStatus::Failed),
+            stages::error_message.eq(INTERRUPTED),
+        ))
+    };
+}
+
 /// The hold an executor has on a running run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Lease {
@@ -222,23 +251,8 @@ pub(crate) async fn take_over(
     owner: &str,
     lease: Duration,
 ) -> Result<Option<(Run, Lease)>> {
-    let id = seen.run_id;
-    let still_as_seen = runs::table
-        .find(id)
-        .filter(runs::status.eq(Running))
-        .filter(runs::lease_expires_at.lt(db_now().nullable()))
-        .filter(runs::recoveries.eq(seen.recoveries));
-    let close_interrupted = diesel::update(
-        stages::table
-            .filter(stages::run_id.eq(id))
-            .filter(stages::status.eq(StageStatus::Started))
-            .filter(exists(still_as_seen)),
-    )
-    .set((
-        stages::status.eq(StageStatus::Failed),
-        stages::error_message.eq(INTERRUPTED),
-    ));
-    let take = diesel::update(still_as_seen)
+    let close_interrupted = close_interrupted!(seen.run_id, still_as_seen!(seen));
+    let take = diesel::update(still_as_seen!(seen))
         .set((
             runs::owner.eq(owner),
             runs::lease_token.eq(gen_random_uuid().nullable()),
@@ -263,23 +277,8 @@ pub(crate) async fn give_up(
     seen: Expired,
     message: &str,
 ) -> Result<bool> {
-    let id = seen.run_id;
-    let still_as_seen = runs::table
-        .find(id)
-        .filter(runs::status.eq(Running))
-        .filter(runs::lease_expires_at.lt(db_now().nullable()))
-        .filter(runs::recoveries.eq(seen.recoveries));
-    let close_interrupted = diesel::update(
-        stages::table
-            .filter(stages::run_id.eq(id))
-            .filter(stages::status.eq(StageStatus::Started))
-            .filter(exists(still_as_seen)),
-    )
-    .set((
-        stages::status.eq(StageStatus::Failed),
-        stages::error_message.eq(INTERRUPTED),
-    ));
-    let fail = diesel::update(still_as_seen).set((
+    let close_interrupted = close_interrupted!(seen.run_id, still_as_seen!(seen));
+    let fail = diesel::update(still_as_seen!(seen)).set((
         runs::status.eq(Failed),
         runs::error_message.eq(message),
         runs::completed_at.eq(db_now().nullable()),
@@ -302,16 +301,7 @@ pub(crate) async fn reopen(
     let resumable = runs::table
         .find(id)
         .filter(runs::status.eq_any([Failed, Cancelled]));
-    let close_interrupted = diesel::update(
-        stages::table
-            .filter(stages::run_id.eq(id))
-            .filter(stages::status.eq(StageStatus::Started))
-            .filter(exists(resumable.clone())),
-    )
-    .set((
-        stages::status.eq(StageStatus::Failed),
-        stages::error_message.eq(INTERRUPTED),
-    ));
+    let close_interrupted = close_interrupted!(id, resumable.clone());
     let reopen = diesel::update(resumable)
         .set((
             runs::status.eq(Running),
