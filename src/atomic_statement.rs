@@ -48,6 +48,16 @@ impl<L: QueryFragment<Pg>> QueryFragment<Pg> for AtomicStatement<'_, L> {
         }
         self.last.walk_ast(out.reborrow())
     }
+
+    /// Prepared once per connection and reused. Diesel declines to cache any `UPDATE` or
+    /// upsert, because a changeset with optional fields can change its SQL from one call to
+    /// the next. That matters when statements are cached by Rust type; this statement has
+    /// no static query id, so it is cached by its SQL text, and a different text is a
+    /// different entry. (Our changesets are tuples, whose SQL never changes.) Without this,
+    /// every node commit would cost a second round trip to prepare it.
+    fn is_safe_to_cache_prepared(&self, _backend: &Pg) -> QueryResult<bool> {
+        Ok(true)
+    }
 }
 
 impl<L: Query> Query for AtomicStatement<'_, L> {
