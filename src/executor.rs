@@ -557,8 +557,9 @@ async fn heartbeat(inner: std::sync::Weak<Inner>) {
         match renewed {
             Ok(held) => {
                 last_renewed = tokio::time::Instant::now();
+                // Only runs whose token was asked about: others started during the query.
                 for (run_id, active) in inner.active().iter() {
-                    if !held.contains(&active.token) {
+                    if tokens.contains(&active.token) && !held.contains(&active.token) {
                         tracing::info!(%run_id, "the run is no longer held by this executor: stopping it");
                         active.cancel.cancel();
                     }

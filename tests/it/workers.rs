@@ -683,3 +683,27 @@ async fn a_stopping_worker_hands_its_unfinished_runs_to_another() {
         "a handover is not a recovery"
     );
 }
+
+#[tokio::test]
+async fn a_frequent_heartbeat_never_stops_the_runs_it_holds() {
+    // Runs start while a heartbeat is in flight; they were not in its query, and must not be
+    // taken for runs whose lease was lost.
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (a, _) = executor(schema.pool(), "a", SECOND, Duration::from_millis(2));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let a = a.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ended = Vec::new();
+            for _ in 0..25 {
+                ended.push(a.run("quick", json!({})).await.unwrap().status);
+            }
+            ended
+        }));
+    }
+    for task in tasks {
+        for status in task.await.unwrap() {
+            assert_eq!(status, RunStatus::Completed);
+        }
+    }
+}
