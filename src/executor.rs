@@ -26,7 +26,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -497,16 +497,7 @@ impl Executor {
                     Err(panic) => {
                         let message =
                             format!("the run panicked: {}", panic_message(panic.as_ref()));
-                        recorder
-                            .run_failed(record.id, &message)
-                            .await
-                            .map(|written| {
-                                if written {
-                                    Outcome::Failed(message)
-                                } else {
-                                    Outcome::Superseded
-                                }
-                            })
+                        fail(&recorder, record.id, message).await
                     }
                 };
                 inner.active().remove(&record.id);
@@ -544,18 +535,20 @@ async fn heartbeat(inner: std::sync::Weak<Inner>) {
             () = tokio::time::sleep(every) => {}
         }
         let Some(inner) = inner.upgrade() else { return };
-        let tokens: Vec<uuid::Uuid> = inner.active().values().map(|a| a.token).collect();
+        let tokens: HashSet<uuid::Uuid> = inner.active().values().map(|a| a.token).collect();
         if tokens.is_empty() {
             last_renewed = tokio::time::Instant::now();
             continue;
         }
         let renewed = async {
             let mut conn = inner.pool.get().await?;
-            lease::renew(&mut conn, &tokens, lease).await
+            let asked: Vec<uuid::Uuid> = tokens.iter().copied().collect();
+            lease::renew(&mut conn, &asked, lease).await
         }
         .await;
         match renewed {
             Ok(held) => {
+                let held: HashSet<uuid::Uuid> = held.into_iter().collect();
                 last_renewed = tokio::time::Instant::now();
                 // Only runs whose token was asked about: others started during the query.
                 for (run_id, active) in inner.active().iter() {
@@ -576,6 +569,16 @@ async fn heartbeat(inner: std::sync::Weak<Inner>) {
     }
 }
 
+/// Fails the run with `message` between nodes; `Superseded` if it was no longer this
+/// executor's to fail (cancelled or taken over meanwhile).
+async fn fail(recorder: &PgRecorder, run_id: RunId, message: String) -> Result<Outcome> {
+    Ok(if recorder.run_failed(run_id, &message).await? {
+        Outcome::Failed(message)
+    } else {
+        Outcome::Superseded
+    })
+}
+
 /// Hot start and execution of one attempt.
 async fn execute_attempt(
     inner: &Inner,
@@ -591,14 +594,7 @@ async fn execute_attempt(
     builder.set_max_iterations(inner.config.max_iterations);
     let (graph, mut state) = match def.build(builder, &inner.runtime, params).await {
         Ok(built) => built,
-        Err(e) => {
-            let message = e.to_string();
-            return Ok(if recorder.run_failed(run.id, &message).await? {
-                Outcome::Failed(message)
-            } else {
-                Outcome::Superseded
-            });
-        }
+        Err(e) => return fail(recorder, run.id, e.to_string()).await,
     };
     state.set_run_id(run.id);
 
@@ -626,11 +622,7 @@ async fn execute_attempt(
                     match (next.step, next.to) {
                         (Step::Continue, Some(to)) => (to, saved, iteration, true),
                         (Step::Fail(message) | Step::CycleBound(message), _) => {
-                            return Ok(if recorder.run_failed(run.id, &message).await? {
-                                Outcome::Failed(message)
-                            } else {
-                                Outcome::Superseded
-                            });
+                            return fail(recorder, run.id, message).await;
                         }
                         // An exit point's checkpoint belongs to a completed run, which cannot
                         // be resumed; finish it as it would have finished.

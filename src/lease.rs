@@ -72,6 +72,19 @@ macro_rules! close_interrupted {
     };
 }
 
+/// The columns that give a run to `$owner` under a fresh lease lasting `$lease`: a new
+/// token, a heartbeat now, an expiry by the database's clock.
+macro_rules! new_lease {
+    ($owner:expr, $lease:expr) => {
+        (
+            runs::owner.eq($owner),
+            runs::lease_token.eq(gen_random_uuid().nullable()),
+            runs::heartbeat_at.eq(db_now().nullable()),
+            runs::lease_expires_at.eq((db_now() + interval($lease)).nullable()),
+        )
+    };
+}
+
 /// The hold an executor has on a running run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Lease {
@@ -113,10 +126,7 @@ pub(crate) async fn insert_running(
             runs::status.eq(Running),
             runs::params.eq(params.to_value()),
             runs::started_at.eq(db_now().nullable()),
-            runs::owner.eq(owner),
-            runs::lease_token.eq(gen_random_uuid().nullable()),
-            runs::heartbeat_at.eq(db_now().nullable()),
-            runs::lease_expires_at.eq((db_now() + interval(lease)).nullable()),
+            new_lease!(owner, lease),
         ))
         .returning((Run::as_returning(), runs::lease_token))
         .get_result(conn)
@@ -194,10 +204,7 @@ pub(crate) async fn claim_pending(
             .set((
                 runs::status.eq(Running),
                 runs::started_at.eq(db_now().nullable()),
-                runs::owner.eq(owner),
-                runs::lease_token.eq(gen_random_uuid().nullable()),
-                runs::heartbeat_at.eq(db_now().nullable()),
-                runs::lease_expires_at.eq((db_now() + interval(lease)).nullable()),
+                new_lease!(owner, lease),
             ))
             .returning((Run::as_returning(), runs::lease_token))
             .get_results(conn)
@@ -254,10 +261,7 @@ pub(crate) async fn take_over(
     let close_interrupted = close_interrupted!(seen.run_id, still_as_seen!(seen));
     let take = diesel::update(still_as_seen!(seen))
         .set((
-            runs::owner.eq(owner),
-            runs::lease_token.eq(gen_random_uuid().nullable()),
-            runs::heartbeat_at.eq(db_now().nullable()),
-            runs::lease_expires_at.eq((db_now() + interval(lease)).nullable()),
+            new_lease!(owner, lease),
             runs::recoveries.eq(runs::recoveries
                 + case_when::<_, _, diesel::sql_types::Integer>(runs::owner.is_null(), 0)
                     .otherwise(1)),
@@ -307,10 +311,7 @@ pub(crate) async fn reopen(
             runs::status.eq(Running),
             runs::error_message.eq(None::<String>),
             runs::completed_at.eq(None::<chrono::DateTime<chrono::Utc>>),
-            runs::owner.eq(owner),
-            runs::lease_token.eq(gen_random_uuid().nullable()),
-            runs::heartbeat_at.eq(db_now().nullable()),
-            runs::lease_expires_at.eq((db_now() + interval(lease)).nullable()),
+            new_lease!(owner, lease),
         ))
         .returning((Run::as_returning(), runs::lease_token));
     let row = AtomicStatement::new(reopen)

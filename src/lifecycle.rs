@@ -12,8 +12,9 @@
 //!
 //! The transitions into `running` (a worker's claim, a takeover, a resume) also give the run
 //! a lease, so they belong to the [`Executor`](crate::Executor) and the
-//! [`Worker`](crate::Worker). This module has those anyone may make: create a run for the
-//! workers, end a running one, cancel, delete.
+//! [`Worker`](crate::Worker), and so does creating a run
+//! ([`Executor::start`](crate::Executor::start), [`Executor::submit`](crate::Executor::submit)).
+//! This module has the changes anyone may make: end a running run, cancel, delete.
 
 use diesel::dsl::now;
 use diesel::prelude::*;
@@ -22,28 +23,9 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::model::{Run, RunId, RunStatus};
-use crate::params::Params;
 use crate::schema::runs;
 
 use RunStatus::{Cancelled, Completed, Failed, Pending, Running};
-
-/// Creates a `pending` run of `workflow` with `params`, for a [`Worker`](crate::Worker) to
-/// claim ([`Executor::submit`](crate::Executor::submit) also checks the workflow is known).
-pub async fn create_run(
-    conn: &mut AsyncPgConnection,
-    workflow: &str,
-    params: &Params,
-) -> Result<Run> {
-    Ok(diesel::insert_into(runs::table)
-        .values((
-            runs::workflow_name.eq(workflow),
-            runs::status.eq(Pending),
-            runs::params.eq(params.to_value()),
-        ))
-        .returning(Run::as_returning())
-        .get_result(conn)
-        .await?)
-}
 
 /// `running` → `completed`, with its result. Its executor's later writes are refused.
 pub async fn complete_run(conn: &mut AsyncPgConnection, id: RunId, result: &Value) -> Result<Run> {

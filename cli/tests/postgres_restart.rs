@@ -5,7 +5,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
@@ -15,7 +15,28 @@ use workflows::db::Migrator;
 use workflows::schema::{runs, stages};
 use workflows::{RunStatus, StageStatus};
 
-const HANG: Duration = Duration::from_secs(180);
+mod common;
+
+use common::{HANG, WorkerProcess};
+
+/// Starts a worker with a short lease, so that runs it lost are taken over quickly.
+fn worker(url: &str, name: &str) -> WorkerProcess {
+    WorkerProcess::start(
+        url,
+        &[
+            "--name",
+            name,
+            "--concurrency",
+            "4",
+            "--lease-ms",
+            "2000",
+            "--heartbeat-ms",
+            "400",
+            "--poll-ms",
+            "200",
+        ],
+    )
+}
 
 /// A private PostgreSQL cluster, stopped and removed when dropped.
 struct Cluster {
@@ -81,50 +102,6 @@ impl Drop for Cluster {
     }
 }
 
-struct Worker(Child);
-
-impl Worker {
-    fn start(url: &str, name: &str) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_workflows"))
-            .args(["worker", "--name", name, "--concurrency", "4"])
-            .args([
-                "--lease-ms",
-                "2000",
-                "--heartbeat-ms",
-                "400",
-                "--poll-ms",
-                "200",
-            ])
-            .env("DATABASE_URL", url)
-            .stdout(Stdio::null())
-            .stderr(
-                if std::env::var_os("WORKFLOWS_TEST_WORKER_LOGS").is_some() {
-                    Stdio::inherit()
-                } else {
-                    Stdio::null()
-                },
-            )
-            .spawn()
-            .unwrap();
-        Worker(child)
-    }
-
-    fn stop(mut self) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status()
-            .unwrap();
-        self.0.wait().unwrap()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A connection, retried while the server restarts.
 async fn connect(url: &str) -> AsyncPgConnection {
     let deadline = Instant::now() + HANG;
@@ -171,10 +148,7 @@ async fn runs_survive_a_postgres_restart_under_running_workers() {
         .execute(&mut conn)
         .await
         .unwrap();
-    let workers = [
-        Worker::start(&cluster.url, "one"),
-        Worker::start(&cluster.url, "two"),
-    ];
+    let workers = [worker(&cluster.url, "one"), worker(&cluster.url, "two")];
 
     // Restart once work is well under way.
     let deadline = Instant::now() + HANG;

@@ -2,9 +2,9 @@
 //! run, fencing off a paused worker, and cancelling from another process.
 #![allow(clippy::unwrap_used)] // test helpers panic on failure, which is what a test wants
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
@@ -14,81 +14,7 @@ use workflows::schema::{runs, stages};
 use workflows::testing::IsolatedSchema;
 use workflows::{RunId, RunStatus, StageStatus, repository};
 
-/// Guards against hangs only.
-const HANG: Duration = Duration::from_secs(120);
-
-/// A `workflows worker` process, killed if the test ends first.
-struct WorkerProcess {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl WorkerProcess {
-    fn start(url: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_workflows"))
-            .arg("worker")
-            .args(args)
-            .env("DATABASE_URL", url)
-            .env("RUST_LOG", "workflows=info")
-            .stdout(Stdio::piped())
-            // The worker's log, for when a test fails: set WORKFLOWS_TEST_WORKER_LOGS=1.
-            .stderr(
-                if std::env::var_os("WORKFLOWS_TEST_WORKER_LOGS").is_some() {
-                    Stdio::inherit()
-                } else {
-                    Stdio::null()
-                },
-            )
-            .spawn()
-            .unwrap();
-        let (sender, lines) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                if sender.send(line.unwrap_or_default()).is_err() {
-                    return;
-                }
-            }
-        });
-        let worker = WorkerProcess { child, lines };
-        worker.expect_line("worker ");
-        worker
-    }
-
-    fn expect_line(&self, prefix: &str) -> String {
-        let deadline = Instant::now() + HANG;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.starts_with(prefix) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("no line starting with {prefix:?}: {e}"),
-            }
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {signal}");
-    }
-
-    /// SIGTERM, then the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
-        self.signal("-TERM");
-        self.expect_line("worker stopped");
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{HANG, WorkerProcess};
 
 async fn connect(url: &str) -> AsyncPgConnection {
     AsyncPgConnection::establish(url).await.unwrap()

@@ -4,10 +4,9 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use workflows::{Config, DbConfig, Error};
 
-/// Guards against a hang: far longer than any timeout configured below.
-const HANG: Duration = Duration::from_secs(60);
+use crate::fixtures::HANG;
+use workflows::{Config, DbConfig, Error};
 
 async fn connect(config: DbConfig) -> Error {
     match tokio::time::timeout(HANG, config.connect()).await {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::fixtures::{Gate, HANG, mark};
 use diesel::prelude::*;
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use http::StatusCode;
@@ -16,15 +17,6 @@ use workflows::{
     Pool, Predicate, Registry, Run, RunId, RunStatus, Runtime, StageStatus, State, WorkflowDef,
     lifecycle, repository,
 };
-
-/// Guards against hangs only: far longer than anything here takes.
-const HANG: Duration = Duration::from_secs(60);
-
-/// Nodes that set `key` to the node's name.
-async fn mark(mut state: State, ctx: NodeContext) -> Result<State, BoxError> {
-    state.set(ctx.node(), ctx.iteration());
-    Ok(state)
-}
 
 async fn linear(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, BoxError> {
     g.add_node("a", mark)
@@ -104,9 +96,6 @@ async fn bad_factory(_: &mut GraphBuilder, _: &Runtime, p: Params) -> Result<Sta
     let _: u32 = p.require("count")?;
     Ok(State::new())
 }
-
-/// What a test uses to hold a node until it says so.
-struct Gate(Notify);
 
 /// `wait` blocks on the runtime's [`Gate`] (and ignores cancellation unless `polite`).
 async fn gated(g: &mut GraphBuilder, rt: &Runtime, p: Params) -> Result<State, BoxError> {

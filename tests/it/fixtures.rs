@@ -1,12 +1,25 @@
-//! Rows for tests to read: the library's write side comes with the executor, so tests insert
-//! with Diesel directly.
+//! What tests share: rows inserted with Diesel directly (to read them back without running
+//! anything), and the pieces test workflows are built from.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
+use tokio::sync::Notify;
 use workflows::schema::{decisions, runs, stages};
-use workflows::{RunId, RunStatus, StageStatus};
+use workflows::{BoxError, NodeContext, RunId, RunStatus, StageStatus, State};
+
+/// Guards against hangs only: far longer than anything a test waits for.
+pub(crate) const HANG: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A node that records its step number under its own name.
+pub(crate) async fn mark(mut state: State, ctx: NodeContext) -> Result<State, BoxError> {
+    state.set(ctx.node(), ctx.iteration());
+    Ok(state)
+}
+
+/// Put in a workflow's runtime to hold a node until the test opens it.
+pub(crate) struct Gate(pub(crate) Notify);
 
 /// A fixed instant, so orders and timestamps are predictable.
 pub(crate) fn t0() -> DateTime<Utc> {

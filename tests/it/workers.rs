@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::fixtures::{Gate, HANG, mark};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use http::StatusCode;
@@ -18,14 +19,6 @@ use workflows::{
     WorkerConfig, WorkflowDef, lifecycle, repository, retention,
 };
 
-/// Guards against hangs only.
-const HANG: Duration = Duration::from_secs(60);
-
-async fn mark(mut state: State, ctx: NodeContext) -> Result<State, BoxError> {
-    state.set(ctx.node(), ctx.iteration());
-    Ok(state)
-}
-
 async fn quick(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, BoxError> {
     g.add_node("a", mark)
         .add_node("b", mark)
@@ -34,9 +27,6 @@ async fn quick(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, Bo
         .add_exit_point("b");
     Ok(State::new())
 }
-
-/// Holds its node until the runtime's gate opens (or the run is interrupted).
-struct Gate(Notify);
 
 async fn gated(g: &mut GraphBuilder, rt: &Runtime, _: Params) -> Result<State, BoxError> {
     let gate = rt.get::<Gate>()?;
