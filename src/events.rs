@@ -12,6 +12,7 @@ use crate::model::{RunId, RunStatus};
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub enum Event {
     /// The run started executing its graph (or resumed it).
     GraphStarted {

@@ -14,6 +14,9 @@ mod error;
 pub mod events;
 mod executor;
 pub mod graph;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 mod journal;
 mod lease;
 pub mod lifecycle;

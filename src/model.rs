@@ -39,6 +39,7 @@ use crate::schema::{decisions, runs, stages};
 )]
 #[diesel(sql_type = sql_types::Uuid)]
 #[serde(transparent)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub struct RunId(Uuid);
 
 impl RunId {
@@ -108,6 +109,7 @@ macro_rules! text_enum {
         )]
         #[diesel(sql_type = sql_types::Text)]
         #[serde(rename_all = "lowercase")]
+        #[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
         pub enum $name {
             $( $(#[$vmeta])* $variant, )+
         }
@@ -206,6 +208,7 @@ text_enum! {
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable, Serialize, Deserialize)]
 #[diesel(table_name = runs, check_for_backend(Pg))]
 #[non_exhaustive]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub struct Run {
     /// The run's id.
     pub id: RunId,
@@ -238,6 +241,7 @@ pub struct Run {
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable, Serialize, Deserialize)]
 #[diesel(table_name = stages, check_for_backend(Pg))]
 #[non_exhaustive]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub struct Stage {
     /// The stage's id.
     pub id: Uuid,
@@ -269,6 +273,7 @@ pub struct Stage {
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable, Serialize, Deserialize)]
 #[diesel(table_name = decisions, check_for_backend(Pg))]
 #[non_exhaustive]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub struct Decision {
     /// The decision's id.
     pub id: Uuid,
@@ -294,6 +299,7 @@ pub struct Decision {
 
 /// A registered workflow, as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub struct WorkflowInfo {
     /// Its unique name.
     pub name: String,

@@ -197,6 +197,7 @@ impl PageRequest {
 
 /// One page of a list, with the numbers a client needs to page through it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub struct PageResult<T> {
     /// The items of this page; empty, never `null`, past the last page.
     pub data: Vec<T>,

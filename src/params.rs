@@ -29,8 +29,16 @@ impl Params {
         Params(Map::new())
     }
 
-    /// Parameters from a JSON value, which must be an object (`null` counts as empty).
+    /// Parameters from a JSON value, which must be an object (`null` counts as empty) with
+    /// no NUL character in any key or string (PostgreSQL's `jsonb` cannot store one).
     pub fn from_value(value: Value) -> Result<Self> {
+        if let Some(path) = nul_character_at(&value, "params") {
+            return Err(Error::invalid_input(
+                path,
+                value.to_string(),
+                "contains a NUL character (\\u0000), which PostgreSQL cannot store; remove it",
+            ));
+        }
         match value {
             Value::Object(map) => Ok(Params(map)),
             Value::Null => Ok(Params::new()),
@@ -99,4 +107,47 @@ pub(crate) fn require_key<T: DeserializeOwned>(
         key: key.to_owned(),
         reason: "required but not given".to_owned(),
     })
+}
+
+/// Where in `value` a key or string holds a NUL character, as a path like `params.a[2]`.
+fn nul_character_at(value: &Value, path: &str) -> Option<String> {
+    match value {
+        Value::String(s) if s.contains('\0') => Some(path.to_owned()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_character_at(item, &format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            let path = format!("{path}.{key}");
+            if key.contains('\0') {
+                Some(path)
+            } else {
+                nul_character_at(item, &path)
+            }
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_nul_character_anywhere_is_refused_naming_where() {
+        let e = Params::from_value(json!({"a": {"b": ["x", "y\u{0}"]}})).unwrap_err();
+        assert!(e.to_string().starts_with("invalid params.a.b[1] "), "{e}");
+        let e = Params::from_value(json!({"k\u{0}": 1})).unwrap_err();
+        assert!(e.to_string().starts_with("invalid params.k\u{0} "), "{e}");
+    }
+
+    #[test]
+    fn a_non_object_is_refused() {
+        let e = Params::from_value(json!([1])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"invalid params "[1]": must be a JSON object like {"key": "value"}"#
+        );
+    }
 }

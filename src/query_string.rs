@@ -15,6 +15,14 @@ impl QueryParams {
         let query = query.strip_prefix('?').unwrap_or(query);
         let mut params = HashMap::new();
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            if key.contains('\0') || value.contains('\0') {
+                // PostgreSQL text cannot hold NUL: refuse it here rather than fail in the query.
+                return Err(Error::invalid_input(
+                    key,
+                    value,
+                    "contains a NUL character (%00), which is never a valid value; remove it",
+                ));
+            }
             if let Some(first) = params.insert(key.to_string(), value.to_string()) {
                 return Err(Error::invalid_input(
                     key,
@@ -51,6 +59,16 @@ mod tests {
         let p = QueryParams::parse("status=&page=").unwrap();
         assert_eq!(p.get("status"), None);
         assert_eq!(p.get("page"), None);
+    }
+
+    #[test]
+    fn a_nul_character_is_an_error_naming_the_parameter() {
+        let e = QueryParams::parse("search=a%00b").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid search \"a\\0b\": contains a NUL"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! workflows resume RUN_ID                continue a failed or cancelled run
 //! workflows submit NAME [--key KEY]      queue a run for the workers
 //! workflows worker [--concurrency N]     execute queued runs until interrupted
+//! workflows serve [--addr HOST:PORT]     the HTTP API, its docs and the run inspector
 //! workflows migrate up|down|redo|status  the database schema
 //! ```
 //!
@@ -19,6 +20,7 @@ mod execute;
 mod inspect;
 mod migrate;
 mod samples;
+mod serve;
 mod table;
 mod worker;
 
@@ -80,6 +82,8 @@ enum Command {
     },
     /// Execute queued runs, and take over those of crashed workers, until SIGINT or SIGTERM.
     Worker(worker::WorkerArgs),
+    /// Serve the HTTP API, its OpenAPI contract and docs, and the run inspector page.
+    Serve(serve::ServeArgs),
     /// Apply, revert or inspect the database migrations.
     Migrate {
         #[command(subcommand)]
@@ -143,6 +147,7 @@ async fn run(cli: Cli) -> workflows::Result<Outcome> {
             worker::submit(pool, &name, &params, key.as_deref()).await
         }
         Command::Worker(args) => worker::work(pool, args).await,
+        Command::Serve(args) => serve::serve(pool, config.page, args).await,
         Command::Migrate { action } => migrate::run(action, pool).await,
     }
 }

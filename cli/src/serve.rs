@@ -1,0 +1,89 @@
+//! `workflows serve`: the HTTP API, its docs and the run inspector, until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+use workflows::http::{HttpApi, HttpLimits};
+use workflows::{Executor, PageConfig, Pool, Registry};
+
+use crate::Outcome;
+use crate::worker::stop_signal;
+
+/// How to serve.
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// The address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// The largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    body_limit: usize,
+    /// How long a request may take, in milliseconds (streams and waits excepted).
+    #[arg(long, default_value_t = 30_000)]
+    request_timeout_ms: u64,
+    /// On stop, seconds executing runs may take to finish before they are cancelled.
+    #[arg(long, default_value_t = 30)]
+    drain_secs: u64,
+}
+
+/// Serves until SIGINT or SIGTERM, then stops taking requests, lets runs finish for the
+/// drain period, cancels those still executing, and closes the connections left.
+pub(crate) async fn serve(
+    pool: Pool,
+    pages: PageConfig,
+    args: ServeArgs,
+) -> workflows::Result<Outcome> {
+    let executor = Executor::builder(pool, Registry::from_compiled()?).build();
+    let app = HttpApi::new(executor.clone())
+        .page_config(pages)
+        .limits(HttpLimits {
+            body_bytes: args.body_limit,
+            request_timeout: Duration::from_millis(args.request_timeout_ms),
+        })
+        .router();
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .map_err(|e| {
+            workflows::Error::invalid_input(
+                "--addr",
+                args.addr.to_string(),
+                format_args!("cannot listen: {e}"),
+            )
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| workflows::Error::invalid_input("--addr", args.addr.to_string(), e))?;
+    println!(
+        "serving http://{addr}/ (the API under /workflows, its contract at /openapi.json, docs at /docs)"
+    );
+
+    let stopping = tokio::sync::watch::channel(false);
+    let mut stopped = stopping.1.clone();
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .into_future(),
+    );
+    stop_signal().await;
+    println!(
+        "stopping: no new requests; runs get {} s to finish",
+        args.drain_secs
+    );
+    let _ = stopping.0.send(true);
+    let report = executor
+        .shutdown(Duration::from_secs(args.drain_secs))
+        .await;
+    // Streams of cancelled runs end now; give their connections a moment to close.
+    let closed = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .is_ok();
+    println!(
+        "stopped ({} runs cancelled{})",
+        report.cancelled.len(),
+        if closed { "" } else { ", some connections cut" }
+    );
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,74 @@
+//! Errors as HTTP responses: the status of [`Error::status`] and a JSON body with a message.
+//!
+//! A 500 says nothing internal (no SQL, no stack): its detail goes to the log through
+//! `tracing`, and the client is told to look there.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What was wrong and, where the caller can fix it, how.
+    #[schema(
+        example = "invalid status \"done\": expected one of pending, running, completed, failed, cancelled"
+    )]
+    pub error: String,
+    /// The HTTP status code, repeated for clients that only keep the body.
+    #[schema(example = 400)]
+    pub status: u16,
+}
+
+/// An error on its way to becoming a response.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    /// An error with this status and message, said as is to the client.
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// The body the client gets.
+    pub(crate) fn into_body(self) -> ErrorBody {
+        ErrorBody {
+            error: self.message,
+            status: self.status.as_u16(),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        let status = error.status();
+        match error {
+            Error::Unavailable { .. } => {
+                // The message names hosts and timeouts: for the operator, not the client.
+                tracing::warn!(error = %error, "request refused: the database is unavailable");
+                ApiError::new(status, "the database is unavailable; retry later")
+            }
+            _ if status == StatusCode::INTERNAL_SERVER_ERROR => {
+                tracing::error!(error = %error, detail = ?error, "request failed");
+                ApiError::new(status, "internal error; the server's log has the details")
+            }
+            _ => ApiError::new(status, error.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status;
+        (status, Json(self.into_body())).into_response()
+    }
+}

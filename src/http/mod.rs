@@ -1,0 +1,211 @@
+//! The HTTP API (feature `http`): the Go service's workflow endpoints on axum, with live
+//! progress as Server-Sent Events, an OpenAPI 3.1 contract at `/openapi.json`, interactive
+//! docs at `/docs` and the run inspector page at `/`.
+//!
+//! [`HttpApi::router`] is a plain `axum::Router`: mount it under any prefix of an existing
+//! application, sharing its executor (and so its pool and registry).
+//!
+//! ```no_run
+//! use workflows::http::HttpApi;
+//! use workflows::{DbConfig, Executor, Registry};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = DbConfig::new("postgres://localhost/app").connect().await?;
+//! let executor = Executor::builder(pool, Registry::from_compiled()?).build();
+//! let app = axum::Router::new()
+//!     .route("/health", axum::routing::get(|| async { "ok" }))
+//!     .nest("/api", HttpApi::new(executor.clone()).router());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Errors answer with the status of [`Error::status`](crate::Error::status) and an
+//! [`ErrorBody`]; a 500 tells nothing internal, the log (through `tracing`) has the detail.
+
+mod api_error;
+mod docs;
+mod extract;
+mod inspector;
+mod progress;
+mod runs;
+mod workflows;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use api_error::ErrorBody;
+pub use progress::StreamError;
+
+use crate::executor::Executor;
+use crate::page::PageConfig;
+use api_error::ApiError;
+
+/// The bounds a server puts on requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// The largest request body accepted (a run's params); larger is a 413.
+    pub body_bytes: usize,
+    /// How long a request may take, except those that stream or wait for a run; longer is
+    /// a 503.
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The workflow API over an [`Executor`]: build it, then take its [`HttpApi::router`].
+#[derive(Clone)]
+pub struct HttpApi {
+    state: ApiState,
+    inspector: bool,
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct ApiState {
+    executor: Executor,
+    pages: PageConfig,
+    limits: HttpLimits,
+}
+
+impl HttpApi {
+    /// The API of `executor`'s workflows and runs, with default page sizes and limits, and
+    /// the inspector page.
+    pub fn new(executor: Executor) -> Self {
+        HttpApi {
+            state: ApiState {
+                executor,
+                pages: PageConfig::default(),
+                limits: HttpLimits::default(),
+            },
+            inspector: true,
+        }
+    }
+
+    /// Page sizes for the run list.
+    pub fn page_config(mut self, pages: PageConfig) -> Self {
+        self.state.pages = pages;
+        self
+    }
+
+    /// Bounds on request bodies and durations.
+    pub fn limits(mut self, limits: HttpLimits) -> Self {
+        self.state.limits = limits;
+        self
+    }
+
+    /// Whether to serve the run inspector page at `/` (default: yes).
+    pub fn inspector(mut self, serve: bool) -> Self {
+        self.inspector = serve;
+        self
+    }
+
+    /// The OpenAPI 3.1 contract of the endpoints, as [`HttpApi::router`] serves it at
+    /// `/openapi.json`.
+    pub fn openapi() -> utoipa::openapi::OpenApi {
+        api_routes(HttpLimits::default().request_timeout)
+            .split_for_parts()
+            .1
+    }
+
+    /// The router: the API under `/workflows`, `/openapi.json`, `/docs` and (unless turned
+    /// off) the inspector at `/`.
+    pub fn router(self) -> Router {
+        let limits = self.state.limits.clone();
+        let (api, spec) = api_routes(limits.request_timeout).split_for_parts();
+        let mut router = api
+            .merge(docs::routes(spec))
+            .fallback(no_route)
+            .method_not_allowed_fallback(method_not_allowed);
+        if self.inspector {
+            router = router.merge(inspector::routes());
+        }
+        router
+            .layer(DefaultBodyLimit::max(limits.body_bytes))
+            .with_state(self.state)
+    }
+}
+
+/// The endpoints, each registered with its part of the contract, so that the two cannot
+/// disagree. Those that stream or wait for a run are not bound by the request timeout.
+fn api_routes(timeout: Duration) -> OpenApiRouter<ApiState> {
+    let bounded = OpenApiRouter::new()
+        .routes(routes!(workflows::list_workflows))
+        .routes(routes!(runs::list_runs))
+        .routes(routes!(runs::get_run, runs::delete_run))
+        .routes(routes!(runs::get_stages))
+        .routes(routes!(runs::get_decisions))
+        .routes(routes!(runs::cancel_run))
+        .route_layer(middleware::from_fn_with_state(timeout, bounded_in_time));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(bounded)
+        .routes(routes!(workflows::execute))
+        .routes(routes!(runs::resume_run))
+}
+
+/// Answers 503 for a request that takes longer than `limit`.
+async fn bounded_in_time(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the request took longer than {} ms and was abandoned; retry later",
+                limit.as_millis()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// The answer for a path that is not part of the API.
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route for {method} {}; /openapi.json lists the API",
+            uri.path()
+        ),
+    )
+}
+
+/// The answer for a known path with a method it does not take.
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{} does not take {method}; /openapi.json lists the methods of each path",
+            uri.path()
+        ),
+    )
+}
+
+/// The contract's title, description and tags; the paths come from the routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "workflows",
+        description = "Runs of state-graph workflows, recorded in PostgreSQL: start them with live progress, list, inspect, cancel, resume and delete them."
+    ),
+    tags(
+        (name = "workflows", description = "The registered workflows, and starting a run"),
+        (name = "runs", description = "Recorded runs, their stages and decisions"),
+    ),
+    components(schemas(ErrorBody, StreamError, crate::events::Event))
+)]
+struct ApiDoc;

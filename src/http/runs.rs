@@ -1,0 +1,249 @@
+//! The run endpoints: list, show, stages, decisions, delete, cancel and resume.
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::ApiState;
+use super::api_error::{ApiError, ErrorBody};
+use super::extract::{RunIdPath, wait_requested};
+use super::progress::respond;
+use crate::lifecycle;
+use crate::model::{Decision, Run, RunStatus, Stage};
+use crate::page::{PageRequest, PageResult};
+use crate::repository;
+use crate::run_filters::RunFilters;
+
+/// The query parameters of `GET /workflows/runs`, for the OpenAPI contract. (They are read
+/// by [`PageRequest::from_query`] and [`RunFilters::from_query`], whose errors name the bad
+/// value.)
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(
+    dead_code,
+    reason = "describes the parameters; the library's parsers read them"
+)]
+pub(crate) struct RunListQuery {
+    /// The page, from 1 (below 1 counts as 1).
+    page: Option<i64>,
+    /// Runs per page: below 1 is the default (20), above the maximum (100) the maximum.
+    page_size: Option<i64>,
+    /// Part of the workflow name, matched case-insensitively and literally.
+    search: Option<String>,
+    /// Comma-separated fields, `-` for descending: `id`, `workflow_name`, `status`,
+    /// `started_at`, `completed_at`, `created_at`, `updated_at`. Default `-created_at`.
+    #[param(
+        pattern = r"^ *-? *(id|workflow_name|status|started_at|completed_at|created_at|updated_at) *(, *-? *(id|workflow_name|status|started_at|completed_at|created_at|updated_at) *)*$",
+        example = "-created_at,workflow_name"
+    )]
+    sort: Option<String>,
+    /// Only runs of this workflow (exact name).
+    workflow_name: Option<String>,
+    /// Only runs in this status.
+    status: Option<RunStatus>,
+}
+
+/// The query parameter of the endpoints that start a run.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(
+    dead_code,
+    reason = "describes the parameter; extract::wait_requested reads it"
+)]
+pub(crate) struct WaitQuery {
+    /// `true`: answer with the final run as JSON once it ends, instead of a progress stream.
+    wait: Option<bool>,
+}
+
+/// Lists runs, newest first unless `sort` says otherwise.
+#[utoipa::path(
+    get,
+    path = "/workflows/runs",
+    tag = "runs",
+    params(RunListQuery),
+    responses(
+        (status = 200, description = "One page of runs", body = PageResult<Run>),
+        (status = 400, description = "A parameter is not acceptable; the message names it", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_runs(
+    State(api): State<ApiState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<PageResult<Run>>, ApiError> {
+    let query = query.unwrap_or_default();
+    let request = PageRequest::from_query(&query)?;
+    let filters = RunFilters::from_query(&query)?;
+    let mut conn = api
+        .executor
+        .pool()
+        .get()
+        .await
+        .map_err(crate::Error::from)?;
+    let page = repository::list_runs(&mut conn, &api.pages, request, &filters).await?;
+    Ok(Json(page))
+}
+
+/// One run.
+#[utoipa::path(
+    get,
+    path = "/workflows/runs/{id}",
+    tag = "runs",
+    params(("id" = uuid::Uuid, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run", body = Run),
+        (status = 400, description = "The id is not a UUID", body = ErrorBody),
+        (status = 404, description = "No run has this id", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_run(
+    State(api): State<ApiState>,
+    RunIdPath(id): RunIdPath,
+) -> Result<Json<Run>, ApiError> {
+    let mut conn = api
+        .executor
+        .pool()
+        .get()
+        .await
+        .map_err(crate::Error::from)?;
+    Ok(Json(repository::find_run(&mut conn, id).await?))
+}
+
+/// A run's stages (one per node executed), in the order they started.
+#[utoipa::path(
+    get,
+    path = "/workflows/runs/{id}/stages",
+    tag = "runs",
+    params(("id" = uuid::Uuid, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run's stages", body = Vec<Stage>),
+        (status = 400, description = "The id is not a UUID", body = ErrorBody),
+        (status = 404, description = "No run has this id", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_stages(
+    State(api): State<ApiState>,
+    RunIdPath(id): RunIdPath,
+) -> Result<Json<Vec<Stage>>, ApiError> {
+    let mut conn = api
+        .executor
+        .pool()
+        .get()
+        .await
+        .map_err(crate::Error::from)?;
+    Ok(Json(repository::get_stages(&mut conn, id).await?))
+}
+
+/// A run's decisions (the edges it took), in order.
+#[utoipa::path(
+    get,
+    path = "/workflows/runs/{id}/decisions",
+    tag = "runs",
+    params(("id" = uuid::Uuid, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run's decisions", body = Vec<Decision>),
+        (status = 400, description = "The id is not a UUID", body = ErrorBody),
+        (status = 404, description = "No run has this id", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_decisions(
+    State(api): State<ApiState>,
+    RunIdPath(id): RunIdPath,
+) -> Result<Json<Vec<Decision>>, ApiError> {
+    let mut conn = api
+        .executor
+        .pool()
+        .get()
+        .await
+        .map_err(crate::Error::from)?;
+    Ok(Json(repository::get_decisions(&mut conn, id).await?))
+}
+
+/// Deletes a finished run with its stages, decisions and checkpoint.
+#[utoipa::path(
+    delete,
+    path = "/workflows/runs/{id}",
+    tag = "runs",
+    params(("id" = uuid::Uuid, Path, description = "The run's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "The id is not a UUID, or the run is pending or running (cancel it first)", body = ErrorBody),
+        (status = 404, description = "No run has this id", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    )
+)]
+pub(crate) async fn delete_run(
+    State(api): State<ApiState>,
+    RunIdPath(id): RunIdPath,
+) -> Result<StatusCode, ApiError> {
+    let mut conn = api
+        .executor
+        .pool()
+        .get()
+        .await
+        .map_err(crate::Error::from)?;
+    lifecycle::delete_run(&mut conn, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Cancels a pending or running run, wherever it executes.
+#[utoipa::path(
+    post,
+    path = "/workflows/runs/{id}/cancel",
+    tag = "runs",
+    params(("id" = uuid::Uuid, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run, now cancelled", body = Run),
+        (status = 400, description = "The id is not a UUID, or the run has already ended", body = ErrorBody),
+        (status = 404, description = "No run has this id", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    )
+)]
+pub(crate) async fn cancel_run(
+    State(api): State<ApiState>,
+    RunIdPath(id): RunIdPath,
+) -> Result<Json<Run>, ApiError> {
+    Ok(Json(api.executor.cancel(id).await?))
+}
+
+/// Resumes a failed or cancelled run after its last checkpoint, here, with the same params.
+/// Answers like `execute`: a progress stream, or the final run with `?wait=true`.
+#[utoipa::path(
+    post,
+    path = "/workflows/runs/{id}/resume",
+    tag = "runs",
+    params(("id" = uuid::Uuid, Path, description = "The run's id"), WaitQuery),
+    responses(
+        (status = 200, description = "The resumed run's progress as Server-Sent Events (`stage.start`, `stage.complete`, `decision`, then `complete` or `error`); with `?wait=true`, the final run",
+            headers(("X-Run-ID" = uuid::Uuid, description = "The run's id")),
+            content(
+                (String = "text/event-stream"),
+                (Run = "application/json"),
+            )
+        ),
+        (status = 400, description = "The id is not a UUID, `wait` is not a boolean, or the run is not failed or cancelled", body = ErrorBody),
+        (status = 404, description = "No run has this id, or its workflow is no longer registered", body = ErrorBody),
+        (status = 503, description = "The database is unavailable, or the server is shutting down", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    )
+)]
+pub(crate) async fn resume_run(
+    State(api): State<ApiState>,
+    RunIdPath(id): RunIdPath,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let wait = wait_requested(query.as_deref())?;
+    let execution = api.executor.resume(id).await?;
+    Ok(respond(execution, wait).await)
+}
