@@ -159,9 +159,9 @@ impl PageRequest {
         Ok(PageRequest {
             page: number("page", 1)?,
             page_size: number("page_size", 0)?,
-            search: params.get("search").map(str::to_owned),
+            search: params.text("search").map(str::to_owned),
             sort: params
-                .get("sort")
+                .text("sort")
                 .map(SortField::parse_list)
                 .transpose()?
                 .unwrap_or_default(),

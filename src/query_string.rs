@@ -34,12 +34,15 @@ impl QueryParams {
         Ok(QueryParams(params))
     }
 
-    /// The value of `key`, if given and not empty.
+    /// The value of `key` as given, if given (`page=` gives `Some("")`: for a number or a
+    /// status, an empty value is a mistake to report, not an absence).
     pub(crate) fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .get(key)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// The value of free-text `key`, if given and not empty (`search=` searches nothing).
+    pub(crate) fn text(&self, key: &str) -> Option<&str> {
+        self.get(key).filter(|v| !v.is_empty())
     }
 }
 
@@ -55,10 +58,10 @@ mod tests {
     }
 
     #[test]
-    fn empty_values_count_as_absent() {
-        let p = QueryParams::parse("status=&page=").unwrap();
-        assert_eq!(p.get("status"), None);
-        assert_eq!(p.get("page"), None);
+    fn empty_text_counts_as_absent_but_is_kept_as_given() {
+        let p = QueryParams::parse("search=&page=").unwrap();
+        assert_eq!(p.text("search"), None);
+        assert_eq!(p.get("page"), Some(""));
     }
 
     #[test]

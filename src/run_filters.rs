@@ -41,7 +41,7 @@ impl RunFilters {
 
     pub(crate) fn from_params(params: &QueryParams) -> Result<Self> {
         Ok(RunFilters {
-            workflow_name: params.get("workflow_name").map(str::to_owned),
+            workflow_name: params.text("workflow_name").map(str::to_owned),
             status: params.get("status").map(str::parse).transpose()?,
         })
     }

@@ -294,8 +294,9 @@ async fn a_paused_worker_s_late_writes_are_refused() {
 async fn a_cancel_from_another_process_stops_a_worker_s_run() {
     let schema = IsolatedSchema::create().await.unwrap();
     let url = schema.database_url().to_owned();
-    // Each node sleeps ten minutes: only an interruption ends it within the test's guard.
-    let id = pending(&url, 1, json!({"nodes": 3, "delay_ms": 600_000})).await[0];
+    // Each node sleeps a minute (the samples' longest): only an interruption ends it within
+    // the test's guard.
+    let id = pending(&url, 1, json!({"nodes": 3, "delay_ms": 60_000})).await[0];
     let worker = WorkerProcess::start(&url, &["--name", "w", "--poll-ms", "200"]);
     until(&url, "n0 has started", async |conn| {
         stage_started(conn, id, "n0").await

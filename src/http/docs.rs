@@ -60,11 +60,7 @@ async fn served_spec(
     OriginalUri(original): OriginalUri,
     uri: Uri,
 ) -> impl IntoResponse {
-    let prefix = original
-        .path()
-        .strip_suffix(uri.path())
-        .unwrap_or("")
-        .trim_end_matches('/');
+    let prefix = super::inspector::mount_prefix(&original, &uri);
     let mut spec = (*spec).clone();
     if !prefix.is_empty() {
         spec.servers = Some(vec![Server::new(prefix)]);

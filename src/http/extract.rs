@@ -44,7 +44,7 @@ pub(crate) fn wait_requested(query: Option<&str>) -> Result<bool, Error> {
     }
 }
 
-/// A run's params from a request body: a JSON object, or nothing at all for no params.
+/// A run's params from a request body: a JSON object, or an empty body for no params.
 pub(crate) fn params_body(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -57,7 +57,7 @@ pub(crate) fn params_body(
         ),
         status => ApiError::new(status, rejection.body_text()),
     })?;
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.is_empty() {
         return Ok(Value::Null);
     }
     let content_type = headers

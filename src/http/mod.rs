@@ -27,6 +27,7 @@ mod api_error;
 mod docs;
 mod extract;
 mod inspector;
+mod params_schema;
 mod progress;
 mod runs;
 mod workflows;
@@ -43,7 +44,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use api_error::ErrorBody;
-pub use progress::StreamError;
+pub use progress::{ProgressMessage, StreamError};
 
 use crate::executor::Executor;
 use crate::page::PageConfig;
@@ -206,6 +207,6 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         (name = "workflows", description = "The registered workflows, and starting a run"),
         (name = "runs", description = "Recorded runs, their stages and decisions"),
     ),
-    components(schemas(ErrorBody, StreamError, crate::events::Event))
+    components(schemas(ErrorBody, StreamError, ProgressMessage, crate::events::Event))
 )]
 struct ApiDoc;

@@ -33,6 +33,19 @@ pub struct StreamError {
     pub run: Option<Run>,
 }
 
+/// One message of the progress stream, as the contract describes it: its `event` name and
+/// its `data`, a JSON text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProgressMessage {
+    /// `stage.start`, `stage.complete` or `decision` (`data` is an `Event`), then `complete`
+    /// (`data` is the final `Run`) or `error` (`data` is a `StreamError`).
+    #[schema(pattern = r"^(stage\.start|stage\.complete|decision|complete|error)$")]
+    pub event: String,
+    /// The event's JSON.
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
 /// The response to a request that started (or resumed) a run.
 pub(crate) async fn respond(execution: Execution, wait: bool) -> Response {
     let run_id = HeaderValue::from_str(&execution.run_id().to_string())

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::ApiState;
 use super::api_error::{ApiError, ErrorBody};
 use super::extract::{RunIdPath, wait_requested};
-use super::progress::respond;
+use super::progress::{ProgressMessage, respond};
 use crate::lifecycle;
 use crate::model::{Decision, Run, RunStatus, Stage};
 use crate::page::{PageRequest, PageResult};
@@ -31,15 +31,17 @@ pub(crate) struct RunListQuery {
     /// Runs per page: below 1 is the default (20), above the maximum (100) the maximum.
     page_size: Option<i64>,
     /// Part of the workflow name, matched case-insensitively and literally.
+    #[param(pattern = r"^[^\x00]*$")]
     search: Option<String>,
     /// Comma-separated fields, `-` for descending: `id`, `workflow_name`, `status`,
     /// `started_at`, `completed_at`, `created_at`, `updated_at`. Default `-created_at`.
     #[param(
-        pattern = r"^ *-? *(id|workflow_name|status|started_at|completed_at|created_at|updated_at) *(, *-? *(id|workflow_name|status|started_at|completed_at|created_at|updated_at) *)*$",
+        pattern = r"^( *-? *(id|workflow_name|status|started_at|completed_at|created_at|updated_at) *(, *-? *(id|workflow_name|status|started_at|completed_at|created_at|updated_at) *)*)?$",
         example = "-created_at,workflow_name"
     )]
     sort: Option<String>,
     /// Only runs of this workflow (exact name).
+    #[param(pattern = r"^[^\x00]*$")]
     workflow_name: Option<String>,
     /// Only runs in this status.
     status: Option<RunStatus>,
@@ -228,7 +230,7 @@ pub(crate) async fn cancel_run(
         (status = 200, description = "The resumed run's progress as Server-Sent Events (`stage.start`, `stage.complete`, `decision`, then `complete` or `error`); with `?wait=true`, the final run",
             headers(("X-Run-ID" = uuid::Uuid, description = "The run's id")),
             content(
-                (String = "text/event-stream"),
+                (ProgressMessage = "text/event-stream"),
                 (Run = "application/json"),
             )
         ),

@@ -10,7 +10,8 @@ use axum::response::Response;
 use super::ApiState;
 use super::api_error::{ApiError, ErrorBody};
 use super::extract::{params_body, wait_requested};
-use super::progress::respond;
+use super::params_schema::RunParams;
+use super::progress::{ProgressMessage, respond};
 use super::runs::WaitQuery;
 use crate::model::{Run, WorkflowInfo};
 
@@ -33,7 +34,7 @@ pub(crate) async fn list_workflows(State(api): State<ApiState>) -> Json<Vec<Work
     tag = "workflows",
     params(("name" = String, Path, description = "The workflow's name, as `GET /workflows` lists it"), WaitQuery),
     request_body(
-        content = Option<serde_json::Map<String, serde_json::Value>>,
+        content = Option<RunParams>,
         content_type = "application/json",
         description = "The run's params: a JSON object (an empty body is no params)"
     ),
@@ -41,7 +42,7 @@ pub(crate) async fn list_workflows(State(api): State<ApiState>) -> Json<Vec<Work
         (status = 200, description = "The run's progress as Server-Sent Events: `stage.start`, `stage.complete` and `decision` (each an `Event`), then `complete` (the final `Run`) or `error` (a `StreamError`); with `?wait=true`, the final run",
             headers(("X-Run-ID" = uuid::Uuid, description = "The run's id")),
             content(
-                (String = "text/event-stream"),
+                (ProgressMessage = "text/event-stream"),
                 (Run = "application/json"),
             )
         ),

@@ -1,11 +1,18 @@
 //! `chain`: a linear graph of `nodes` nodes, each setting a key to a `payload`-long string and
 //! incrementing `counter`: with the defaults, the benchmark's workload W. With `log`, each
-//! node appends its name to that file when it starts, so tests can count executions.
+//! node appends its name to that file when it starts, so tests can count executions; since
+//! that writes a file the caller names, it is refused unless the environment variable
+//! `WORKFLOWS_CHAIN_LOG` is `allow` (as the tests set it), never by a server facing callers.
 
 use std::io::Write;
 use std::time::Duration;
 
 use workflows::{BoxError, GraphBuilder, NodeContext, Params, Runtime, State, workflow};
+
+use super::delay_param;
+
+/// The longest `payload` a node writes: 1 MiB.
+const MAX_PAYLOAD: usize = 1 << 20;
 
 #[workflow(
     name = "chain",
@@ -30,11 +37,18 @@ async fn chain(
         .set_entry_point("n0")
         .add_exit_point(format!("n{}", nodes - 1))
         .set_max_iterations(u32::try_from(nodes).unwrap_or(u32::MAX));
+    let payload = params.get::<usize>("payload")?.unwrap_or(100);
+    if payload > MAX_PAYLOAD {
+        return Err(format!("payload must be at most {MAX_PAYLOAD}, not {payload}").into());
+    }
     let mut state = State::new()
         .with("counter", 0)
-        .with("payload", params.get::<usize>("payload")?.unwrap_or(100))
-        .with("delay_ms", params.get::<u64>("delay_ms")?.unwrap_or(0));
+        .with("payload", payload)
+        .with("delay_ms", delay_param(&params)?.unwrap_or(0));
     if let Some(log) = params.get::<String>("log")? {
+        if std::env::var("WORKFLOWS_CHAIN_LOG").as_deref() != Ok("allow") {
+            return Err("log is refused: it writes a file, which only tests may ask for (WORKFLOWS_CHAIN_LOG=allow)".into());
+        }
         state.set("log", log);
     }
     Ok(state)

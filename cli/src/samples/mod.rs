@@ -12,13 +12,27 @@ use std::time::Duration;
 
 use workflows::{BoxError, NodeContext, Params, State};
 
+/// The longest pause a sample node takes: the samples are served over HTTP by
+/// `workflows serve`, where a caller must not be able to park runs for days.
+const MAX_DELAY_MS: u64 = 60_000;
+
 /// A sample's initial state: `delay_ms` from the params, if given.
 fn initial_state(params: &Params) -> Result<State, BoxError> {
     let mut state = State::new();
-    if let Some(delay) = params.get::<u64>("delay_ms")? {
+    if let Some(delay) = delay_param(params)? {
         state.set("delay_ms", delay);
     }
     Ok(state)
+}
+
+/// The `delay_ms` param, if given, checked against [`MAX_DELAY_MS`].
+fn delay_param(params: &Params) -> Result<Option<u64>, BoxError> {
+    match params.get::<u64>("delay_ms")? {
+        Some(delay) if delay > MAX_DELAY_MS => {
+            Err(format!("delay_ms must be at most {MAX_DELAY_MS}, not {delay}").into())
+        }
+        delay => Ok(delay),
+    }
 }
 
 /// The pause each sample node takes, from the state's `delay_ms` (set from params).

@@ -21,6 +21,7 @@ impl WorkerProcess {
             .arg("worker")
             .args(args)
             .env("DATABASE_URL", url)
+            .env("WORKFLOWS_CHAIN_LOG", "allow")
             .env("RUST_LOG", "workflows=info")
             .stdout(Stdio::piped())
             // The worker's log, for when a test fails: set WORKFLOWS_TEST_WORKER_LOGS=1.
