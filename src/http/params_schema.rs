@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use utoipa::openapi::schema::{
     AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type,
 };
-use utoipa::openapi::{RefOr, Ref};
+use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
 /// Any text without a NUL character.
@@ -51,7 +51,9 @@ impl ToSchema for RunParams {
             )
             .item(ArrayBuilder::new().items(value.clone()))
             .item(object_of(value))
-            .description(Some("A JSON value with no NUL character in any key or string."))
+            .description(Some(
+                "A JSON value with no NUL character in any key or string.",
+            ))
             .build();
         schemas.push((JSON_VALUE.to_owned(), Schema::AnyOf(json_value).into()));
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::fixtures::{Gate, HANG, mark};
+use crate::fixtures::{Gate, HANG, flaky, gated, linear, mark, route};
 use diesel::prelude::*;
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use http::StatusCode;
@@ -13,34 +13,10 @@ use tokio::sync::Notify;
 use workflows::schema::{checkpoints, runs};
 use workflows::testing::{self, IsolatedSchema};
 use workflows::{
-    BoxError, Error, Event, Execution, Executor, ExecutorConfig, GraphBuilder, NodeContext, Params,
-    Pool, Predicate, Registry, Run, RunId, RunStatus, Runtime, StageStatus, State, WorkflowDef,
+    BoxError, Error, Event, Execution, Executor, ExecutorConfig, GraphBuilder, Params, Pool,
+    Predicate, Registry, Run, RunId, RunStatus, Runtime, StageStatus, State, WorkflowDef,
     lifecycle, repository,
 };
-
-async fn linear(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, BoxError> {
-    g.add_node("a", mark)
-        .add_node("b", mark)
-        .add_node("c", mark)
-        .add_edge("a", "b")
-        .add_edge("b", "c")
-        .set_entry_point("a")
-        .add_exit_point("c");
-    Ok(State::new().with("start", true))
-}
-
-async fn route(g: &mut GraphBuilder, _: &Runtime, p: Params) -> Result<State, BoxError> {
-    let kind: String = p.require("kind")?;
-    g.add_node("analyze", mark)
-        .add_node("math", mark)
-        .add_node("prose", mark)
-        .add_conditional_edge("analyze", "math", Predicate::key_equals("kind", "math"))
-        .add_conditional_edge("analyze", "prose", Predicate::always())
-        .set_entry_point("analyze")
-        .add_exit_point("math")
-        .add_exit_point("prose");
-    Ok(State::new().with("kind", kind))
-}
 
 async fn spin(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, BoxError> {
     g.add_node("again", mark)
@@ -97,33 +73,6 @@ async fn bad_factory(_: &mut GraphBuilder, _: &Runtime, p: Params) -> Result<Sta
     Ok(State::new())
 }
 
-/// `wait` blocks on the runtime's [`Gate`] (and ignores cancellation unless `polite`).
-async fn gated(g: &mut GraphBuilder, rt: &Runtime, p: Params) -> Result<State, BoxError> {
-    let gate = rt.get::<Gate>()?;
-    let polite: bool = p.get("polite")?.unwrap_or(false);
-    g.add_node("a", mark)
-        .add_node("wait", move |state: State, ctx: NodeContext| {
-            let gate = Arc::clone(&gate);
-            async move {
-                if polite {
-                    tokio::select! {
-                        () = gate.0.notified() => {}
-                        () = ctx.cancelled() => return Err::<State, BoxError>("stopped politely".into()),
-                    }
-                } else {
-                    gate.0.notified().await;
-                }
-                Ok(state)
-            }
-        })
-        .add_node("c", mark)
-        .add_edge("a", "wait")
-        .add_edge("wait", "c")
-        .set_entry_point("a")
-        .add_exit_point("c");
-    Ok(State::new())
-}
-
 /// Sleeps an hour in `slow`, unless interrupted.
 async fn slow(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, BoxError> {
     g.add_node("slow", |state: State, _ctx| async move {
@@ -132,23 +81,6 @@ async fn slow(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, Box
     })
     .set_entry_point("slow")
     .add_exit_point("slow");
-    Ok(State::new())
-}
-
-/// Fails at `b` the first time it runs (step 2), passes when resumed.
-async fn flaky(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, BoxError> {
-    g.add_node("a", mark)
-        .add_node("b", |state: State, ctx: NodeContext| async move {
-            if ctx.iteration() == 2 {
-                return Err("first attempt fails".into());
-            }
-            mark(state, ctx).await
-        })
-        .add_node("c", mark)
-        .add_edge("a", "b")
-        .add_edge("b", "c")
-        .set_entry_point("a")
-        .add_exit_point("c");
     Ok(State::new())
 }
 

@@ -5,9 +5,14 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
+use std::sync::Arc;
 use tokio::sync::Notify;
 use workflows::schema::{decisions, runs, stages};
-use workflows::{BoxError, NodeContext, RunId, RunStatus, StageStatus, State};
+
+use workflows::{
+    BoxError, GraphBuilder, NodeContext, Params, Predicate, RunId, RunStatus, Runtime, StageStatus,
+    State,
+};
 
 /// Guards against hangs only: far longer than anything a test waits for.
 pub(crate) const HANG: std::time::Duration = std::time::Duration::from_secs(60);
@@ -117,4 +122,82 @@ pub(crate) async fn insert_decision(
 /// A run id no row has.
 pub(crate) fn unknown_run() -> RunId {
     RunId::from_uuid(uuid::Uuid::new_v4())
+}
+
+// Test workflows shared by the executor and HTTP tests.
+
+pub(crate) async fn linear(
+    g: &mut GraphBuilder,
+    _: &Runtime,
+    _: Params,
+) -> Result<State, BoxError> {
+    g.add_node("a", mark)
+        .add_node("b", mark)
+        .add_node("c", mark)
+        .add_edge("a", "b")
+        .add_edge("b", "c")
+        .set_entry_point("a")
+        .add_exit_point("c");
+    Ok(State::new().with("start", true))
+}
+
+pub(crate) async fn route(g: &mut GraphBuilder, _: &Runtime, p: Params) -> Result<State, BoxError> {
+    let kind: String = p.require("kind")?;
+    g.add_node("analyze", mark)
+        .add_node("math", mark)
+        .add_node("prose", mark)
+        .add_conditional_edge("analyze", "math", Predicate::key_equals("kind", "math"))
+        .add_conditional_edge("analyze", "prose", Predicate::always())
+        .set_entry_point("analyze")
+        .add_exit_point("math")
+        .add_exit_point("prose");
+    Ok(State::new().with("kind", kind))
+}
+
+/// `wait` blocks on the runtime's [`Gate`] (and ignores cancellation unless `polite`).
+pub(crate) async fn gated(
+    g: &mut GraphBuilder,
+    rt: &Runtime,
+    p: Params,
+) -> Result<State, BoxError> {
+    let gate = rt.get::<Gate>()?;
+    let polite: bool = p.get("polite")?.unwrap_or(false);
+    g.add_node("a", mark)
+        .add_node("wait", move |state: State, ctx: NodeContext| {
+            let gate = Arc::clone(&gate);
+            async move {
+                if polite {
+                    tokio::select! {
+                        () = gate.0.notified() => {}
+                        () = ctx.cancelled() => return Err::<State, BoxError>("stopped politely".into()),
+                    }
+                } else {
+                    gate.0.notified().await;
+                }
+                Ok(state)
+            }
+        })
+        .add_node("c", mark)
+        .add_edge("a", "wait")
+        .add_edge("wait", "c")
+        .set_entry_point("a")
+        .add_exit_point("c");
+    Ok(State::new())
+}
+
+/// Fails at `b` the first time it runs (step 2), passes when resumed.
+pub(crate) async fn flaky(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, BoxError> {
+    g.add_node("a", mark)
+        .add_node("b", |state: State, ctx: NodeContext| async move {
+            if ctx.iteration() == 2 {
+                return Err("first attempt fails".into());
+            }
+            mark(state, ctx).await
+        })
+        .add_node("c", mark)
+        .add_edge("a", "b")
+        .add_edge("b", "c")
+        .set_entry_point("a")
+        .add_exit_point("c");
+    Ok(State::new())
 }

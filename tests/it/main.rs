@@ -7,6 +7,7 @@ mod checkpoints;
 mod connection_errors;
 mod executor;
 mod fixtures;
+mod http;
 mod integrity;
 mod migrations;
 mod model_json;

@@ -1,0 +1,279 @@
+//! Bad requests: each gets its 4xx and a JSON body whose message names what was wrong, never
+//! a 500, and nothing is written.
+
+use serde_json::{Value, json};
+use workflows::http::HttpLimits;
+use workflows::{PageResult, Run};
+
+use super::server::{Options, TestServer};
+
+/// Asserts the status and that the JSON error body says `message`.
+async fn says(response: reqwest::Response, status: u16, message: &str) {
+    assert_eq!(response.status(), status);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains(message),
+        "{error:?} does not say {message:?}"
+    );
+}
+
+async fn run_count(server: &TestServer) -> i64 {
+    let page: PageResult<Run> = server.get("/workflows/runs").await.json().await.unwrap();
+    page.total
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_json_is_a_400_naming_the_problem() {
+    let server = TestServer::start().await;
+    let response = server
+        .client
+        .post(server.url("/workflows/linear/execute"))
+        .header("content-type", "application/json")
+        .body("{\"a\": ")
+        .send()
+        .await
+        .unwrap();
+    says(response, 400, "malformed JSON body: EOF while parsing").await;
+    assert_eq!(run_count(&server).await, 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn params_that_are_not_an_object_are_a_400() {
+    let server = TestServer::start().await;
+    says(
+        server
+            .post_json("/workflows/linear/execute", &json!([1, 2]))
+            .await,
+        400,
+        "invalid params \"[1,2]\": must be a JSON object",
+    )
+    .await;
+    says(
+        server
+            .post_json("/workflows/linear/execute", &json!({"a": "x\u{0}"}))
+            .await,
+        400,
+        "invalid params.a",
+    )
+    .await;
+    assert_eq!(run_count(&server).await, 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_content_type_is_a_415() {
+    let server = TestServer::start().await;
+    let response = server
+        .client
+        .post(server.url("/workflows/linear/execute"))
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    says(response, 415, "unsupported content type \"text/plain\"").await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_body_is_a_413() {
+    let limits = HttpLimits {
+        body_bytes: 1024,
+        ..HttpLimits::default()
+    };
+    let server = TestServer::with(Options {
+        limits,
+        ..Options::default()
+    })
+    .await;
+    let big = json!({"text": "x".repeat(2000)});
+    says(
+        server.post_json("/workflows/linear/execute", &big).await,
+        413,
+        "larger than the limit of 1024 bytes",
+    )
+    .await;
+    assert_eq!(run_count(&server).await, 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_workflow_is_a_404() {
+    let server = TestServer::start().await;
+    says(
+        server
+            .post_json("/workflows/nope/execute", &json!({}))
+            .await,
+        404,
+        "workflow \"nope\" is not registered",
+    )
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_run_id_is_a_400_and_an_unknown_one_a_404() {
+    let server = TestServer::start().await;
+    for path in [
+        "/workflows/runs/42",
+        "/workflows/runs/42/stages",
+        "/workflows/runs/42/decisions",
+    ] {
+        says(
+            server.get(path).await,
+            400,
+            "invalid run id \"42\": not a UUID",
+        )
+        .await;
+    }
+    says(
+        server
+            .client
+            .post(server.url("/workflows/runs/42/cancel"))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "not a UUID",
+    )
+    .await;
+    says(
+        server
+            .client
+            .post(server.url("/workflows/runs/42/resume"))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "not a UUID",
+    )
+    .await;
+    says(
+        server
+            .client
+            .delete(server.url("/workflows/runs/42"))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "not a UUID",
+    )
+    .await;
+
+    let unknown = uuid::Uuid::new_v4();
+    let not_found = format!("run {unknown} not found");
+    says(
+        server.get(&format!("/workflows/runs/{unknown}")).await,
+        404,
+        &not_found,
+    )
+    .await;
+    says(
+        server
+            .get(&format!("/workflows/runs/{unknown}/stages"))
+            .await,
+        404,
+        &not_found,
+    )
+    .await;
+    says(
+        server
+            .client
+            .post(server.url(&format!("/workflows/runs/{unknown}/cancel")))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        &not_found,
+    )
+    .await;
+    says(
+        server
+            .client
+            .post(server.url(&format!("/workflows/runs/{unknown}/resume")))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        &not_found,
+    )
+    .await;
+    says(
+        server
+            .client
+            .delete(server.url(&format!("/workflows/runs/{unknown}")))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        &not_found,
+    )
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_query_parameters_are_a_400_naming_the_value() {
+    let server = TestServer::start().await;
+    let cases = [
+        ("page=abc", "invalid page \"abc\": not a whole number"),
+        ("page=", "invalid page \"\": not a whole number"),
+        ("page_size=1.5", "invalid page_size \"1.5\""),
+        (
+            "sort=password",
+            "invalid sort \"password\": not a sortable field",
+        ),
+        ("sort=,", "empty field name"),
+        (
+            "status=done",
+            "invalid status \"done\": expected one of pending, running",
+        ),
+        ("page=1&page=2", "given twice"),
+        ("search=a%00b", "contains a NUL character"),
+    ];
+    for (query, message) in cases {
+        says(
+            server.get(&format!("/workflows/runs?{query}")).await,
+            400,
+            message,
+        )
+        .await;
+    }
+    says(
+        server
+            .post_json("/workflows/linear/execute?wait=maybe", &json!({}))
+            .await,
+        400,
+        "invalid wait \"maybe\": expected true or false",
+    )
+    .await;
+    assert_eq!(run_count(&server).await, 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_route_is_a_404_and_a_wrong_method_a_405_both_in_json() {
+    let server = TestServer::start().await;
+    says(
+        server.get("/workflows/runs/1/2/3").await,
+        404,
+        "no route for GET /workflows/runs/1/2/3",
+    )
+    .await;
+    says(
+        server
+            .client
+            .put(server.url("/workflows"))
+            .send()
+            .await
+            .unwrap(),
+        405,
+        "/workflows does not take PUT",
+    )
+    .await;
+    server.stop().await;
+}

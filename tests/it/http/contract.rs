@@ -1,0 +1,110 @@
+//! The OpenAPI contract: it is 3.1, it lists exactly the API's operations, and every one of
+//! them is routed (a test that fails when the served spec and the routes disagree).
+
+use serde_json::Value;
+use workflows::http::HttpApi;
+
+use super::server::TestServer;
+
+/// The endpoints of DESIGN.md, as (method, path).
+const ENDPOINTS: &[(&str, &str)] = &[
+    ("get", "/workflows"),
+    ("post", "/workflows/{name}/execute"),
+    ("get", "/workflows/runs"),
+    ("get", "/workflows/runs/{id}"),
+    ("delete", "/workflows/runs/{id}"),
+    ("get", "/workflows/runs/{id}/stages"),
+    ("get", "/workflows/runs/{id}/decisions"),
+    ("post", "/workflows/runs/{id}/cancel"),
+    ("post", "/workflows/runs/{id}/resume"),
+];
+
+fn operations(spec: &Value) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                found.push((method.clone(), path.clone()));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_served_contract_is_openapi_3_1_with_exactly_the_api_s_operations() {
+    let server = TestServer::start().await;
+    let response = server.get("/openapi.json").await;
+    assert_eq!(response.status(), 200);
+    let spec: Value = response.json().await.unwrap();
+    assert_eq!(spec["openapi"], "3.1.0");
+    let mut expected: Vec<(String, String)> = ENDPOINTS
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    expected.sort();
+    assert_eq!(operations(&spec), expected);
+    assert_eq!(
+        spec,
+        serde_json::to_value(HttpApi::openapi()).unwrap(),
+        "served as built"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_operation_in_the_contract_is_routed() {
+    let server = TestServer::start().await;
+    let spec: Value = server.get("/openapi.json").await.json().await.unwrap();
+    for (method, path) in operations(&spec) {
+        let concrete = path
+            .replace("{id}", &uuid::Uuid::new_v4().to_string())
+            .replace("{name}", "no-such-workflow");
+        let request = server.client.request(
+            method.to_uppercase().parse().unwrap(),
+            server.url(&concrete),
+        );
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let error = body["error"].as_str().unwrap_or("");
+        assert!(
+            !error.starts_with("no route") && status != 405,
+            "{method} {path} is in the contract but not routed: {status} {error}"
+        );
+    }
+    server.stop().await;
+}
+
+#[test]
+fn every_operation_documents_its_errors_and_every_reference_resolves() {
+    let spec = serde_json::to_value(HttpApi::openapi()).unwrap();
+    for (method, path) in operations(&spec) {
+        let responses = &spec["paths"][&path][&method]["responses"];
+        if path != "/workflows" {
+            for status in ["400", "500"] {
+                assert!(
+                    responses.get(status).is_some(),
+                    "{method} {path} does not document {status}"
+                );
+            }
+        }
+        assert!(
+            responses
+                .as_object()
+                .unwrap()
+                .keys()
+                .any(|s| s.starts_with('2')),
+            "{method} {path} documents no success"
+        );
+    }
+    let text = spec.to_string();
+    for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = &reference[..reference.find('"').unwrap()];
+        assert!(
+            spec["components"]["schemas"].get(name).is_some(),
+            "{name} is referenced but not defined"
+        );
+    }
+}

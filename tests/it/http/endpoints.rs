@@ -1,0 +1,328 @@
+//! Every endpoint's answer to a good request.
+
+use serde_json::{Value, json};
+use workflows::http::HttpLimits;
+use workflows::{Decision, PageResult, Run, RunStatus, Stage};
+
+use super::server::{Options, SseReader, TestServer};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn get_workflows_lists_the_registered_workflows_by_name() {
+    let server = TestServer::start().await;
+    let response = server.get("/workflows").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: Value = response.json().await.unwrap();
+    let names: Vec<&str> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["flaky", "gated", "linear", "route"]);
+    assert_eq!(body[2]["description"], "a, b, c");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_runs_returns_the_page_envelope_filtered_and_sorted() {
+    let server = TestServer::start().await;
+    let first = server.run("linear", json!({})).await;
+    let second = server.run("route", json!({"kind": "math"})).await;
+    let failed = server.run("flaky", json!({})).await;
+    assert_eq!(failed.status, RunStatus::Failed);
+
+    let page: PageResult<Run> = server.get("/workflows/runs").await.json().await.unwrap();
+    let ids: Vec<_> = page.data.iter().map(|r| r.id).collect();
+    assert_eq!(ids, [failed.id, second.id, first.id], "newest first");
+    assert_eq!(
+        (page.total, page.page, page.page_size, page.total_pages),
+        (3, 1, 20, 1)
+    );
+
+    let page: PageResult<Run> = server
+        .get("/workflows/runs?status=completed&sort=workflow_name&page_size=1&page=2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        page.data.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [second.id]
+    );
+    assert_eq!(
+        (page.total, page.page, page.page_size, page.total_pages),
+        (2, 2, 1, 2)
+    );
+
+    let page: PageResult<Run> = server
+        .get("/workflows/runs?workflow_name=linear")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        page.data.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [first.id]
+    );
+
+    let page: Value = server
+        .get("/workflows/runs?search=nothing-like-it")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        page,
+        json!({"data": [], "total": 0, "page": 1, "page_size": 20, "total_pages": 1})
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn page_size_is_capped_at_the_maximum_and_defaults_below_one() {
+    let server = TestServer::start().await;
+    let page: Value = server
+        .get("/workflows/runs?page_size=100000&page=-3")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (page["page_size"].as_i64(), page["page"].as_i64()),
+        (Some(100), Some(1))
+    );
+    let page: Value = server
+        .get("/workflows/runs?page_size=0")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["page_size"], 20);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_its_stages_and_its_decisions_are_served_as_recorded() {
+    let server = TestServer::start().await;
+    let run = server.run("route", json!({"kind": "math"})).await;
+
+    let response = server.get(&format!("/workflows/runs/{}", run.id)).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["params"], json!({"kind": "math"}));
+    assert!(
+        body.get("error_message").is_none(),
+        "absent fields are omitted: {body}"
+    );
+
+    let stages: Vec<Stage> = server
+        .get(&format!("/workflows/runs/{}/stages", run.id))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let steps: Vec<_> = stages
+        .iter()
+        .map(|s| (s.node_name.as_str(), s.iteration))
+        .collect();
+    assert_eq!(steps, [("analyze", 1), ("math", 2)]);
+
+    let decisions: Vec<Decision> = server
+        .get(&format!("/workflows/runs/{}/decisions", run.id))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let taken: Vec<_> = decisions
+        .iter()
+        .map(|d| {
+            (
+                d.from_node.as_str(),
+                d.to_node.as_deref(),
+                d.predicate_name.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        taken,
+        [
+            ("analyze", Some("math"), Some("key_equals(kind, \"math\")")),
+            ("math", None, None)
+        ]
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_removes_a_finished_run_and_refuses_a_running_one() {
+    let server = TestServer::start().await;
+    let done = server.run("linear", json!({})).await;
+    let response = server
+        .client
+        .delete(server.url(&format!("/workflows/runs/{}", done.id)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(response.content_length(), Some(0));
+    assert_eq!(
+        server
+            .get(&format!("/workflows/runs/{}", done.id))
+            .await
+            .status(),
+        404
+    );
+
+    let stream = server
+        .post_json("/workflows/gated/execute", &json!({"polite": true}))
+        .await;
+    let running = stream.headers()["x-run-id"].to_str().unwrap().to_owned();
+    let response = server
+        .client
+        .delete(server.url(&format!("/workflows/runs/{running}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["error"],
+        format!("run {running} is running: cannot delete (cancel it first)")
+    );
+    drop(stream);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_stops_a_running_run_and_resume_finishes_it() {
+    let server = TestServer::start().await;
+    let mut progress = SseReader::new(
+        server
+            .post_json("/workflows/gated/execute", &json!({"polite": true}))
+            .await,
+    );
+    let first = progress.next().await.unwrap();
+    let id = first.data["run_id"].as_str().unwrap().to_owned();
+
+    let response = server
+        .client
+        .post(server.url(&format!("/workflows/runs/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let cancelled: Run = response.json().await.unwrap();
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+    let last = progress.rest().await.pop().unwrap();
+    assert_eq!(
+        (last.event.as_str(), last.data["run"]["status"].as_str()),
+        ("error", Some("cancelled"))
+    );
+
+    let again = server
+        .client
+        .post(server.url(&format!("/workflows/runs/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status(),
+        400,
+        "a cancelled run cannot be cancelled again"
+    );
+
+    server.gate.0.notify_one();
+    let response = server
+        .client
+        .post(server.url(&format!("/workflows/runs/{id}/resume?wait=true")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-run-id"], id.as_str());
+    let resumed: Run = response.json().await.unwrap();
+    assert_eq!(resumed.status, RunStatus::Completed);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_streams_the_rest_of_a_failed_run() {
+    let server = TestServer::start().await;
+    let failed = server.run("flaky", json!({})).await;
+    assert_eq!(
+        failed.error_message.as_deref(),
+        Some("node b failed: first attempt fails")
+    );
+    let response = server
+        .client
+        .post(server.url(&format!("/workflows/runs/{}/resume", failed.id)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let events = SseReader::new(response).rest().await;
+    let names: Vec<_> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "stage.start",
+            "stage.complete",
+            "decision",
+            "stage.start",
+            "stage.complete",
+            "decision",
+            "complete"
+        ]
+    );
+    assert_eq!(events[0].data["node"], "b");
+    assert_eq!(
+        events[0].data["iteration"], 3,
+        "steps continue after the failed attempt"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_router_serves_under_a_prefix_with_its_contract_and_pages_pointing_there() {
+    let server = TestServer::with(Options {
+        prefix: "/api/v1",
+        ..Options::default()
+    })
+    .await;
+    let run = server.run("linear", json!({})).await;
+    assert_eq!(run.status, RunStatus::Completed);
+    let spec: Value = server.get("/openapi.json").await.json().await.unwrap();
+    assert_eq!(spec["servers"], json!([{"url": "/api/v1"}]));
+    let page = server.get("").await.text().await.unwrap();
+    assert!(page.contains(r#"<base href="/api/v1/">"#), "{page}");
+    let docs = server.get("/docs").await;
+    assert_eq!(docs.status(), 200);
+    assert!(docs.text().await.unwrap().contains("SwaggerUIBundle"));
+    let script = server.get("/docs/swagger-ui-bundle.js").await;
+    assert_eq!(script.headers()["content-type"], "text/javascript");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_slower_than_the_timeout_is_a_503_with_a_message() {
+    let limits = HttpLimits {
+        request_timeout: std::time::Duration::ZERO,
+        ..HttpLimits::default()
+    };
+    let server = TestServer::with(Options {
+        limits,
+        ..Options::default()
+    })
+    .await;
+    let response = server.get("/workflows/runs").await;
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["error"],
+        "the request took longer than 0 ms and was abandoned; retry later"
+    );
+    server.stop().await;
+}

@@ -1,0 +1,8 @@
+//! The HTTP API through real HTTP against a real PostgreSQL: status codes, bodies, headers,
+//! the progress stream, bad requests and the contract.
+
+mod bad_requests;
+mod contract;
+mod endpoints;
+mod progress;
+mod server;
