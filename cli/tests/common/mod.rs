@@ -1,4 +1,5 @@
-//! What the process tests share: a `workflows worker` process they can signal.
+//! What the process tests share: `workflows worker` and `workflows serve` processes they can
+//! signal.
 #![allow(dead_code, unreachable_pub)] // each test binary uses its own part
 
 use std::io::{BufRead, BufReader};
@@ -9,16 +10,39 @@ use std::time::{Duration, Instant};
 /// Guards against hangs only.
 pub const HANG: Duration = Duration::from_secs(120);
 
-/// A `workflows worker` process, killed if the test ends first.
+/// A `workflows worker` or `workflows serve` process, killed if the test ends first.
 pub struct WorkerProcess {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// What it prints when it has stopped.
+    stopped: &'static str,
 }
 
 impl WorkerProcess {
+    /// `workflows worker ARGS`, once it has started.
     pub fn start(url: &str, args: &[&str]) -> Self {
+        let worker = Self::spawn(url, "worker", args, "worker stopped");
+        worker.expect_line("worker ");
+        worker
+    }
+
+    /// `workflows serve --addr 127.0.0.1:0 ARGS`, once it listens, and its base URL.
+    pub fn serve(url: &str, args: &[&str]) -> (Self, String) {
+        let mut all = vec!["--addr", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let server = Self::spawn(url, "serve", &all, "stopped");
+        let line = server.expect_line("serving ");
+        let base = line["serving ".len()..]
+            .split('/')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("/");
+        (server, base)
+    }
+
+    fn spawn(url: &str, command: &str, args: &[&str], stopped: &'static str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_workflows"))
-            .arg("worker")
+            .arg(command)
             .args(args)
             .env("DATABASE_URL", url)
             .env("WORKFLOWS_CHAIN_LOG", "allow")
@@ -43,9 +67,11 @@ impl WorkerProcess {
                 }
             }
         });
-        let worker = WorkerProcess { child, lines };
-        worker.expect_line("worker ");
-        worker
+        WorkerProcess {
+            child,
+            lines,
+            stopped,
+        }
     }
 
     pub fn expect_line(&self, prefix: &str) -> String {
@@ -69,10 +95,15 @@ impl WorkerProcess {
     }
 
     /// SIGTERM, then the exit status.
-    pub fn stop(mut self) -> std::process::ExitStatus {
+    pub fn stop(self) -> std::process::ExitStatus {
+        self.stop_with_report().0
+    }
+
+    /// SIGTERM, then the exit status and the line that reported the stop.
+    pub fn stop_with_report(mut self) -> (std::process::ExitStatus, String) {
         self.signal("-TERM");
-        self.expect_line("worker stopped");
-        self.child.wait().unwrap()
+        let report = self.expect_line(self.stopped);
+        (self.child.wait().unwrap(), report)
     }
 }
 

@@ -1,0 +1,111 @@
+//! The run inspector page, opened in headless Chromium (Debian's `chromium` package; install
+//! it, as `./scripts/test` does, or set WORKFLOWS_SKIP_BROWSER=1 to skip these tests): what it
+//! shows of the runs list and of one run.
+#![allow(clippy::unwrap_used)] // test helpers panic on failure, which is what a test wants
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+use workflows::testing::IsolatedSchema;
+
+use common::WorkerProcess;
+
+/// The page's DOM once its scripts have loaded what they show, or `None` when the browser
+/// tests are skipped.
+fn rendered(url: &str) -> Option<String> {
+    if std::env::var_os("WORKFLOWS_SKIP_BROWSER").is_some() {
+        eprintln!("skipped: WORKFLOWS_SKIP_BROWSER is set");
+        return None;
+    }
+    let profile = std::env::temp_dir().join(format!("workflows-chromium-{}", uuid::Uuid::new_v4()));
+    let output = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            &format!("--user-data-dir={}", profile.display()),
+            // Lets the page's fetches and timers settle before the DOM is taken.
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            url,
+        ])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run chromium ({e}): install Debian's chromium package, or set WORKFLOWS_SKIP_BROWSER=1")
+        });
+    let _ = std::fs::remove_dir_all(profile);
+    assert!(
+        output.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(String::from_utf8(output.stdout).unwrap())
+}
+
+async fn run(base: &str, workflow: &str, params: Value) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/workflows/{workflow}/execute?wait=true"))
+        .json(&params)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_runs_list_shows_every_run_and_filters_by_status() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (server, base) = WorkerProcess::serve(schema.database_url(), &[]);
+    let done = run(&base, "reasoning", json!({"question": "What is 2 + 3?", "delay_ms": 1})).await;
+    let failed = run(&base, "flaky", json!({"fail_at": "load", "delay_ms": 1})).await;
+    let (done, failed) = (done["id"].as_str().unwrap(), failed["id"].as_str().unwrap());
+
+    let Some(page) = rendered(&format!("{base}/")) else { return };
+    assert!(page.contains(&format!(r#"data-run-id="{done}""#)), "{page}");
+    assert!(page.contains(&format!(r#"data-run-id="{failed}""#)), "{page}");
+    assert!(page.contains(r#"id="page-info">page 1 of 1 · 2 runs<"#), "{page}");
+    for status in ["all", "pending", "running", "completed", "failed", "cancelled"] {
+        assert!(page.contains(&format!(r#"data-filter="{status}""#)), "no {status} filter");
+    }
+
+    let page = rendered(&format!("{base}/#/?status=failed")).unwrap();
+    assert!(page.contains(&format!(r#"data-run-id="{failed}""#)), "{page}");
+    assert!(!page.contains(&format!(r#"data-run-id="{done}""#)), "{page}");
+    assert!(page.contains(r#"id="page-info">page 1 of 1 · 1 runs<"#), "{page}");
+    assert!(server.stop().success());
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_s_page_shows_its_graph_path_timeline_stages_and_decisions() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (server, base) = WorkerProcess::serve(schema.database_url(), &[]);
+    let run = run(&base, "reasoning", json!({"question": "What is 2 + 3?", "delay_ms": 1})).await;
+    let id = run["id"].as_str().unwrap();
+
+    let Some(page) = rendered(&format!("{base}/#/runs/{id}")) else { return };
+    assert!(page.contains(&format!(r#"id="run-id">{id}<"#)), "{page}");
+    assert!(page.contains(r#"id="run-workflow">reasoning<"#), "{page}");
+    assert!(page.contains(r#"<span class="badge completed" data-status="completed">completed</span>"#));
+    // The graph: a picture with a box per node reached and an arrow per edge taken.
+    assert!(page.contains(r#"<svg id="graph""#), "{page}");
+    for node in ["analyze", "calculate", "answer"] {
+        assert!(page.contains(&format!(r#"data-node="{node}" data-status="completed""#)), "no {node} box: {page}");
+    }
+    assert!(page.contains(r#"class="edge" data-from="analyze" data-to="calculate""#), "{page}");
+    assert!(page.contains(r#"id="graph-exit""#), "{page}");
+    // The timeline and the tables.
+    assert_eq!(page.matches(r#"class="bar-row""#).count(), 3, "{page}");
+    assert!(page.contains(r#"<table id="stages">"#) && page.contains(r#"<table id="decisions">"#));
+    assert_eq!(page.matches(r#"data-snapshot="input""#).count(), 3, "snapshots on demand");
+    // A completed run can be neither cancelled nor resumed.
+    assert!(page.contains(r#"<button id="cancel" disabled="""#), "{page}");
+    assert!(page.contains(r#"<button id="resume" disabled="""#), "{page}");
+    assert!(server.stop().success());
+    schema.drop_schema().await.unwrap();
+}
