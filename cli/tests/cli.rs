@@ -289,3 +289,68 @@ async fn bad_input_is_reported_with_what_was_wrong() {
     }
     schema.drop_schema().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_page_by_cursor_to_the_last_page() {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use workflows::schema::runs;
+
+    let (schema, url) = migrated().await;
+    let mut conn = schema.pool().get().await.unwrap();
+    let mut created = Vec::new();
+    for minute in 0..5u32 {
+        let at =
+            chrono::DateTime::from_timestamp(1_767_268_800 + 60 * i64::from(minute), 0).unwrap();
+        let id: uuid::Uuid = diesel::insert_into(runs::table)
+            .values((
+                runs::workflow_name.eq("summarize"),
+                runs::status.eq("completed"),
+                runs::created_at.eq(at),
+            ))
+            .returning(runs::id)
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        created.push(id.to_string());
+    }
+    drop(conn);
+
+    // `--cursor` alone starts at the newest run; each page prints where the next one starts.
+    let mut listed = Vec::new();
+    let mut args = vec![
+        "runs".to_owned(),
+        "--page-size=2".to_owned(),
+        "--cursor".to_owned(),
+    ];
+    loop {
+        let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = stdout(&workflows(&args_ref, Some(&url)));
+        listed.extend(
+            out.lines()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().next())
+                .filter(|w| w.len() == 36)
+                .map(str::to_owned),
+        );
+        let last = out.lines().last().unwrap_or_default();
+        match last.strip_prefix("next page: --cursor ") {
+            Some(cursor) => {
+                args.truncate(2);
+                args.extend(["--after".to_owned(), cursor.to_owned()]);
+            }
+            None => {
+                assert_eq!(last, "last page", "{out}");
+                break;
+            }
+        }
+    }
+    created.reverse();
+    assert_eq!(listed, created);
+
+    let out = workflows(&["runs", "--cursor", "page-2"], Some(&url));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(r#"invalid cursor "page-2""#), "{stderr}");
+    schema.drop_schema().await.unwrap();
+}

@@ -8,6 +8,7 @@ mod connection_errors;
 mod executor;
 mod fixtures;
 mod integrity;
+mod keyset;
 mod migrations;
 mod model_json;
 mod registry;
