@@ -163,7 +163,12 @@ async fn the_last_page_has_no_cursor_and_an_empty_list_is_one_page() {
 
 #[tokio::test]
 async fn a_malformed_cursor_is_a_400_naming_it() {
-    for bad in ["", "page-2", "desc.created_at.yesterday.x", "desc.status.1.2"] {
+    for bad in [
+        "",
+        "page-2",
+        "desc.created_at.yesterday.x",
+        "desc.status.1.2",
+    ] {
         let err = bad.parse::<RunCursor>().unwrap_err();
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
         assert!(
