@@ -52,29 +52,29 @@ async fn migrate_up_down_redo_and_status() {
     assert_eq!(
         status(),
         "pending  2026-11-25-000001_create_workflows\npending  2026-11-25-000002_workflows_integrity\n\
-         pending  2026-11-25-000003_workflows_workers\n"
+         pending  2026-11-25-000003_workflows_workers\npending  2026-11-25-000004_stages_redundant_indexes\n"
     );
     assert_eq!(
         stdout(&workflows(&["migrate", "up"], url)),
-        "applied 20261125000001\napplied 20261125000002\napplied 20261125000003\n"
+        "applied 20261125000001\napplied 20261125000002\napplied 20261125000003\napplied 20261125000004\n"
     );
     assert_eq!(stdout(&workflows(&["migrate", "up"], url)), "up to date\n");
     assert_eq!(
         stdout(&workflows(&["migrate", "redo"], url)),
-        "redone 20261125000003\n"
+        "redone 20261125000004\n"
     );
     assert_eq!(
         stdout(&workflows(&["migrate", "down"], url)),
-        "reverted 20261125000003\n"
+        "reverted 20261125000004\n"
     );
     assert_eq!(
         status(),
         "applied  2026-11-25-000001_create_workflows\napplied  2026-11-25-000002_workflows_integrity\n\
-         pending  2026-11-25-000003_workflows_workers\n"
+         applied  2026-11-25-000003_workflows_workers\npending  2026-11-25-000004_stages_redundant_indexes\n"
     );
     assert_eq!(
         stdout(&workflows(&["migrate", "down", "--all"], url)),
-        "reverted 20261125000002\nreverted 20261125000001\n"
+        "reverted 20261125000003\nreverted 20261125000002\nreverted 20261125000001\n"
     );
     assert_eq!(
         stdout(&workflows(&["migrate", "down"], url)),
@@ -82,7 +82,7 @@ async fn migrate_up_down_redo_and_status() {
     );
     assert_eq!(
         stdout(&workflows(&["migrate", "up"], url)),
-        "applied 20261125000001\napplied 20261125000002\napplied 20261125000003\n"
+        "applied 20261125000001\napplied 20261125000002\napplied 20261125000003\napplied 20261125000004\n"
     );
     schema.drop_schema().await.unwrap();
 }
