@@ -16,6 +16,10 @@ use workflows::{
     State, WorkflowDef,
 };
 
+mod support;
+
+use support::proc_status_kib;
+
 type Fail = Box<dyn std::error::Error + Send + Sync>;
 
 const RUNS: usize = 1_000;
@@ -36,18 +40,6 @@ async fn waiting(g: &mut GraphBuilder, _: &Runtime, p: Params) -> Result<State, 
         .add_exit_point("wait");
     let topic: String = p.require("topic")?;
     Ok(State::new().with("topic", topic))
-}
-
-/// A field of /proc/self/status, in KiB (Linux).
-fn status_kib(field: &str) -> Option<u64> {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix(field))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 #[tokio::main]
@@ -77,7 +69,7 @@ async fn main() -> Result<(), Fail> {
             .await?;
     }
     INSIDE.store(0, Ordering::SeqCst);
-    let before = status_kib("VmRSS:").ok_or("no VmRSS in /proc/self/status")?;
+    let before = proc_status_kib("VmRSS:").ok_or("no VmRSS in /proc/self/status")?;
 
     let mut tasks = Vec::with_capacity(RUNS);
     for i in 0..RUNS {
@@ -92,7 +84,7 @@ async fn main() -> Result<(), Fail> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await; // let in-flight writes settle
-    let during = status_kib("VmRSS:").ok_or("no VmRSS")?;
+    let during = proc_status_kib("VmRSS:").ok_or("no VmRSS")?;
     GATE.add_permits(RUNS);
     for task in tasks {
         let run = task.await??;
