@@ -16,6 +16,10 @@ use workflows::{
     State, WorkflowDef,
 };
 
+mod support;
+
+use support::proc_status_kib;
+
 type Fail = Box<dyn std::error::Error + Send + Sync>;
 
 const NODES: usize = 10;
@@ -82,18 +86,6 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// Peak resident memory of this process, in KiB (Linux).
-fn peak_rss_kib() -> Option<u64> {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Fail> {
     let quick = std::env::args().any(|a| a == "--quick");
@@ -127,7 +119,7 @@ async fn main() -> Result<(), Fail> {
     println!("workload W runs/s c=8\t{c8:.1}");
     println!("workload W node steps/s c=1\t{:.0}", c1 * NODES as f64);
     println!("workload W node steps/s c=8\t{:.0}", c8 * NODES as f64);
-    if let Some(kib) = peak_rss_kib() {
+    if let Some(kib) = proc_status_kib("VmHWM:") {
         println!("workload W peak RSS MiB\t{:.1}", kib as f64 / 1024.0);
     }
     executor.shutdown(Duration::from_secs(5)).await;

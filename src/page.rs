@@ -1,5 +1,6 @@
 //! Pagination: what a caller asks for ([`PageRequest`]), the limits that apply
-//! ([`PageConfig`]) and what comes back ([`PageResult`]).
+//! ([`PageConfig`]) and what comes back ([`PageResult`] for numbered pages, [`KeysetPage`]
+//! for cursor pages).
 //!
 //! The rules are the Go original's: a page below 1 becomes 1; a page size below 1 becomes the
 //! default (20), above the maximum (100) the maximum; `total_pages` is at least 1; `data` is
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::query_string::QueryParams;
+use crate::run_cursor::RunCursor;
 
 /// Default and maximum page sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,6 +226,17 @@ impl<T> PageResult<T> {
             total_pages: total_pages.max(1),
         }
     }
+}
+
+/// One page of runs read by cursor: no total and no page number (counting is what makes
+/// deep numbered pages slow), but where the next page starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysetPage<T> {
+    /// The items of this page; empty, never `null`, after the last one.
+    pub data: Vec<T>,
+    /// Pass it back for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<RunCursor>,
 }
 
 #[cfg(test)]

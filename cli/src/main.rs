@@ -4,6 +4,7 @@
 //! workflows list                         the registered workflows
 //! workflows run NAME [--params JSON]     run one, showing each step as it happens
 //! workflows runs [--status ...]          recorded runs, filtered, sorted and paged
+//! workflows runs --cursor [CURSOR]       the same, paged by cursor (fast at any depth)
 //! workflows show RUN_ID                  one run: its stages and decisions
 //! workflows cancel RUN_ID                cancel a pending or running run
 //! workflows resume RUN_ID                continue a failed or cancelled run

@@ -52,29 +52,29 @@ async fn migrate_up_down_redo_and_status() {
     assert_eq!(
         status(),
         "pending  2026-11-25-000001_create_workflows\npending  2026-11-25-000002_workflows_integrity\n\
-         pending  2026-11-25-000003_workflows_workers\n"
+         pending  2026-11-25-000003_workflows_workers\npending  2026-11-25-000004_stages_redundant_indexes\n"
     );
     assert_eq!(
         stdout(&workflows(&["migrate", "up"], url)),
-        "applied 20261125000001\napplied 20261125000002\napplied 20261125000003\n"
+        "applied 20261125000001\napplied 20261125000002\napplied 20261125000003\napplied 20261125000004\n"
     );
     assert_eq!(stdout(&workflows(&["migrate", "up"], url)), "up to date\n");
     assert_eq!(
         stdout(&workflows(&["migrate", "redo"], url)),
-        "redone 20261125000003\n"
+        "redone 20261125000004\n"
     );
     assert_eq!(
         stdout(&workflows(&["migrate", "down"], url)),
-        "reverted 20261125000003\n"
+        "reverted 20261125000004\n"
     );
     assert_eq!(
         status(),
         "applied  2026-11-25-000001_create_workflows\napplied  2026-11-25-000002_workflows_integrity\n\
-         pending  2026-11-25-000003_workflows_workers\n"
+         applied  2026-11-25-000003_workflows_workers\npending  2026-11-25-000004_stages_redundant_indexes\n"
     );
     assert_eq!(
         stdout(&workflows(&["migrate", "down", "--all"], url)),
-        "reverted 20261125000002\nreverted 20261125000001\n"
+        "reverted 20261125000003\nreverted 20261125000002\nreverted 20261125000001\n"
     );
     assert_eq!(
         stdout(&workflows(&["migrate", "down"], url)),
@@ -82,7 +82,7 @@ async fn migrate_up_down_redo_and_status() {
     );
     assert_eq!(
         stdout(&workflows(&["migrate", "up"], url)),
-        "applied 20261125000001\napplied 20261125000002\napplied 20261125000003\n"
+        "applied 20261125000001\napplied 20261125000002\napplied 20261125000003\napplied 20261125000004\n"
     );
     schema.drop_schema().await.unwrap();
 }
@@ -287,5 +287,70 @@ async fn bad_input_is_reported_with_what_was_wrong() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_page_by_cursor_to_the_last_page() {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use workflows::schema::runs;
+
+    let (schema, url) = migrated().await;
+    let mut conn = schema.pool().get().await.unwrap();
+    let mut created = Vec::new();
+    for minute in 0..5u32 {
+        let at =
+            chrono::DateTime::from_timestamp(1_767_268_800 + 60 * i64::from(minute), 0).unwrap();
+        let id: uuid::Uuid = diesel::insert_into(runs::table)
+            .values((
+                runs::workflow_name.eq("summarize"),
+                runs::status.eq("completed"),
+                runs::created_at.eq(at),
+            ))
+            .returning(runs::id)
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        created.push(id.to_string());
+    }
+    drop(conn);
+
+    // `--cursor` alone starts at the newest run; each page prints where the next one starts.
+    let mut listed = Vec::new();
+    let mut args = vec![
+        "runs".to_owned(),
+        "--page-size=2".to_owned(),
+        "--cursor".to_owned(),
+    ];
+    loop {
+        let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = stdout(&workflows(&args_ref, Some(&url)));
+        listed.extend(
+            out.lines()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().next())
+                .filter(|w| w.len() == 36)
+                .map(str::to_owned),
+        );
+        let last = out.lines().last().unwrap_or_default();
+        match last.strip_prefix("next page: --cursor ") {
+            Some(cursor) => {
+                args.truncate(2);
+                args.extend(["--after".to_owned(), cursor.to_owned()]);
+            }
+            None => {
+                assert_eq!(last, "last page", "{out}");
+                break;
+            }
+        }
+    }
+    created.reverse();
+    assert_eq!(listed, created);
+
+    let out = workflows(&["runs", "--cursor", "page-2"], Some(&url));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(r#"invalid cursor "page-2""#), "{stderr}");
     schema.drop_schema().await.unwrap();
 }

@@ -9,6 +9,7 @@ mod executor;
 mod fixtures;
 mod http;
 mod integrity;
+mod keyset;
 mod migrations;
 mod model_json;
 mod registry;

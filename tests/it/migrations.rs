@@ -13,7 +13,8 @@ const TABLES: [&str; 4] = ["runs", "stages", "decisions", "checkpoints"];
 const FIRST: &str = "20261125000001";
 const SECOND: &str = "20261125000002";
 const THIRD: &str = "20261125000003";
-const ALL: [&str; 3] = [FIRST, SECOND, THIRD];
+const FOURTH: &str = "20261125000004";
+const ALL: [&str; 4] = [FIRST, SECOND, THIRD, FOURTH];
 
 #[tokio::test]
 async fn migrations_run_twice_do_nothing_the_second_time() {
@@ -28,7 +29,7 @@ async fn status_lists_each_migration_and_whether_it_is_applied() {
     let schema = IsolatedSchema::create_unmigrated().await.unwrap();
     let mut migrator = Migrator::new(schema.pool().get().await.unwrap());
     let status = migrator.status().await.unwrap();
-    assert_eq!(status.len(), 3);
+    assert_eq!(status.len(), 4);
     assert!(status.iter().all(|m| !m.applied));
     assert_eq!(status[0].name, "2026-11-25-000001_create_workflows");
     migrator.run_pending().await.unwrap();
@@ -41,7 +42,7 @@ async fn status_lists_each_migration_and_whether_it_is_applied() {
         .iter()
         .map(|m| m.applied)
         .collect();
-    assert_eq!(applied, [true, true, false]);
+    assert_eq!(applied, [true, true, true, false]);
 }
 
 #[tokio::test]
@@ -57,7 +58,10 @@ async fn down_to_zero_then_up_round_trips_and_leaves_other_tables_alone() {
     let before = describe(&mut conn).await;
 
     let mut migrator = Migrator::new(schema.pool().get().await.unwrap());
-    assert_eq!(migrator.revert_all().await.unwrap(), [THIRD, SECOND, FIRST]);
+    assert_eq!(
+        migrator.revert_all().await.unwrap(),
+        [FOURTH, THIRD, SECOND, FIRST]
+    );
     for table in TABLES {
         assert!(
             !table_exists(&mut conn, table).await,
@@ -101,7 +105,7 @@ async fn reverting_the_integrity_migration_restores_the_seed_schema_exactly() {
     // ... and the library's migrations up, then all but the first down, in another.
     let ours = IsolatedSchema::create().await.unwrap();
     let mut migrator = Migrator::new(ours.pool().get().await.unwrap());
-    for later in [THIRD, SECOND] {
+    for later in [FOURTH, THIRD, SECOND] {
         assert_eq!(
             migrator.revert_last().await.unwrap().as_deref(),
             Some(later)
@@ -125,7 +129,7 @@ async fn redo_reapplies_the_last_migration() {
     let mut conn = schema.pool().get().await.unwrap();
     let before = describe(&mut conn).await;
     let mut migrator = Migrator::new(schema.pool().get().await.unwrap());
-    assert_eq!(migrator.redo().await.unwrap().as_deref(), Some(THIRD));
+    assert_eq!(migrator.redo().await.unwrap().as_deref(), Some(FOURTH));
     assert_eq!(describe(&mut conn).await, before);
 }
 
@@ -133,8 +137,9 @@ async fn redo_reapplies_the_last_migration() {
 async fn the_integrity_migration_refuses_rows_that_break_it_and_changes_nothing() {
     let schema = IsolatedSchema::create().await.unwrap();
     let mut migrator = Migrator::new(schema.pool().get().await.unwrap());
-    migrator.revert_last().await.unwrap();
-    migrator.revert_last().await.unwrap();
+    for _ in [FOURTH, THIRD, SECOND] {
+        migrator.revert_last().await.unwrap();
+    }
     let mut conn = schema.pool().get().await.unwrap();
     conn.batch_execute("INSERT INTO runs (workflow_name, status) VALUES ('legacy', 'weird')")
         .await
@@ -157,7 +162,7 @@ async fn the_integrity_migration_refuses_rows_that_break_it_and_changes_nothing(
         .collect();
     assert_eq!(
         applied,
-        [true, false, false],
+        [true, false, false, false],
         "the failed migration is not recorded"
     );
 }
@@ -195,4 +200,21 @@ fn the_embedded_migrations_are_the_files_in_migrations() {
             .collect();
     dirs.sort();
     assert_eq!(names, dirs);
+}
+
+#[tokio::test]
+async fn stages_are_indexed_by_id_and_by_their_unique_key_only() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let mut conn = schema.pool().get().await.unwrap();
+    let indexes: Vec<String> = describe(&mut conn)
+        .await
+        .into_iter()
+        .filter(|l| l.starts_with("index ") && l.contains(" ON S.stages "))
+        .map(|l| l.split_whitespace().nth(1).unwrap_or_default().to_owned())
+        .collect();
+    // (run_id, node_name, iteration) serves every lookup of a run's stages.
+    assert_eq!(
+        indexes,
+        ["stages_pkey", "stages_run_id_node_name_iteration_key"]
+    );
 }
