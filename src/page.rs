@@ -231,6 +231,7 @@ impl<T> PageResult<T> {
 /// One page of runs read by cursor: no total and no page number (counting is what makes
 /// deep numbered pages slow), but where the next page starts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub struct KeysetPage<T> {
     /// The items of this page; empty, never `null`, after the last one.
     pub data: Vec<T>,

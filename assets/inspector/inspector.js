@@ -220,7 +220,12 @@ function graph(stages, decisions) {
     const a = nodes.indexOf(edge.from), b = nodes.indexOf(edge.to);
     const x = left + boxW / 2;
     let path, lx, ly;
-    if (b === a + 1) {
+    if (a === b) {
+      // A node that loops on itself: a small loop on its right.
+      const right = left + boxW;
+      path = `M${right},${y(a) + 8} C${right + 45},${y(a) - 12} ${right + 45},${y(a) + boxH + 12} ${right},${y(a) + boxH - 8}`;
+      lx = right + 40; ly = y(a) + boxH / 2 + 4;
+    } else if (b === a + 1) {
       path = `M${x},${y(a) + boxH} L${x},${y(b)}`;
       lx = x + 8; ly = (y(a) + boxH + y(b)) / 2 + 4;
     } else {

@@ -61,22 +61,54 @@ async fn run(base: &str, workflow: &str, params: Value) -> Value {
 async fn the_runs_list_shows_every_run_and_filters_by_status() {
     let schema = IsolatedSchema::create().await.unwrap();
     let (server, base) = WorkerProcess::serve(schema.database_url(), &[]);
-    let done = run(&base, "reasoning", json!({"question": "What is 2 + 3?", "delay_ms": 1})).await;
+    let done = run(
+        &base,
+        "reasoning",
+        json!({"question": "What is 2 + 3?", "delay_ms": 1}),
+    )
+    .await;
     let failed = run(&base, "flaky", json!({"fail_at": "load", "delay_ms": 1})).await;
     let (done, failed) = (done["id"].as_str().unwrap(), failed["id"].as_str().unwrap());
 
-    let Some(page) = rendered(&format!("{base}/")) else { return };
+    let Some(page) = rendered(&format!("{base}/")) else {
+        return;
+    };
     assert!(page.contains(&format!(r#"data-run-id="{done}""#)), "{page}");
-    assert!(page.contains(&format!(r#"data-run-id="{failed}""#)), "{page}");
-    assert!(page.contains(r#"id="page-info">page 1 of 1 · 2 runs<"#), "{page}");
-    for status in ["all", "pending", "running", "completed", "failed", "cancelled"] {
-        assert!(page.contains(&format!(r#"data-filter="{status}""#)), "no {status} filter");
+    assert!(
+        page.contains(&format!(r#"data-run-id="{failed}""#)),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"id="page-info">page 1 of 1 · 2 runs<"#),
+        "{page}"
+    );
+    for status in [
+        "all",
+        "pending",
+        "running",
+        "completed",
+        "failed",
+        "cancelled",
+    ] {
+        assert!(
+            page.contains(&format!(r#"data-filter="{status}""#)),
+            "no {status} filter"
+        );
     }
 
     let page = rendered(&format!("{base}/#/?status=failed")).unwrap();
-    assert!(page.contains(&format!(r#"data-run-id="{failed}""#)), "{page}");
-    assert!(!page.contains(&format!(r#"data-run-id="{done}""#)), "{page}");
-    assert!(page.contains(r#"id="page-info">page 1 of 1 · 1 runs<"#), "{page}");
+    assert!(
+        page.contains(&format!(r#"data-run-id="{failed}""#)),
+        "{page}"
+    );
+    assert!(
+        !page.contains(&format!(r#"data-run-id="{done}""#)),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"id="page-info">page 1 of 1 · 1 runs<"#),
+        "{page}"
+    );
     assert!(server.stop().success());
     schema.drop_schema().await.unwrap();
 }
@@ -85,27 +117,52 @@ async fn the_runs_list_shows_every_run_and_filters_by_status() {
 async fn a_run_s_page_shows_its_graph_path_timeline_stages_and_decisions() {
     let schema = IsolatedSchema::create().await.unwrap();
     let (server, base) = WorkerProcess::serve(schema.database_url(), &[]);
-    let run = run(&base, "reasoning", json!({"question": "What is 2 + 3?", "delay_ms": 1})).await;
+    let run = run(
+        &base,
+        "reasoning",
+        json!({"question": "What is 2 + 3?", "delay_ms": 1}),
+    )
+    .await;
     let id = run["id"].as_str().unwrap();
 
-    let Some(page) = rendered(&format!("{base}/#/runs/{id}")) else { return };
+    let Some(page) = rendered(&format!("{base}/#/runs/{id}")) else {
+        return;
+    };
     assert!(page.contains(&format!(r#"id="run-id">{id}<"#)), "{page}");
     assert!(page.contains(r#"id="run-workflow">reasoning<"#), "{page}");
-    assert!(page.contains(r#"<span class="badge completed" data-status="completed">completed</span>"#));
+    assert!(
+        page.contains(r#"<span class="badge completed" data-status="completed">completed</span>"#)
+    );
     // The graph: a picture with a box per node reached and an arrow per edge taken.
     assert!(page.contains(r#"<svg id="graph""#), "{page}");
     for node in ["analyze", "calculate", "answer"] {
-        assert!(page.contains(&format!(r#"data-node="{node}" data-status="completed""#)), "no {node} box: {page}");
+        assert!(
+            page.contains(&format!(r#"data-node="{node}" data-status="completed""#)),
+            "no {node} box: {page}"
+        );
     }
-    assert!(page.contains(r#"class="edge" data-from="analyze" data-to="calculate""#), "{page}");
+    assert!(
+        page.contains(r#"class="edge" data-from="analyze" data-to="calculate""#),
+        "{page}"
+    );
     assert!(page.contains(r#"id="graph-exit""#), "{page}");
     // The timeline and the tables.
     assert_eq!(page.matches(r#"class="bar-row""#).count(), 3, "{page}");
     assert!(page.contains(r#"<table id="stages">"#) && page.contains(r#"<table id="decisions">"#));
-    assert_eq!(page.matches(r#"data-snapshot="input""#).count(), 3, "snapshots on demand");
+    assert_eq!(
+        page.matches(r#"data-snapshot="input""#).count(),
+        3,
+        "snapshots on demand"
+    );
     // A completed run can be neither cancelled nor resumed.
-    assert!(page.contains(r#"<button id="cancel" disabled="""#), "{page}");
-    assert!(page.contains(r#"<button id="resume" disabled="""#), "{page}");
+    assert!(
+        page.contains(r#"<button id="cancel" disabled="""#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<button id="resume" disabled="""#),
+        "{page}"
+    );
     assert!(server.stop().success());
     schema.drop_schema().await.unwrap();
 }

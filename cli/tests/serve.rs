@@ -52,8 +52,15 @@ async fn on_sigterm_a_running_run_finishes_within_the_drain_period() {
     assert!(status.success());
     assert_eq!(report, "stopped (0 runs cancelled)");
     let (names, last) = stream.await.unwrap();
-    assert_eq!(names.last().map(String::as_str), Some("complete"), "{names:?}");
-    assert_eq!((last["status"].as_str(), last["result"]["counter"].as_i64()), (Some("completed"), Some(3)));
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("complete"),
+        "{names:?}"
+    );
+    assert_eq!(
+        (last["status"].as_str(), last["result"]["counter"].as_i64()),
+        (Some("completed"), Some(3))
+    );
     schema.drop_schema().await.unwrap();
 }
 

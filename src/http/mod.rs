@@ -148,6 +148,7 @@ fn api_routes(timeout: Duration) -> OpenApiRouter<ApiState> {
     let bounded = OpenApiRouter::new()
         .routes(routes!(workflows::list_workflows))
         .routes(routes!(runs::list_runs))
+        .routes(routes!(runs::list_runs_keyset))
         .routes(routes!(runs::get_run, runs::delete_run))
         .routes(routes!(runs::get_stages))
         .routes(routes!(runs::get_decisions))

@@ -12,8 +12,10 @@ use super::extract::{RunIdPath, wait_requested};
 use super::progress::{ProgressMessage, respond};
 use crate::lifecycle;
 use crate::model::{Decision, Run, RunStatus, Stage};
-use crate::page::{PageRequest, PageResult};
+use crate::page::{KeysetPage, PageRequest, PageResult};
+use crate::query_string::QueryParams;
 use crate::repository;
+use crate::run_cursor::RunCursor;
 use crate::run_filters::RunFilters;
 
 /// The query parameters of `GET /workflows/runs`, for the OpenAPI contract. (They are read
@@ -39,6 +41,32 @@ pub(crate) struct RunListQuery {
         pattern = r"^( *-? *(id|workflow_name|status|started_at|completed_at|created_at|updated_at) *(, *-? *(id|workflow_name|status|started_at|completed_at|created_at|updated_at) *)*)?$",
         example = "-created_at,workflow_name"
     )]
+    sort: Option<String>,
+    /// Only runs of this workflow (exact name).
+    #[param(pattern = r"^[^\x00]*$")]
+    workflow_name: Option<String>,
+    /// Only runs in this status.
+    status: Option<RunStatus>,
+}
+
+/// The query parameters of `GET /workflows/runs/keyset`, for the OpenAPI contract.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(
+    dead_code,
+    reason = "describes the parameters; the library's parsers read them"
+)]
+pub(crate) struct RunKeysetQuery {
+    /// The `next_cursor` of the previous page; leave it out for the first page.
+    cursor: Option<RunCursor>,
+    /// Runs per page: below 1 is the default (20), above the maximum (100) the maximum.
+    page_size: Option<i64>,
+    /// Part of the workflow name, matched case-insensitively and literally.
+    #[param(pattern = r"^[^\x00]*$")]
+    search: Option<String>,
+    /// The order of the first page: `created_at`, `-created_at` (the default), `id` or `-id`.
+    /// A cursor carries its order, so with a cursor this is not used.
+    #[param(pattern = r"^( *-? *(created_at|id) *)?$", example = "-created_at")]
     sort: Option<String>,
     /// Only runs of this workflow (exact name).
     #[param(pattern = r"^[^\x00]*$")]
@@ -86,6 +114,48 @@ pub(crate) async fn list_runs(
         .await
         .map_err(crate::Error::from)?;
     let page = repository::list_runs(&mut conn, &api.pages, request, &filters).await?;
+    Ok(Json(page))
+}
+
+/// Lists runs by cursor: each page is as fast at the millionth run as at the first, and
+/// says where the next one starts. No total and no page numbers (counting is what makes deep
+/// numbered pages slow).
+#[utoipa::path(
+    get,
+    path = "/workflows/runs/keyset",
+    tag = "runs",
+    params(RunKeysetQuery),
+    responses(
+        (status = 200, description = "One page of runs, and the cursor of the next", body = KeysetPage<Run>),
+        (status = 400, description = "A parameter is not acceptable; the message names it", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_runs_keyset(
+    State(api): State<ApiState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<KeysetPage<Run>>, ApiError> {
+    let query = query.unwrap_or_default();
+    let mut request = PageRequest::from_query(&query)?;
+    let filters = RunFilters::from_query(&query)?;
+    let cursor = QueryParams::parse(&query)?
+        .text("cursor")
+        .map(str::parse::<RunCursor>)
+        .transpose()?;
+    if cursor.is_some() {
+        // The cursor carries the order of the pages before it.
+        request.sort.clear();
+    }
+    let mut conn = api
+        .executor
+        .pool()
+        .get()
+        .await
+        .map_err(crate::Error::from)?;
+    let page =
+        repository::list_runs_keyset(&mut conn, &api.pages, request, &filters, cursor.as_ref())
+            .await?;
     Ok(Json(page))
 }
 

@@ -6,11 +6,12 @@ use workflows::http::HttpApi;
 
 use super::server::TestServer;
 
-/// The endpoints of DESIGN.md, as (method, path).
+/// The endpoints of DESIGN.md and the cursor pages, as (method, path).
 const ENDPOINTS: &[(&str, &str)] = &[
     ("get", "/workflows"),
     ("post", "/workflows/{name}/execute"),
     ("get", "/workflows/runs"),
+    ("get", "/workflows/runs/keyset"),
     ("get", "/workflows/runs/{id}"),
     ("delete", "/workflows/runs/{id}"),
     ("get", "/workflows/runs/{id}/stages"),

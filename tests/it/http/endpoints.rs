@@ -326,3 +326,47 @@ async fn a_request_slower_than_the_timeout_is_a_503_with_a_message() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyset_pages_walk_every_run_once_in_order_and_end_without_a_cursor() {
+    let server = TestServer::start().await;
+    let mut made = Vec::new();
+    for _ in 0..5 {
+        made.push(server.run("linear", json!({})).await.id);
+    }
+    made.push(server.run("flaky", json!({})).await.id);
+    made.reverse(); // newest first
+
+    let mut seen = Vec::new();
+    let mut query = String::from("page_size=2");
+    loop {
+        let response = server.get(&format!("/workflows/runs/keyset?{query}")).await;
+        assert_eq!(response.status(), 200);
+        let page: Value = response.json().await.unwrap();
+        for run in page["data"].as_array().unwrap() {
+            seen.push(
+                run["id"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<workflows::RunId>()
+                    .unwrap(),
+            );
+        }
+        match page.get("next_cursor") {
+            Some(cursor) => query = format!("page_size=2&cursor={}", cursor.as_str().unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, made);
+
+    let failed: Value = server
+        .get("/workflows/runs/keyset?status=failed&sort=id")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(failed["data"].as_array().unwrap().len(), 1);
+    assert_eq!(failed["data"][0]["workflow_name"], "flaky");
+    assert!(failed.get("next_cursor").is_none());
+    server.stop().await;
+}

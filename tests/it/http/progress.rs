@@ -75,7 +75,10 @@ async fn a_failing_run_ends_its_stream_with_error() {
             "error"
         ]
     );
-    assert_eq!(events[4].data["error"], "node b failed: first attempt fails");
+    assert_eq!(
+        events[4].data["error"],
+        "node b failed: first attempt fails"
+    );
     let end = &events[5].data;
     assert_eq!(end["error"], "node b failed: first attempt fails");
     assert_eq!(end["run"]["status"], "failed");
