@@ -186,6 +186,27 @@ impl<'de> Deserialize<'de> for RunCursor {
     }
 }
 
+/// In the HTTP contract, a cursor is a string of the shape [`RunCursor`]'s `Display` writes.
+#[cfg(feature = "http")]
+impl utoipa::PartialSchema for RunCursor {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(CURSOR_PATTERN))
+            .description(Some(
+                "Where the next page starts: pass it back unchanged as `cursor`.",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "http")]
+impl utoipa::ToSchema for RunCursor {}
+
+/// What a cursor looks like, as a regular expression for the HTTP contract.
+#[cfg(feature = "http")]
+const CURSOR_PATTERN: &str = r"^(asc|desc)\.(created_at\.-?[0-9]{1,16}\.|id\.)[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,24 +274,3 @@ mod tests {
         assert!(serde_json::from_str::<RunCursor>("\"nope\"").is_err());
     }
 }
-
-/// In the HTTP contract, a cursor is a string of the shape [`RunCursor`]'s `Display` writes.
-#[cfg(feature = "http")]
-impl utoipa::PartialSchema for RunCursor {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .pattern(Some(CURSOR_PATTERN))
-            .description(Some(
-                "Where the next page starts: pass it back unchanged as `cursor`.",
-            ))
-            .into()
-    }
-}
-
-#[cfg(feature = "http")]
-impl utoipa::ToSchema for RunCursor {}
-
-/// What a cursor looks like, as a regular expression for the HTTP contract.
-#[cfg(feature = "http")]
-const CURSOR_PATTERN: &str = r"^(asc|desc)\.(created_at\.-?[0-9]{1,16}\.|id\.)[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";

@@ -23,19 +23,11 @@ pub(crate) struct TestServer {
 }
 
 /// What a server is built with.
+#[derive(Default)]
 pub(crate) struct Options {
     pub(crate) limits: HttpLimits,
     /// Where the API is mounted: "" for the root.
     pub(crate) prefix: &'static str,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            limits: HttpLimits::default(),
-            prefix: "",
-        }
-    }
 }
 
 impl TestServer {
