@@ -194,7 +194,7 @@ impl utoipa::PartialSchema for RunCursor {
             .schema_type(utoipa::openapi::schema::Type::String)
             .pattern(Some(CURSOR_PATTERN))
             .description(Some(
-                "Where the next page starts: pass it back unchanged as `cursor`.",
+                "Where the next page starts: pass it back unchanged as `cursor` (empty or absent: the first page).",
             ))
             .into()
     }
@@ -205,7 +205,7 @@ impl utoipa::ToSchema for RunCursor {}
 
 /// What a cursor looks like, as a regular expression for the HTTP contract.
 #[cfg(feature = "http")]
-const CURSOR_PATTERN: &str = r"^(asc|desc)\.(created_at\.-?[0-9]{1,16}\.|id\.)[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+const CURSOR_PATTERN: &str = r"^((asc|desc)\.(created_at\.-?[0-9]{1,16}\.|id\.)[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$";
 
 #[cfg(test)]
 mod tests {

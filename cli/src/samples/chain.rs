@@ -11,8 +11,9 @@ use workflows::{BoxError, GraphBuilder, NodeContext, Params, Runtime, State, wor
 
 use super::delay_param;
 
-/// The longest `payload` a node writes: 1 MiB.
-const MAX_PAYLOAD: usize = 1 << 20;
+/// The most the nodes of a run write in all (`nodes` × `payload`): 4 MiB. Each node adds its
+/// value to the state, which every stage snapshots and every checkpoint saves.
+const MAX_WRITTEN: usize = 4 << 20;
 
 #[workflow(
     name = "chain",
@@ -38,8 +39,11 @@ async fn chain(
         .add_exit_point(format!("n{}", nodes - 1))
         .set_max_iterations(u32::try_from(nodes).unwrap_or(u32::MAX));
     let payload = params.get::<usize>("payload")?.unwrap_or(100);
-    if payload > MAX_PAYLOAD {
-        return Err(format!("payload must be at most {MAX_PAYLOAD}, not {payload}").into());
+    if payload.saturating_mul(nodes) > MAX_WRITTEN {
+        return Err(format!(
+            "nodes × payload must be at most {MAX_WRITTEN} bytes, not {nodes} × {payload}"
+        )
+        .into());
     }
     let mut state = State::new()
         .with("counter", 0)
