@@ -23,6 +23,30 @@ pub struct ErrorBody {
     pub status: u16,
 }
 
+/// In the contract: the errors of every endpoint that reads or writes the database.
+#[derive(utoipa::IntoResponses)]
+#[expect(dead_code, reason = "describes responses; ApiError makes them")]
+pub(crate) enum ServerErrors {
+    /// The database is unavailable, or the server is shutting down
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+    /// Internal error; the server's log has the details
+    #[response(status = 500)]
+    Internal(ErrorBody),
+}
+
+/// In the contract: the errors of an endpoint that reads one run.
+#[derive(utoipa::IntoResponses)]
+#[expect(dead_code, reason = "describes responses; ApiError makes them")]
+pub(crate) enum RunLookupErrors {
+    /// The id is not a UUID
+    #[response(status = 400)]
+    BadId(ErrorBody),
+    /// No run has this id
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+}
+
 /// An error on its way to becoming a response.
 #[derive(Debug)]
 pub(crate) struct ApiError {

@@ -7,7 +7,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::ApiState;
-use super::api_error::{ApiError, ErrorBody};
+use super::api_error::{ApiError, ErrorBody, RunLookupErrors, ServerErrors};
 use super::extract::{RunIdPath, wait_requested};
 use super::progress::{ProgressMessage, respond};
 use crate::lifecycle;
@@ -96,8 +96,7 @@ pub(crate) struct WaitQuery {
     responses(
         (status = 200, description = "One page of runs", body = PageResult<Run>),
         (status = 400, description = "A parameter is not acceptable; the message names it", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub(crate) async fn list_runs(
@@ -128,8 +127,7 @@ pub(crate) async fn list_runs(
     responses(
         (status = 200, description = "One page of runs, and the cursor of the next", body = KeysetPage<Run>),
         (status = 400, description = "A parameter is not acceptable; the message names it", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub(crate) async fn list_runs_keyset(
@@ -167,10 +165,8 @@ pub(crate) async fn list_runs_keyset(
     params(("id" = uuid::Uuid, Path, description = "The run's id")),
     responses(
         (status = 200, description = "The run", body = Run),
-        (status = 400, description = "The id is not a UUID", body = ErrorBody),
-        (status = 404, description = "No run has this id", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
+        RunLookupErrors,
+        ServerErrors,
     )
 )]
 pub(crate) async fn get_run(
@@ -194,10 +190,8 @@ pub(crate) async fn get_run(
     params(("id" = uuid::Uuid, Path, description = "The run's id")),
     responses(
         (status = 200, description = "The run's stages", body = Vec<Stage>),
-        (status = 400, description = "The id is not a UUID", body = ErrorBody),
-        (status = 404, description = "No run has this id", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
+        RunLookupErrors,
+        ServerErrors,
     )
 )]
 pub(crate) async fn get_stages(
@@ -221,10 +215,8 @@ pub(crate) async fn get_stages(
     params(("id" = uuid::Uuid, Path, description = "The run's id")),
     responses(
         (status = 200, description = "The run's decisions", body = Vec<Decision>),
-        (status = 400, description = "The id is not a UUID", body = ErrorBody),
-        (status = 404, description = "No run has this id", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
+        RunLookupErrors,
+        ServerErrors,
     )
 )]
 pub(crate) async fn get_decisions(
@@ -250,8 +242,7 @@ pub(crate) async fn get_decisions(
         (status = 204, description = "Deleted"),
         (status = 400, description = "The id is not a UUID, or the run is pending or running (cancel it first)", body = ErrorBody),
         (status = 404, description = "No run has this id", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub(crate) async fn delete_run(
@@ -278,8 +269,7 @@ pub(crate) async fn delete_run(
         (status = 200, description = "The run, now cancelled", body = Run),
         (status = 400, description = "The id is not a UUID, or the run has already ended", body = ErrorBody),
         (status = 404, description = "No run has this id", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub(crate) async fn cancel_run(
@@ -306,8 +296,7 @@ pub(crate) async fn cancel_run(
         ),
         (status = 400, description = "The id is not a UUID, `wait` is not a boolean, or the run is not failed or cancelled", body = ErrorBody),
         (status = 404, description = "No run has this id, or its workflow is no longer registered", body = ErrorBody),
-        (status = 503, description = "The database is unavailable, or the server is shutting down", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub(crate) async fn resume_run(

@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::ApiState;
-use super::api_error::{ApiError, ErrorBody};
+use super::api_error::{ApiError, ErrorBody, ServerErrors};
 use super::extract::{params_body, wait_requested};
 use super::params_schema::RunParams;
 use super::progress::{ProgressMessage, respond};
@@ -50,8 +50,7 @@ pub(crate) async fn list_workflows(State(api): State<ApiState>) -> Json<Vec<Work
         (status = 404, description = "No workflow is registered under this name", body = ErrorBody),
         (status = 413, description = "The body is larger than the limit", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
-        (status = 503, description = "The database is unavailable, or the server is shutting down", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub(crate) async fn execute(

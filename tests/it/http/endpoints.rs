@@ -370,3 +370,25 @@ async fn keyset_pages_walk_every_run_once_in_order_and_end_without_a_cursor() {
     assert!(failed.get("next_cursor").is_none());
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sort_naming_fields_again_is_served_in_the_order_of_their_first_mention() {
+    let server = TestServer::start().await;
+    let older = server.run("route", json!({"kind": "math"})).await;
+    let newer = server.run("linear", json!({})).await;
+    // Forty keys: each repeat used to double the work of building the query.
+    let sort = ["workflow_name", "-created_at", "status", "-id"]
+        .repeat(10)
+        .join(",");
+    let page: PageResult<Run> = server
+        .get(&format!("/workflows/runs?sort={sort}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        page.data.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [newer.id, older.id]
+    );
+    server.stop().await;
+}
