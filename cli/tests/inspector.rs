@@ -166,3 +166,40 @@ async fn a_run_s_page_shows_its_graph_path_timeline_stages_and_decisions() {
     assert!(server.stop().success());
     schema.drop_schema().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_run_s_page_is_live_and_offers_cancel() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (server, base) = WorkerProcess::serve(schema.database_url(), &["--drain-secs", "0"]);
+    // A run that waits a minute in its first node; its progress stream stays open meanwhile.
+    let stream = reqwest::Client::new()
+        .post(format!("{base}/workflows/chain/execute"))
+        .json(&json!({"nodes": 2, "delay_ms": 60000}))
+        .send()
+        .await
+        .unwrap();
+    let id = stream.headers()["x-run-id"].to_str().unwrap().to_owned();
+
+    let Some(page) = rendered(&format!("{base}/#/runs/{id}")) else {
+        return;
+    };
+    assert!(
+        page.contains(r#"data-status="running">running</span> (live)"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<button id="cancel">cancel</button>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<button id="resume" disabled="">"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"data-node="n0" data-status="started""#),
+        "{page}"
+    );
+    drop(stream);
+    assert!(server.stop().success());
+    schema.drop_schema().await.unwrap();
+}
