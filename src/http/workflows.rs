@@ -44,6 +44,14 @@ pub(crate) async fn list_workflows(State(api): State<ApiState>) -> Json<Vec<Work
             content(
                 (ProgressMessage = "text/event-stream"),
                 (Run = "application/json"),
+            ),
+            links(
+                ("GetRun" = (operation_id = "get_run", parameters(("id" = "$response.header.X-Run-ID")))),
+                ("GetStages" = (operation_id = "get_stages", parameters(("id" = "$response.header.X-Run-ID")))),
+                ("GetDecisions" = (operation_id = "get_decisions", parameters(("id" = "$response.header.X-Run-ID")))),
+                ("CancelRun" = (operation_id = "cancel_run", parameters(("id" = "$response.header.X-Run-ID")))),
+                ("ResumeRun" = (operation_id = "resume_run", parameters(("id" = "$response.header.X-Run-ID")))),
+                ("DeleteRun" = (operation_id = "delete_run", parameters(("id" = "$response.header.X-Run-ID")))),
             )
         ),
         (status = 400, description = "The body is not a JSON object, or `wait` is not a boolean", body = ErrorBody),

@@ -79,7 +79,7 @@ async fn every_operation_in_the_contract_is_routed() {
 }
 
 #[test]
-fn every_operation_documents_its_errors_and_every_reference_resolves() {
+fn every_operation_documents_its_errors_and_every_reference_and_link_resolves() {
     let spec = serde_json::to_value(HttpApi::openapi()).unwrap();
     for (method, path) in operations(&spec) {
         let responses = &spec["paths"][&path][&method]["responses"];
@@ -99,6 +99,28 @@ fn every_operation_documents_its_errors_and_every_reference_resolves() {
                 .any(|s| s.starts_with('2')),
             "{method} {path} documents no success"
         );
+    }
+    let operation_ids: Vec<&str> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|op| op["operationId"].as_str())
+        .collect();
+    let execute = &spec["paths"]["/workflows/{name}/execute"]["post"]["responses"]["200"];
+    let links = execute["links"].as_object().unwrap();
+    assert_eq!(
+        links.len(),
+        6,
+        "execute links to what can be done with its run"
+    );
+    for (name, link) in links {
+        let target = link["operationId"].as_str().unwrap();
+        assert!(
+            operation_ids.contains(&target),
+            "link {name} targets unknown {target}"
+        );
+        assert_eq!(link["parameters"]["id"], "$response.header.X-Run-ID");
     }
     let text = spec.to_string();
     for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
