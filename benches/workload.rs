@@ -89,7 +89,13 @@ fn median(mut values: Vec<f64>) -> f64 {
 #[tokio::main]
 async fn main() -> Result<(), Fail> {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (sequential, concurrent, repetitions) = if quick { (40, 80, 1) } else { (200, 400, 3) };
+    // `--once`: one repetition at full size, for `scripts/bench` to interleave with the floor's.
+    let once = std::env::args().any(|a| a == "--once");
+    let (sequential, concurrent, repetitions) = match (quick, once) {
+        (true, _) => (40, 80, 1),
+        (false, true) => (200, 400, 1),
+        (false, false) => (200, 400, 3),
+    };
     let url =
         std::env::var("DATABASE_URL").map_err(|_| "set DATABASE_URL (./scripts/bench does)")?;
     let pool = DbConfig {
