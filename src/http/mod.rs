@@ -84,6 +84,13 @@ pub(crate) struct ApiState {
     limits: HttpLimits,
 }
 
+impl ApiState {
+    /// A pooled connection; none in time is [`Error::Unavailable`](crate::Error) (503).
+    async fn conn(&self) -> crate::Result<crate::PooledConnection> {
+        Ok(self.executor.pool().get().await?)
+    }
+}
+
 impl HttpApi {
     /// The API of `executor`'s workflows and runs, with default page sizes and limits, and
     /// the inspector page.

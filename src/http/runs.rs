@@ -19,8 +19,8 @@ use crate::run_cursor::RunCursor;
 use crate::run_filters::RunFilters;
 
 /// The query parameters of `GET /workflows/runs`, for the OpenAPI contract. (They are read
-/// by [`PageRequest::from_query`] and [`RunFilters::from_query`], whose errors name the bad
-/// value.)
+/// by the parsers behind [`PageRequest::from_query`] and [`RunFilters::from_query`], whose
+/// errors name the bad value.)
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[expect(
@@ -103,15 +103,10 @@ pub(crate) async fn list_runs(
     State(api): State<ApiState>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<PageResult<Run>>, ApiError> {
-    let query = query.unwrap_or_default();
-    let request = PageRequest::from_query(&query)?;
-    let filters = RunFilters::from_query(&query)?;
-    let mut conn = api
-        .executor
-        .pool()
-        .get()
-        .await
-        .map_err(crate::Error::from)?;
+    let params = QueryParams::parse(query.as_deref().unwrap_or_default())?;
+    let request = PageRequest::from_params(&params)?;
+    let filters = RunFilters::from_params(&params)?;
+    let mut conn = api.conn().await?;
     let page = repository::list_runs(&mut conn, &api.pages, request, &filters).await?;
     Ok(Json(page))
 }
@@ -134,10 +129,10 @@ pub(crate) async fn list_runs_keyset(
     State(api): State<ApiState>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<KeysetPage<Run>>, ApiError> {
-    let query = query.unwrap_or_default();
-    let mut request = PageRequest::from_query(&query)?;
-    let filters = RunFilters::from_query(&query)?;
-    let cursor = QueryParams::parse(&query)?
+    let params = QueryParams::parse(query.as_deref().unwrap_or_default())?;
+    let mut request = PageRequest::from_params(&params)?;
+    let filters = RunFilters::from_params(&params)?;
+    let cursor = params
         .text("cursor")
         .map(str::parse::<RunCursor>)
         .transpose()?;
@@ -145,12 +140,7 @@ pub(crate) async fn list_runs_keyset(
         // The cursor carries the order of the pages before it.
         request.sort.clear();
     }
-    let mut conn = api
-        .executor
-        .pool()
-        .get()
-        .await
-        .map_err(crate::Error::from)?;
+    let mut conn = api.conn().await?;
     let page =
         repository::list_runs_keyset(&mut conn, &api.pages, request, &filters, cursor.as_ref())
             .await?;
@@ -173,12 +163,7 @@ pub(crate) async fn get_run(
     State(api): State<ApiState>,
     RunIdPath(id): RunIdPath,
 ) -> Result<Json<Run>, ApiError> {
-    let mut conn = api
-        .executor
-        .pool()
-        .get()
-        .await
-        .map_err(crate::Error::from)?;
+    let mut conn = api.conn().await?;
     Ok(Json(repository::find_run(&mut conn, id).await?))
 }
 
@@ -198,12 +183,7 @@ pub(crate) async fn get_stages(
     State(api): State<ApiState>,
     RunIdPath(id): RunIdPath,
 ) -> Result<Json<Vec<Stage>>, ApiError> {
-    let mut conn = api
-        .executor
-        .pool()
-        .get()
-        .await
-        .map_err(crate::Error::from)?;
+    let mut conn = api.conn().await?;
     Ok(Json(repository::get_stages(&mut conn, id).await?))
 }
 
@@ -223,12 +203,7 @@ pub(crate) async fn get_decisions(
     State(api): State<ApiState>,
     RunIdPath(id): RunIdPath,
 ) -> Result<Json<Vec<Decision>>, ApiError> {
-    let mut conn = api
-        .executor
-        .pool()
-        .get()
-        .await
-        .map_err(crate::Error::from)?;
+    let mut conn = api.conn().await?;
     Ok(Json(repository::get_decisions(&mut conn, id).await?))
 }
 
@@ -249,12 +224,7 @@ pub(crate) async fn delete_run(
     State(api): State<ApiState>,
     RunIdPath(id): RunIdPath,
 ) -> Result<StatusCode, ApiError> {
-    let mut conn = api
-        .executor
-        .pool()
-        .get()
-        .await
-        .map_err(crate::Error::from)?;
+    let mut conn = api.conn().await?;
     lifecycle::delete_run(&mut conn, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -131,38 +131,18 @@ async fn a_malformed_run_id_is_a_400_and_an_unknown_one_a_404() {
         .await;
     }
     says(
-        server
-            .client
-            .post(server.url("/workflows/runs/42/cancel"))
-            .send()
-            .await
-            .unwrap(),
+        server.post("/workflows/runs/42/cancel").await,
         400,
         "not a UUID",
     )
     .await;
     says(
-        server
-            .client
-            .post(server.url("/workflows/runs/42/resume"))
-            .send()
-            .await
-            .unwrap(),
+        server.post("/workflows/runs/42/resume").await,
         400,
         "not a UUID",
     )
     .await;
-    says(
-        server
-            .client
-            .delete(server.url("/workflows/runs/42"))
-            .send()
-            .await
-            .unwrap(),
-        400,
-        "not a UUID",
-    )
-    .await;
+    says(server.delete("/workflows/runs/42").await, 400, "not a UUID").await;
 
     let unknown = uuid::Uuid::new_v4();
     let not_found = format!("run {unknown} not found");
@@ -182,33 +162,22 @@ async fn a_malformed_run_id_is_a_400_and_an_unknown_one_a_404() {
     .await;
     says(
         server
-            .client
-            .post(server.url(&format!("/workflows/runs/{unknown}/cancel")))
-            .send()
-            .await
-            .unwrap(),
+            .post(&format!("/workflows/runs/{unknown}/cancel"))
+            .await,
         404,
         &not_found,
     )
     .await;
     says(
         server
-            .client
-            .post(server.url(&format!("/workflows/runs/{unknown}/resume")))
-            .send()
-            .await
-            .unwrap(),
+            .post(&format!("/workflows/runs/{unknown}/resume"))
+            .await,
         404,
         &not_found,
     )
     .await;
     says(
-        server
-            .client
-            .delete(server.url(&format!("/workflows/runs/{unknown}")))
-            .send()
-            .await
-            .unwrap(),
+        server.delete(&format!("/workflows/runs/{unknown}")).await,
         404,
         &not_found,
     )

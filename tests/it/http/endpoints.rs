@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use workflows::http::HttpLimits;
 use workflows::{Decision, PageResult, Run, RunStatus, Stage};
 
-use super::server::{Options, SseReader, TestServer};
+use super::server::{Options, SseReader, TestServer, names};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn get_workflows_lists_the_registered_workflows_by_name() {
@@ -159,12 +159,7 @@ async fn a_run_its_stages_and_its_decisions_are_served_as_recorded() {
 async fn delete_removes_a_finished_run_and_refuses_a_running_one() {
     let server = TestServer::start().await;
     let done = server.run("linear", json!({})).await;
-    let response = server
-        .client
-        .delete(server.url(&format!("/workflows/runs/{}", done.id)))
-        .send()
-        .await
-        .unwrap();
+    let response = server.delete(&format!("/workflows/runs/{}", done.id)).await;
     assert_eq!(response.status(), 204);
     assert_eq!(response.content_length(), Some(0));
     assert_eq!(
@@ -179,12 +174,7 @@ async fn delete_removes_a_finished_run_and_refuses_a_running_one() {
         .post_json("/workflows/gated/execute", &json!({"polite": true}))
         .await;
     let running = stream.headers()["x-run-id"].to_str().unwrap().to_owned();
-    let response = server
-        .client
-        .delete(server.url(&format!("/workflows/runs/{running}")))
-        .send()
-        .await
-        .unwrap();
+    let response = server.delete(&format!("/workflows/runs/{running}")).await;
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
     assert_eq!(
@@ -206,12 +196,7 @@ async fn cancel_stops_a_running_run_and_resume_finishes_it() {
     let first = progress.next().await.unwrap();
     let id = first.data["run_id"].as_str().unwrap().to_owned();
 
-    let response = server
-        .client
-        .post(server.url(&format!("/workflows/runs/{id}/cancel")))
-        .send()
-        .await
-        .unwrap();
+    let response = server.post(&format!("/workflows/runs/{id}/cancel")).await;
     assert_eq!(response.status(), 200);
     let cancelled: Run = response.json().await.unwrap();
     assert_eq!(cancelled.status, RunStatus::Cancelled);
@@ -221,12 +206,7 @@ async fn cancel_stops_a_running_run_and_resume_finishes_it() {
         ("error", Some("cancelled"))
     );
 
-    let again = server
-        .client
-        .post(server.url(&format!("/workflows/runs/{id}/cancel")))
-        .send()
-        .await
-        .unwrap();
+    let again = server.post(&format!("/workflows/runs/{id}/cancel")).await;
     assert_eq!(
         again.status(),
         400,
@@ -235,11 +215,8 @@ async fn cancel_stops_a_running_run_and_resume_finishes_it() {
 
     server.gate.0.notify_one();
     let response = server
-        .client
-        .post(server.url(&format!("/workflows/runs/{id}/resume?wait=true")))
-        .send()
-        .await
-        .unwrap();
+        .post(&format!("/workflows/runs/{id}/resume?wait=true"))
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-run-id"], id.as_str());
     let resumed: Run = response.json().await.unwrap();
@@ -256,15 +233,12 @@ async fn resume_streams_the_rest_of_a_failed_run() {
         Some("node b failed: first attempt fails")
     );
     let response = server
-        .client
-        .post(server.url(&format!("/workflows/runs/{}/resume", failed.id)))
-        .send()
-        .await
-        .unwrap();
+        .post(&format!("/workflows/runs/{}/resume", failed.id))
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let events = SseReader::new(response).rest().await;
-    let names: Vec<_> = events.iter().map(|e| e.event.as_str()).collect();
+    let names = names(&events);
     assert_eq!(
         names,
         [

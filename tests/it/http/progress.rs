@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use workflows::{Run, RunStatus, StageStatus, repository};
 
-use super::server::{SseReader, TestServer};
+use super::server::{SseReader, TestServer, names};
 use crate::fixtures::HANG;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -63,7 +63,7 @@ async fn a_failing_run_ends_its_stream_with_error() {
         .post_json("/workflows/flaky/execute", &json!({}))
         .await;
     let events = SseReader::new(response).rest().await;
-    let names: Vec<_> = events.iter().map(|e| e.event.as_str()).collect();
+    let names = names(&events);
     assert_eq!(
         names,
         [
@@ -129,12 +129,7 @@ async fn wait_true_answers_with_the_final_run_as_json() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_empty_body_is_a_run_without_params() {
     let server = TestServer::start().await;
-    let response = server
-        .client
-        .post(server.url("/workflows/linear/execute?wait=true"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.post("/workflows/linear/execute?wait=true").await;
     assert_eq!(response.status(), 200);
     let run: Run = response.json().await.unwrap();
     assert_eq!(

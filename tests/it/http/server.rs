@@ -75,6 +75,15 @@ impl TestServer {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
+    /// `POST path` without a body.
+    pub(crate) async fn post(&self, path: &str) -> reqwest::Response {
+        self.client.post(self.url(path)).send().await.unwrap()
+    }
+
+    pub(crate) async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client.delete(self.url(path)).send().await.unwrap()
+    }
+
     pub(crate) async fn post_json(
         &self,
         path: &str,
@@ -110,6 +119,11 @@ impl TestServer {
 pub(crate) struct Sse {
     pub(crate) event: String,
     pub(crate) data: serde_json::Value,
+}
+
+/// The events' names, in order.
+pub(crate) fn names(events: &[Sse]) -> Vec<&str> {
+    events.iter().map(|e| e.event.as_str()).collect()
 }
 
 /// Reads a progress stream's events as they arrive, until the stream ends.
