@@ -1,10 +1,14 @@
 //! One SQL statement made of several data-modifying statements:
-//! `WITH w0 AS (<update>), w1 AS (<insert>) <last>`.
+//! `WITH held_run AS MATERIALIZED (<lock>), w1 AS (<update>), w2 AS (<insert>) <last>`.
 //!
 //! PostgreSQL runs every part of such a statement against one snapshot and commits them
 //! together, in one round trip: a node's stage completion, its checkpoint and its decision
 //! are written all or not at all, without a `BEGIN`/`COMMIT` pair. Each part is an ordinary
 //! typed Diesel statement; only the `WITH` glue is written here.
+//!
+//! A part may be given a name (a CTE that later parts read, through the pseudo-tables of
+//! [`fence`](crate::fence)); named parts are `MATERIALIZED`, so that they run once, first,
+//! whatever the planner would otherwise inline.
 
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -15,7 +19,7 @@ type Part<'a> = Box<dyn QueryFragment<Pg> + Send + Sync + 'a>;
 /// Several statements executed as one; its affected-row count and returned rows are those
 /// of the last.
 pub(crate) struct AtomicStatement<'a, L> {
-    parts: Vec<Part<'a>>,
+    parts: Vec<(Option<&'static str>, Part<'a>)>,
     last: L,
 }
 
@@ -30,16 +34,33 @@ impl<'a, L> AtomicStatement<'a, L> {
 
     /// Adds a statement that runs with the last one.
     pub(crate) fn with(mut self, part: impl QueryFragment<Pg> + Send + Sync + 'a) -> Self {
-        self.parts.push(Box::new(part));
+        self.parts.push((None, Box::new(part)));
+        self
+    }
+
+    /// Adds a statement whose rows later parts read by `name` (a pseudo-table of that name).
+    /// Name a part before the parts that read it.
+    pub(crate) fn with_named(
+        mut self,
+        name: &'static str,
+        part: impl QueryFragment<Pg> + Send + Sync + 'a,
+    ) -> Self {
+        self.parts.push((Some(name), Box::new(part)));
         self
     }
 }
 
 impl<L: QueryFragment<Pg>> QueryFragment<Pg> for AtomicStatement<'_, L> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        for (i, part) in self.parts.iter().enumerate() {
+        for (i, (name, part)) in self.parts.iter().enumerate() {
             out.push_sql(if i == 0 { "WITH " } else { ", " });
-            out.push_sql(&format!("w{i} AS ("));
+            match name {
+                Some(name) => {
+                    out.push_identifier(name)?;
+                    out.push_sql(" AS MATERIALIZED (");
+                }
+                None => out.push_sql(&format!("w{i} AS (")),
+            }
             part.walk_ast(out.reborrow())?;
             out.push_sql(")");
         }
@@ -77,15 +98,18 @@ mod tests {
     use diesel::prelude::*;
 
     #[test]
-    fn parts_become_named_ctes_before_the_last_statement() {
+    fn parts_become_ctes_before_the_last_statement_and_named_ones_are_materialized() {
         let update = diesel::update(stages::table.filter(stages::iteration.eq(1)))
             .set(stages::duration_ms.eq(5));
+        let lock = stages::table.select(stages::id).for_no_key_update();
         let delete = diesel::delete(decisions::table.filter(decisions::from_node.eq("a")));
-        let statement = AtomicStatement::new(delete).with(update);
+        let statement = AtomicStatement::new(delete)
+            .with_named("held_run", lock)
+            .with(update);
         let sql = diesel::debug_query::<Pg, _>(&statement).to_string();
         assert!(
             sql.starts_with(
-                r#"WITH w0 AS (UPDATE "stages" SET "duration_ms" = $1 WHERE ("stages"."iteration" = $2)) DELETE FROM "decisions" WHERE ("decisions"."from_node" = $3)"#
+                r#"WITH "held_run" AS MATERIALIZED (SELECT "stages"."id" FROM "stages" FOR NO KEY UPDATE), w1 AS (UPDATE "stages" SET "duration_ms" = $1 WHERE ("stages"."iteration" = $2)) DELETE FROM "decisions" WHERE ("decisions"."from_node" = $3)"#
             ),
             "{sql}"
         );

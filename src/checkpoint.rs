@@ -18,12 +18,17 @@ use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
+use diesel::sql_types::{Jsonb, Text};
+
+use crate::atomic_statement::AtomicStatement;
 use crate::db::Pool;
 use crate::error::{Error, Result};
+use crate::fence::{self, HELD_RUN, held_run};
 use crate::graph::State;
-use crate::model::RunId;
+use crate::lifecycle::refusal;
+use crate::model::{RunId, RunStatus};
 use crate::registry::BoxFuture;
-use crate::schema::checkpoints;
+use crate::schema::{checkpoints, runs};
 
 /// What is known of a saved checkpoint without loading its state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,27 +93,47 @@ impl PgCheckpointStore {
         PgCheckpointStore { pool }
     }
 
-    /// Saves on a given connection (inside a caller's transaction, say).
+    /// Saves on a given connection (inside a caller's transaction, say): to edit the state a
+    /// `failed` or `cancelled` run will resume from. A run that executes (or waits to) is not
+    /// refused: its executor alone writes its checkpoint, so this is
+    /// [`Error::InvalidStatus`] (400) for a `pending` or `running` run, and for a
+    /// `completed` one; [`Error::RunNotFound`] (404) for an unknown run.
     pub async fn save_with(
         conn: &mut AsyncPgConnection,
         run_id: RunId,
         state: &State,
     ) -> Result<()> {
         let node = checkpoint_node(state)?;
-        diesel::insert_into(checkpoints::table)
-            .values((
-                checkpoints::run_id.eq(run_id),
-                checkpoints::state_data.eq(state_to_json(state)?),
-                checkpoints::checkpoint_node.eq(node),
+        let data = state_to_json(state)?;
+        let save = diesel::insert_into(checkpoints::table)
+            .values(held_run::table.select((
+                held_run::id,
+                (&data).into_sql::<Jsonb>(),
+                node.into_sql::<Text>(),
+            )))
+            .into_columns((
+                checkpoints::run_id,
+                checkpoints::state_data,
+                checkpoints::checkpoint_node,
             ))
             .on_conflict(checkpoints::run_id)
             .do_update()
             .set((
                 checkpoints::state_data.eq(excluded(checkpoints::state_data)),
                 checkpoints::checkpoint_node.eq(excluded(checkpoints::checkpoint_node)),
-            ))
+            ));
+        let saved = AtomicStatement::new(save)
+            .with_named(HELD_RUN, fence::resting(run_id))
             .execute(conn)
             .await?;
+        if saved == 0 {
+            return Err(refusal(
+                conn,
+                run_id,
+                "save a checkpoint of (only a failed or cancelled run's can be saved)",
+            )
+            .await);
+        }
         Ok(())
     }
 
@@ -123,12 +148,41 @@ impl PgCheckpointStore {
         data.map(|d| state_from_json(run_id, d)).transpose()
     }
 
-    /// Deletes on a given connection.
+    /// Deletes on a given connection; whether there was one. Like [`Self::save_with`], only
+    /// for a run that does not execute (a `failed` or `cancelled` one, which can then no
+    /// longer be resumed, or a `completed` one): [`Error::InvalidStatus`] otherwise.
     pub async fn delete_with(conn: &mut AsyncPgConnection, run_id: RunId) -> Result<bool> {
-        let n = diesel::delete(checkpoints::table.find(run_id))
-            .execute(conn)
+        let finished = runs::table
+            .find(run_id)
+            .filter(runs::status.eq_any([
+                RunStatus::Completed,
+                RunStatus::Failed,
+                RunStatus::Cancelled,
+            ]))
+            .select(runs::id)
+            .for_no_key_update();
+        let delete = diesel::delete(
+            checkpoints::table
+                .filter(checkpoints::run_id.eq_any(held_run::table.select(held_run::id))),
+        )
+        .returning(checkpoints::run_id);
+        let deleted: Vec<RunId> = AtomicStatement::new(delete)
+            .with_named(HELD_RUN, finished)
+            .get_results(conn)
             .await?;
-        Ok(n > 0)
+        if !deleted.is_empty() {
+            return Ok(true);
+        }
+        let running = runs::table
+            .find(run_id)
+            .filter(runs::status.eq_any([RunStatus::Pending, RunStatus::Running]))
+            .count()
+            .get_result::<i64>(conn)
+            .await?;
+        if running > 0 {
+            return Err(refusal(conn, run_id, "delete the checkpoint of").await);
+        }
+        Ok(false)
     }
 }
 

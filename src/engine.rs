@@ -56,19 +56,11 @@ pub(crate) enum Step {
     CycleBound(String),
 }
 
-/// Chooses the edge taken after `node` produced `state`: the node's exit, else the first edge
-/// (in the order added) whose predicate holds. The run may not complete more than
-/// `max_iterations` nodes on its path.
+/// Chooses the edge taken after `node` produced `state`: the first edge (in the order
+/// added) whose predicate holds; if none holds, the run completes when `node` is an exit
+/// point and fails otherwise. The run may not complete more than `max_iterations` nodes on
+/// its path.
 pub(crate) fn route(graph: &Graph, node: &str, state: &State) -> Route {
-    if graph.is_exit_point(node) {
-        return Route {
-            to: None,
-            predicate: None,
-            result: None,
-            reason: "exit point reached".to_owned(),
-            step: Step::Complete,
-        };
-    }
     let mut rejected = Vec::new();
     for edge in graph.edges_from(node) {
         let (predicate, holds) = match edge.predicate() {
@@ -123,20 +115,30 @@ pub(crate) fn route(graph: &Graph, node: &str, state: &State) -> Route {
             step,
         };
     }
-    let reason = if rejected.is_empty() {
-        format!("node {node} is not an exit point and has no outgoing edge")
+    let (reason, step) = if graph.is_exit_point(node) {
+        let reason = if rejected.is_empty() {
+            "exit point reached".to_owned()
+        } else {
+            format!("exit point reached: {} did not hold", rejected.join(", "))
+        };
+        (reason, Step::Complete)
     } else {
-        format!(
-            "no edge from node {node} holds: {} did not",
-            rejected.join(", ")
-        )
+        let reason = if rejected.is_empty() {
+            format!("node {node} is not an exit point and has no outgoing edge")
+        } else {
+            format!(
+                "no edge from node {node} holds: {} did not",
+                rejected.join(", ")
+            )
+        };
+        (reason.clone(), Step::Fail(reason))
     };
     Route {
         to: None,
         predicate: rejected.last().cloned(),
         result: (!rejected.is_empty()).then_some(false),
-        reason: reason.clone(),
-        step: Step::Fail(reason),
+        reason,
+        step,
     }
 }
 
@@ -389,13 +391,30 @@ mod tests {
     }
 
     #[test]
-    fn an_exit_point_completes_even_with_edges_leaving_it() {
+    fn an_exit_point_takes_an_edge_that_holds_and_completes_when_none_does() {
         let g = graph(|g| {
-            g.add_edge("c", "a");
+            g.add_conditional_edge("c", "a", Predicate::key_exists("again"));
         });
+        let r = route(&g, "c", &State::new().with("again", true));
+        assert_eq!((r.step, r.to.as_deref()), (Step::Continue, Some("a")));
+        assert_eq!(r.reason, "key_exists(again) held");
+
         let r = route(&g, "c", &State::new());
         assert_eq!((r.step, r.to), (Step::Complete, None));
-        assert_eq!(r.reason, "exit point reached");
+        assert_eq!(
+            (r.predicate.as_deref(), r.result),
+            (Some("key_exists(again)"), Some(false))
+        );
+        assert_eq!(
+            r.reason,
+            "exit point reached: key_exists(again) did not hold"
+        );
+
+        let r = route(&graph(|_| {}), "c", &State::new());
+        assert_eq!(
+            (r.step, r.reason.as_str()),
+            (Step::Complete, "exit point reached")
+        );
     }
 
     #[test]

@@ -74,7 +74,26 @@ pub enum Error {
 
     /// A query failed in the database.
     #[error("database error: {0}")]
-    Database(#[from] diesel::result::Error),
+    Database(#[source] diesel::result::Error),
+
+    /// The database lacks this library's tables or columns: it was never migrated, or is
+    /// behind this version of the library.
+    #[error(
+        "the database is not migrated for this version of workflows ({detail}); run `workflows migrate up` or `workflows::db::run_pending_migrations` first"
+    )]
+    NotMigrated {
+        /// What PostgreSQL reported missing.
+        detail: String,
+    },
+
+    /// The run cannot be resumed without repeating work it recorded as done.
+    #[error("run {run_id} cannot be resumed: {reason}")]
+    NotResumable {
+        /// The run concerned.
+        run_id: RunId,
+        /// Why, and what to do instead.
+        reason: String,
+    },
 
     /// Running or reverting a migration failed.
     #[error("migration failed: {0}")]
@@ -169,7 +188,9 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::RunNotFound { .. } | Error::WorkflowNotFound { .. } => StatusCode::NOT_FOUND,
-            Error::InvalidStatus { .. } | Error::InvalidInput { .. } => StatusCode::BAD_REQUEST,
+            Error::InvalidStatus { .. }
+            | Error::InvalidInput { .. }
+            | Error::NotResumable { .. } => StatusCode::BAD_REQUEST,
             Error::Unavailable { .. } | Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -188,6 +209,38 @@ impl Error {
         }
     }
 
+    /// Whether this error means the database could not be reached, or went away in the
+    /// middle of a statement (rather than refusing it): the statement may be retried.
+    pub(crate) fn is_connection_lost(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error as Diesel};
+        match self {
+            Error::Unavailable { .. } => true,
+            Error::Database(Diesel::BrokenTransactionManager) => true,
+            Error::Database(Diesel::DatabaseError(kind, info)) => match kind {
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => {
+                    true
+                }
+                // A server shutting down or restarting ends its sessions with these (SQLSTATE
+                // class 57P), which Diesel reports as unknown errors.
+                DatabaseErrorKind::Unknown => {
+                    let message = info.message();
+                    [
+                        "terminating connection",
+                        "the database system is shutting down",
+                        "the database system is starting up",
+                        "the database system is in recovery mode",
+                        "server closed the connection",
+                        "connection closed",
+                    ]
+                    .iter()
+                    .any(|m| message.contains(m))
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     pub(crate) fn unavailable(
         message: impl Into<String>,
         source: impl Into<Option<BoxError>>,
@@ -197,6 +250,34 @@ impl Error {
             source: source.into(),
         }
     }
+}
+
+impl From<diesel::result::Error> for Error {
+    /// A query's error; one that names a missing table or column of this library's is
+    /// [`Error::NotMigrated`], which says how to fix it.
+    fn from(e: diesel::result::Error) -> Self {
+        match missing_from_schema(&e) {
+            Some(detail) => Error::NotMigrated { detail },
+            None => Error::Database(e),
+        }
+    }
+}
+
+/// What a query's error says is missing, if it is one of this library's tables, columns or
+/// functions (PostgreSQL's messages: `relation "runs" does not exist`, `column
+/// runs.lease_token does not exist`, `column "owner" of relation "runs" does not exist`).
+fn missing_from_schema(e: &diesel::result::Error) -> Option<String> {
+    let diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::Unknown, info) = e
+    else {
+        return None;
+    };
+    let message = info.message();
+    let ours = ["runs", "stages", "decisions", "checkpoints", "workflows_"];
+    let names_ours = |text: &str| {
+        ours.iter()
+            .any(|t| text.contains(&format!("\"{t}")) || text.contains(&format!(" {t}.")))
+    };
+    (message.ends_with("does not exist") && names_ours(message)).then(|| message.to_owned())
 }
 
 impl From<diesel_async::pooled_connection::deadpool::PoolError> for Error {
@@ -221,7 +302,7 @@ impl From<diesel_async::pooled_connection::deadpool::PoolError> for Error {
                 ),
                 Some(Box::new(c) as BoxError),
             ),
-            P::Backend(Backend::QueryError(q)) => Error::Database(q),
+            P::Backend(Backend::QueryError(q)) => Error::from(q),
             P::Closed => Error::unavailable("the connection pool has been closed", None),
             P::NoRuntimeSpecified => Error::unavailable(
                 "the connection pool has no async runtime to time its waits",

@@ -111,6 +111,16 @@ pub enum Event {
         /// The bound.
         max_iterations: u32,
     },
+    /// This executor stopped executing the run before the run ended: it lost the run's lease
+    /// (it stalled, or lost the database, for longer than the lease, and a worker took the
+    /// run over) or handed the run back while shutting down. The run goes on wherever it is
+    /// taken over; this is the last event this executor sends for it.
+    Handover {
+        /// The run.
+        run_id: RunId,
+        /// What happened.
+        reason: String,
+    },
     /// The run stopped.
     GraphCompleted {
         /// The run.
@@ -138,12 +148,13 @@ impl Event {
             | Event::CheckpointLoaded { run_id, .. }
             | Event::Resumed { run_id, .. }
             | Event::CycleDetected { run_id, .. }
+            | Event::Handover { run_id, .. }
             | Event::GraphCompleted { run_id, .. } => *run_id,
         }
     }
 
-    /// Whether this is the last event of a run.
+    /// Whether this is the last event of a run's execution here.
     pub fn is_final(&self) -> bool {
-        matches!(self, Event::GraphCompleted { .. })
+        matches!(self, Event::GraphCompleted { .. } | Event::Handover { .. })
     }
 }

@@ -32,18 +32,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use diesel::dsl::max;
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use futures_util::FutureExt;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{RwLock, mpsc};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::checkpoint::PgCheckpointStore;
+use crate::backoff::Backoff;
 use crate::db::Pool;
 use crate::engine::{Engine, Outcome, Step, panic_message, route};
 use crate::error::{Error, Result};
@@ -51,15 +49,16 @@ use crate::events::Event;
 use crate::graph::{DEFAULT_MAX_ITERATIONS, GraphBuilder};
 use crate::journal::Journal;
 use crate::lease::{self, Lease};
+use crate::lease_deadline::LeaseDeadline;
 use crate::lifecycle;
-use crate::model::{Run, RunId, RunStatus};
+use crate::model::{Run, RunId};
 use crate::observer::{Broadcast, ChannelObserver, Observer, TracingObserver};
 use crate::params::Params;
-use crate::recorder::PgRecorder;
+use crate::recorder::{PgRecorder, ResumePoint};
 use crate::registry::{Registry, WorkflowDef};
 use crate::repository;
+use crate::run_connections::RunConnections;
 use crate::runtime::Runtime;
-use crate::schema::stages;
 
 /// How an executor runs workflows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +135,7 @@ impl ExecutorBuilder {
     pub fn build(self) -> Executor {
         Executor {
             inner: Arc::new(Inner {
+                connections: RunConnections::new(self.pool.clone()),
                 pool: self.pool,
                 registry: self.registry,
                 runtime: self.runtime,
@@ -146,6 +146,7 @@ impl ExecutorBuilder {
                 active: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
                 closing: AtomicBool::new(false),
+                starting: RwLock::new(()),
                 heartbeat: std::sync::Once::new(),
                 stopped: CancellationToken::new(),
             }),
@@ -161,28 +162,37 @@ pub struct Executor {
 
 struct Inner {
     pool: Pool,
+    /// The pool as the runs use it: all of it but one connection, kept for the heartbeat.
+    connections: RunConnections,
     registry: Registry,
     runtime: Runtime,
     config: ExecutorConfig,
     observers: Broadcast,
-    /// Runs executing in this process, with their lease and what interrupts them.
-    active: Mutex<HashMap<RunId, Active>>,
+    /// The attempts executing in this process, by lease token: one run may have two for a
+    /// moment (cancelled and resumed at once, or taken over from this very process after it
+    /// stalled), and each must keep its own heartbeat and interrupt.
+    active: Mutex<HashMap<uuid::Uuid, Active>>,
     tasks: TaskTracker,
     closing: AtomicBool,
+    /// Held (shared) from a start's check of `closing` until its task is spawned; shutdown
+    /// takes it exclusively once `closing` is set, so that every run it must drain has been
+    /// spawned.
+    starting: RwLock<()>,
     /// Starts the heartbeat task once, on the first run.
     heartbeat: std::sync::Once,
     /// Stops the heartbeat task.
     stopped: CancellationToken,
 }
 
-/// A run executing here.
+/// An attempt executing here.
 struct Active {
-    token: uuid::Uuid,
+    run_id: RunId,
     cancel: CancellationToken,
+    deadline: LeaseDeadline,
 }
 
 impl Inner {
-    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, Active>> {
+    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<uuid::Uuid, Active>> {
         // The map stays consistent even if a holder panicked: each operation is one call.
         self.active
             .lock()
@@ -196,6 +206,8 @@ pub struct Execution {
     run: Run,
     events: mpsc::UnboundedReceiver<Event>,
     task: JoinHandle<Result<Run>>,
+    pool: Pool,
+    patience: Duration,
 }
 
 impl Execution {
@@ -209,22 +221,73 @@ impl Execution {
         self.run.id
     }
 
-    /// The next progress event; `None` after [`Event::GraphCompleted`].
+    /// The next progress event; `None` after the last, which is [`Event::GraphCompleted`]
+    /// (or [`Event::Handover`] if this executor stopped executing the run before its end).
     pub async fn next_event(&mut self) -> Option<Event> {
         self.events.recv().await
     }
 
-    /// Waits for the run to end and returns its final record. Events not yet read are
-    /// dropped.
+    /// Waits for the run to end and returns its record as stored: `completed`, `failed` or
+    /// `cancelled`, with its result or error. Events not yet read are dropped.
+    ///
+    /// A run whose writes failed (an output PostgreSQL cannot store, say) is recorded
+    /// `failed` saying so, and that record is what this returns. If this executor lost the
+    /// run (it stalled, or lost the database, for longer than the run's lease, and a worker
+    /// took the run over), this follows the run until whoever executes it now ends it.
+    /// [`Error::Unavailable`] only if the database stays out of reach for longer than a
+    /// lease lasts.
     pub async fn wait(self) -> Result<Run> {
+        let (pool, patience) = (self.pool.clone(), self.patience);
+        let run = self.ended().await?;
+        if run.status.is_terminal() {
+            return Ok(run);
+        }
+        follow(&pool, run.id, patience).await
+    }
+
+    /// Waits for this executor's attempt at the run to end, and returns the run as it was
+    /// then (still `running` if the attempt lost it).
+    pub(crate) async fn ended(self) -> Result<Run> {
         drop(self.events);
+        let id = self.run.id;
         self.task.await.unwrap_or_else(|e| {
             Err(Error::Value {
                 container: "run",
-                key: self.run.id.to_string(),
+                key: id.to_string(),
                 reason: format!("its task ended abnormally: {e}"),
             })
         })
+    }
+}
+
+/// The run's record, once it has ended; read every so often.
+async fn follow(pool: &Pool, run_id: RunId, patience: Duration) -> Result<Run> {
+    let mut pauses = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(pauses.next_pause()).await;
+        let run = read_run(pool, run_id, patience).await?;
+        if run.status.is_terminal() {
+            return Ok(run);
+        }
+    }
+}
+
+/// The run's record, read again while the database is out of reach, for up to `patience`.
+async fn read_run(pool: &Pool, run_id: RunId, patience: Duration) -> Result<Run> {
+    let give_up = Instant::now() + patience;
+    let mut pauses = Backoff::for_writes();
+    loop {
+        let read = async {
+            let mut conn = pool.get().await?;
+            repository::find_run(&mut conn, run_id).await
+        }
+        .await;
+        match read {
+            Err(e) if e.is_connection_lost() && Instant::now() < give_up => {
+                tokio::time::sleep(pauses.next_pause()).await;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -250,16 +313,28 @@ enum Leftovers {
 }
 
 /// Where an attempt starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Attempt {
     /// A new run: from the entry point.
     Fresh,
-    /// A resumed or recovered run: after its checkpoint.
-    Resume,
+    /// A resumed or recovered run: after its checkpoint. `previous_error` is what the run
+    /// had failed with before a resume, kept for the message if the resume fails too.
+    Resume { previous_error: Option<String> },
+}
+
+impl Attempt {
+    /// A recovery (a takeover): no earlier error to keep.
+    pub(crate) const RECOVERY: Attempt = Attempt::Resume {
+        previous_error: None,
+    };
 }
 
 impl Executor {
     /// An executor running `registry`'s workflows on `pool`.
+    ///
+    /// The runs it executes write through all of the pool's connections but one, which is
+    /// kept for renewing their leases; give it a pool of its own (of at least two
+    /// connections when it executes many runs at once).
     pub fn builder(pool: Pool, registry: Registry) -> ExecutorBuilder {
         ExecutorBuilder {
             pool,
@@ -298,17 +373,20 @@ impl Executor {
     ///
     /// Errors: [`Error::WorkflowNotFound`] (404) for an unknown workflow and
     /// [`Error::InvalidInput`] (400) for params that are not a JSON object, both before
-    /// anything is written; [`Error::ShuttingDown`] (503) after [`Executor::shutdown`].
+    /// anything is written; [`Error::ShuttingDown`] (503) once [`Executor::shutdown`] has
+    /// begun (a start already under way then is drained like any other run).
     pub async fn start(&self, workflow: &str, params: Value) -> Result<Execution> {
+        let _starting = self.inner.starting.read().await;
         self.refuse_if_closing()?;
         let def = *self.inner.registry.get(workflow)?;
         let params = Params::from_value(params)?;
+        let granted = Instant::now();
         let (run, lease) = {
             let mut conn = self.inner.pool.get().await?;
             let config = &self.inner.config;
             lease::insert_running(&mut conn, workflow, &params, &config.owner, config.lease).await?
         };
-        Ok(self.spawn(def, run, lease, Attempt::Fresh))
+        Ok(self.spawn(def, run, lease, granted, Attempt::Fresh))
     }
 
     /// Queues a run of `workflow` with `params` for a [`Worker`](crate::Worker), and returns
@@ -346,11 +424,13 @@ impl Executor {
         Ok(run)
     }
 
-    /// Interrupts the node of `run_id` if it executes here (its status is someone else's
-    /// business: a cancel, or a lost lease).
+    /// Interrupts the node of every attempt at `run_id` executing here (its status is
+    /// someone else's business: a cancel, or a lost lease).
     pub(crate) fn interrupt(&self, run_id: RunId) {
-        if let Some(active) = self.inner.active().get(&run_id) {
-            active.cancel.cancel();
+        for active in self.inner.active().values() {
+            if active.run_id == run_id {
+                active.cancel.cancel();
+            }
         }
     }
 
@@ -362,28 +442,48 @@ impl Executor {
     /// Continues a `failed` or `cancelled` run after its checkpoint (or from the start if no
     /// node completed), with the same params. Step numbers continue after the last recorded
     /// one, so no (node, step) is recorded twice. Other statuses are
-    /// [`Error::InvalidStatus`] (400); a run whose workflow is no longer registered is
-    /// [`Error::WorkflowNotFound`] (404).
+    /// [`Error::InvalidStatus`] (400); a run whose nodes completed but whose checkpoint is
+    /// gone (pruned, say) is [`Error::NotResumable`] (400), since resuming it would run
+    /// them again; a run whose workflow is no longer registered is
+    /// [`Error::WorkflowNotFound`] (404). Nothing is changed when it is refused.
     pub async fn resume(&self, run_id: RunId) -> Result<Execution> {
+        let _starting = self.inner.starting.read().await;
         self.refuse_if_closing()?;
         let mut conn = self.inner.pool.get().await?;
         let run = repository::find_run(&mut conn, run_id).await?;
         let def = *self.inner.registry.get(&run.workflow_name)?;
         let config = &self.inner.config;
-        let (run, lease) = lease::reopen(&mut conn, run_id, &config.owner, config.lease).await?;
+        let granted = Instant::now();
+        let reopened = lease::reopen(&mut conn, run_id, &config.owner, config.lease).await?;
         drop(conn);
-        Ok(self.spawn(def, run, lease, Attempt::Resume))
+        let attempt = Attempt::Resume {
+            previous_error: reopened.previous_error,
+        };
+        Ok(self.spawn(def, reopened.run, reopened.lease, granted, attempt))
     }
 
-    /// Executes a run a worker claimed (fresh) or took over (resume) under `lease`.
-    pub(crate) fn execute_claimed(
+    /// Executes a run a worker claimed (fresh) or took over (resume) under `lease`, granted
+    /// by a statement sent at `granted`. Refused once shutdown has begun: the lease is then
+    /// handed back at once.
+    pub(crate) async fn execute_claimed(
         &self,
         run: Run,
         lease: Lease,
+        granted: Instant,
         attempt: Attempt,
     ) -> Result<Execution> {
-        let def = *self.inner.registry.get(&run.workflow_name)?;
-        Ok(self.spawn(def, run, lease, attempt))
+        let _starting = self.inner.starting.read().await;
+        let refused = self
+            .refuse_if_closing()
+            .and_then(|()| self.inner.registry.get(&run.workflow_name).copied());
+        match refused {
+            Ok(def) => Ok(self.spawn(def, run, lease, granted, attempt)),
+            Err(e) => {
+                let mut conn = self.inner.pool.get().await?;
+                lease::release(&mut conn, &[lease.token]).await?;
+                Err(e)
+            }
+        }
     }
 
     /// Stops taking new runs, lets executing ones finish for up to `drain`, then cancels
@@ -402,6 +502,8 @@ impl Executor {
 
     async fn stop(&self, drain: Duration, leftovers: Leftovers) -> ShutdownReport {
         self.inner.closing.store(true, Ordering::SeqCst);
+        // Starts that checked `closing` before it was set finish spawning first.
+        drop(self.inner.starting.write().await);
         self.inner.tasks.close();
         let mut report = ShutdownReport::default();
         if tokio::time::timeout(drain, self.inner.tasks.wait())
@@ -416,7 +518,7 @@ impl Executor {
             .inner
             .active()
             .iter()
-            .map(|(id, a)| (*id, a.token))
+            .map(|(token, a)| (a.run_id, *token))
             .collect();
         match leftovers {
             Leftovers::Cancel => {
@@ -464,17 +566,27 @@ impl Executor {
         }
     }
 
-    /// Starts the task executing `run` under `lease`, registered so that
-    /// [`Executor::cancel`] reaches it and the heartbeat renews its lease.
-    fn spawn(&self, def: WorkflowDef, run: Run, lease: Lease, attempt: Attempt) -> Execution {
+    /// Starts the task executing `run` under `lease` (granted by a statement sent at
+    /// `granted`), registered so that [`Executor::cancel`] reaches it and the heartbeat
+    /// renews its lease.
+    fn spawn(
+        &self,
+        def: WorkflowDef,
+        run: Run,
+        lease: Lease,
+        granted: Instant,
+        attempt: Attempt,
+    ) -> Execution {
         self.start_heartbeat();
         let (sender, events) = mpsc::unbounded_channel();
         let cancel = CancellationToken::new();
+        let deadline = LeaseDeadline::new(granted, self.inner.config.lease);
         self.inner.active().insert(
-            run.id,
+            lease.token,
             Active {
-                token: lease.token,
+                run_id: run.id,
                 cancel: cancel.clone(),
+                deadline: deadline.clone(),
             },
         );
         let inner = Arc::clone(&self.inner);
@@ -485,8 +597,12 @@ impl Executor {
                 let observer = Broadcast::new()
                     .with(Arc::new(inner.observers.clone()))
                     .with(Arc::new(ChannelObserver(sender)));
-                let recorder =
-                    PgRecorder::new(inner.pool.clone(), inner.config.keep_checkpoints, lease);
+                let recorder = PgRecorder::new(
+                    inner.connections.clone(),
+                    inner.config.keep_checkpoints,
+                    lease,
+                    deadline,
+                );
                 // A panic in a factory or an observer fails the run instead of leaving it
                 // `running` with no task behind it.
                 let attempt = execute_attempt(
@@ -500,12 +616,19 @@ impl Executor {
                         fail(&recorder, record.id, message).await
                     }
                 };
-                inner.active().remove(&record.id);
-                finish(&inner, &recorder, record.id, outcome, &observer).await
+                let ended = finish(&inner, &recorder, record.id, outcome, &observer).await;
+                inner.active().remove(&lease.token);
+                ended
             }
             .instrument(span),
         );
-        Execution { run, events, task }
+        Execution {
+            run,
+            events,
+            task,
+            pool: self.inner.pool.clone(),
+            patience: self.inner.config.lease,
+        }
     }
 
     /// Starts the task renewing the leases of this executor's runs, once.
@@ -516,15 +639,18 @@ impl Executor {
     }
 }
 
-/// Renews the leases of the runs executing here, every `heartbeat`. A run whose lease is no
-/// longer held (it was cancelled, or taken over after this process stalled) is interrupted;
-/// so are all of them when the leases could not be renewed for longer than a lease lasts.
+/// Renews the leases of the attempts executing here, every `heartbeat`. An attempt whose
+/// lease is no longer held (its run was cancelled, or taken over after this process stalled)
+/// is interrupted. When the database cannot be reached, renewals are retried sooner (with
+/// backoff), and an attempt is interrupted only once its lease has surely run out.
 async fn heartbeat(inner: std::sync::Weak<Inner>) {
-    let mut last_renewed = tokio::time::Instant::now();
+    let mut retrying: Option<Backoff> = None;
     loop {
-        let (every, lease, stopped) = match inner.upgrade() {
+        let (pause, lease, stopped) = match inner.upgrade() {
             Some(inner) => (
-                inner.config.heartbeat,
+                retrying
+                    .as_mut()
+                    .map_or(inner.config.heartbeat, |b| b.next_pause()),
                 inner.config.lease,
                 inner.stopped.clone(),
             ),
@@ -532,39 +658,50 @@ async fn heartbeat(inner: std::sync::Weak<Inner>) {
         };
         tokio::select! {
             () = stopped.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep(pause) => {}
         }
         let Some(inner) = inner.upgrade() else { return };
-        let tokens: HashSet<uuid::Uuid> = inner.active().values().map(|a| a.token).collect();
-        if tokens.is_empty() {
-            last_renewed = tokio::time::Instant::now();
+        let asked: HashSet<uuid::Uuid> = inner.active().keys().copied().collect();
+        if asked.is_empty() {
+            retrying = None;
             continue;
         }
+        let sent = Instant::now();
         let renewed = async {
             let mut conn = inner.pool.get().await?;
-            let asked: Vec<uuid::Uuid> = tokens.iter().copied().collect();
-            lease::renew(&mut conn, &asked, lease).await
+            let tokens: Vec<uuid::Uuid> = asked.iter().copied().collect();
+            lease::renew(&mut conn, &tokens, lease).await
         }
         .await;
         match renewed {
             Ok(held) => {
+                retrying = None;
                 let held: HashSet<uuid::Uuid> = held.into_iter().collect();
-                last_renewed = tokio::time::Instant::now();
-                // Only runs whose token was asked about: others started during the query.
-                for (run_id, active) in inner.active().iter() {
-                    if tokens.contains(&active.token) && !held.contains(&active.token) {
-                        tracing::info!(%run_id, "the run is no longer held by this executor: stopping it");
+                // Only attempts whose token was asked about: others started during the query.
+                for (token, active) in inner.active().iter() {
+                    if held.contains(token) {
+                        active.deadline.renewed(sent, lease);
+                    } else if asked.contains(token) {
+                        tracing::info!(run_id = %active.run_id, "the run is no longer held by this executor: stopping its attempt");
                         active.cancel.cancel();
                     }
                 }
             }
-            Err(e) if last_renewed.elapsed() > lease => {
-                tracing::warn!(error = %e, "leases could not be renewed for longer than a lease lasts: stopping this executor's runs");
+            Err(e) => {
+                if retrying.is_none() {
+                    tracing::warn!(error = %e, "could not renew leases; retrying");
+                    retrying = Some(Backoff::new(
+                        Duration::from_millis(100),
+                        inner.config.heartbeat,
+                    ));
+                }
                 for active in inner.active().values() {
-                    active.cancel.cancel();
+                    if active.deadline.remaining().is_zero() && !active.cancel.is_cancelled() {
+                        tracing::warn!(run_id = %active.run_id, "the run's lease could not be renewed before it ran out: stopping its attempt");
+                        active.cancel.cancel();
+                    }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "could not renew leases; retrying"),
         }
     }
 }
@@ -579,7 +716,19 @@ async fn fail(recorder: &PgRecorder, run_id: RunId, message: String) -> Result<O
     })
 }
 
-/// Hot start and execution of one attempt.
+/// Why a resume could not go on, keeping what the run had failed with before it.
+fn resume_failure(why: impl std::fmt::Display, previous_error: Option<&str>) -> String {
+    match previous_error {
+        Some(previous) => {
+            format!(
+                "resuming failed: {why} (before this resume, the run had failed with: {previous})"
+            )
+        }
+        None => format!("resuming failed: {why}"),
+    }
+}
+
+/// Hot start and execution of one attempt. An `Err` is a write that failed.
 async fn execute_attempt(
     inner: &Inner,
     recorder: &PgRecorder,
@@ -589,27 +738,68 @@ async fn execute_attempt(
     observer: &dyn Observer,
     cancel: &CancellationToken,
 ) -> Result<Outcome> {
-    let params = Params::from_value(run.params.clone().unwrap_or(Value::Null))?;
+    let previous_error = match &attempt {
+        Attempt::Resume { previous_error } => previous_error.as_deref(),
+        Attempt::Fresh => None,
+    };
+    let params = match run.params.as_ref().map(|p| p.to_value()).transpose() {
+        Ok(value) => Params::from_value(value.unwrap_or(Value::Null)),
+        Err(e) => Err(e),
+    };
+    let params = match params {
+        Ok(params) => params,
+        Err(e) => {
+            let why = format!("its params cannot be read: {e}");
+            return fail(
+                recorder,
+                run.id,
+                resume_failure_or(why, &attempt, previous_error),
+            )
+            .await;
+        }
+    };
     let mut builder = GraphBuilder::new();
     builder.set_max_iterations(inner.config.max_iterations);
     let (graph, mut state) = match def.build(builder, &inner.runtime, params).await {
         Ok(built) => built,
-        Err(e) => return fail(recorder, run.id, e.to_string()).await,
+        Err(e) => {
+            return fail(
+                recorder,
+                run.id,
+                resume_failure_or(e.to_string(), &attempt, previous_error),
+            )
+            .await;
+        }
     };
     state.set_run_id(run.id);
 
     let (node, state, iteration, resumed) = match attempt {
         Attempt::Fresh => (graph.entry_point().to_owned(), state, 1, false),
-        Attempt::Resume => {
-            let mut conn = inner.pool.get().await?;
-            let last_step: Option<i32> = stages::table
-                .filter(stages::run_id.eq(run.id))
-                .select(max(stages::iteration))
-                .first(&mut conn)
-                .await?;
-            let iteration = u32::try_from(last_step.unwrap_or(0)).unwrap_or(0) + 1;
-            match PgCheckpointStore::load_with(&mut conn, run.id).await? {
-                None => (graph.entry_point().to_owned(), state, iteration, true),
+        Attempt::Resume { .. } => {
+            let point = match recorder.resume_point().await {
+                Ok(point) => point,
+                Err(e) if e.is_connection_lost() => return Err(e),
+                Err(e) => {
+                    let why = format!("its checkpoint could not be read: {e}");
+                    return fail(recorder, run.id, resume_failure(why, previous_error)).await;
+                }
+            };
+            let ResumePoint {
+                next_iteration,
+                completed,
+                checkpoint,
+            } = point;
+            match checkpoint {
+                None if completed > 0 => {
+                    let why = Error::NotResumable {
+                        run_id: run.id,
+                        reason: format!(
+                            "{completed} of its nodes completed, but its checkpoint is gone, so it would start again at the entry point and run them all again"
+                        ),
+                    };
+                    return fail(recorder, run.id, resume_failure(why, previous_error)).await;
+                }
+                None => (graph.entry_point().to_owned(), state, next_iteration, true),
                 Some(mut saved) => {
                     saved.set_run_id(run.id);
                     let after = saved.checkpoint_node().unwrap_or_default().to_owned();
@@ -620,15 +810,20 @@ async fn execute_attempt(
                     });
                     let next = route(&graph, &after, &saved);
                     match (next.step, next.to) {
-                        (Step::Continue, Some(to)) => (to, saved, iteration, true),
+                        (Step::Continue, Some(to)) => (to, saved, next_iteration, true),
                         (Step::Fail(message) | Step::CycleBound(message), _) => {
                             return fail(recorder, run.id, message).await;
                         }
-                        // An exit point's checkpoint belongs to a completed run, which cannot
-                        // be resumed; finish it as it would have finished.
+                        // An exit point's checkpoint belongs to a run that completed (and
+                        // could not record it): finish it as it would have finished.
                         _ => {
-                            lifecycle::complete_run(&mut conn, run.id, &saved.data_value()).await?;
-                            return Ok(Outcome::Completed);
+                            return Ok(
+                                if recorder.run_completed(run.id, &saved.data_value()).await? {
+                                    Outcome::Completed
+                                } else {
+                                    Outcome::Superseded
+                                },
+                            );
                         }
                     }
                 }
@@ -659,9 +854,18 @@ async fn execute_attempt(
     engine.run(node, state, iteration).await
 }
 
+/// `why`, as a resume's failure when the attempt is a resume.
+fn resume_failure_or(why: String, attempt: &Attempt, previous_error: Option<&str>) -> String {
+    match attempt {
+        Attempt::Fresh => why,
+        Attempt::Resume { .. } => resume_failure(why, previous_error),
+    }
+}
+
 /// Post-commit: makes sure a failed write fails the run (unless the database was out of
-/// reach: then the run is left to be recovered when its lease expires), and ends the
-/// progress stream with the run's final record.
+/// reach for as long as the lease held: then the run is left to be taken over), reads the
+/// run as recorded, and ends the progress stream with [`Event::GraphCompleted`] (or
+/// [`Event::Handover`] if the run goes on elsewhere).
 async fn finish(
     inner: &Inner,
     recorder: &PgRecorder,
@@ -669,60 +873,40 @@ async fn finish(
     outcome: Result<Outcome>,
     observer: &dyn Observer,
 ) -> Result<Run> {
-    let write_error = outcome.as_ref().err().map(ToString::to_string);
+    let mut handover = None;
     if let Err(error) = &outcome {
-        if is_connection_error(error) {
-            tracing::warn!(%run_id, %error, "the database went away; the run will be recovered when its lease expires");
+        if error.is_connection_lost() {
+            handover = Some(format!(
+                "the database stayed out of reach for as long as the run's lease held ({error}); a worker will take the run over"
+            ));
         } else {
             let message = format!("recording the run failed, so it was stopped: {error}");
-            if let Err(e) = recorder.run_failed(run_id, &message).await {
-                tracing::error!(%run_id, error = %e, "could not mark the run failed; it will be recovered when its lease expires");
+            match recorder.run_failed(run_id, &message).await {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(%run_id, error = %e, "could not mark the run failed; a worker will take it over when its lease expires")
+                }
             }
         }
     }
-    let run = async {
-        let mut conn = inner.pool.get().await?;
-        repository::find_run(&mut conn, run_id).await
+    let run = read_run(&inner.pool, run_id, inner.config.lease).await;
+    match &run {
+        Ok(run) if run.status.is_terminal() => observer.on_event(&Event::GraphCompleted {
+            run_id,
+            status: run.status,
+            result: run.result.as_ref().and_then(|r| r.to_value().ok()),
+            error: run.error_message.clone(),
+        }),
+        Ok(_) => observer.on_event(&Event::Handover {
+            run_id,
+            reason: handover.unwrap_or_else(|| {
+                "this executor no longer holds the run's lease (it stalled for longer than the lease, and a worker took the run over, or it handed the run back)".to_owned()
+            }),
+        }),
+        Err(e) => observer.on_event(&Event::Handover {
+            run_id,
+            reason: format!("the run's record could not be read: {e}"),
+        }),
     }
-    .await;
-    let (status, result, error) = match &run {
-        Ok(run) => (run.status, run.result.clone(), run.error_message.clone()),
-        Err(e) => {
-            let status = match &outcome {
-                Ok(Outcome::Completed) => RunStatus::Completed,
-                Ok(Outcome::Cancelled | Outcome::Superseded) => RunStatus::Cancelled,
-                _ => RunStatus::Failed,
-            };
-            (
-                status,
-                None,
-                Some(write_error.clone().unwrap_or_else(|| e.to_string())),
-            )
-        }
-    };
-    observer.on_event(&Event::GraphCompleted {
-        run_id,
-        status,
-        result,
-        error,
-    });
-    match (outcome, run) {
-        (Err(e), _) => Err(e),
-        (Ok(_), run) => run,
-    }
-}
-
-/// Whether `error` means the database could not be reached (rather than refused a write).
-fn is_connection_error(error: &Error) -> bool {
-    use diesel::result::{DatabaseErrorKind, Error as Diesel};
-    matches!(
-        error,
-        Error::Unavailable { .. }
-            | Error::Database(
-                Diesel::DatabaseError(
-                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-                    _,
-                ) | Diesel::BrokenTransactionManager
-            )
-    )
+    run
 }

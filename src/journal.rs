@@ -62,9 +62,11 @@ pub(crate) struct NodeFailure<'a> {
     pub(crate) run_error: Option<&'a str>,
 }
 
-/// Durable writes of an executing run. Each returns whether the run was still running when
-/// the write was made: `false` means someone else changed its status (a cancel, say) and
-/// nothing was written, so the run must stop.
+/// Durable writes of an executing run. Each returns whether the run was still running under
+/// this attempt's lease when the write was made: `false` means someone else changed it (a
+/// cancel, or a takeover after this attempt lost its lease) and nothing was written, so the
+/// attempt must stop. An `Err` is a write that failed: the database refused it, or stayed
+/// out of reach for as long as the lease surely held.
 pub(crate) trait Journal: Send + Sync {
     /// The stage of `node` starts (the first node of an attempt; later ones start in
     /// [`Journal::node_completed`]).
@@ -84,4 +86,9 @@ pub(crate) trait Journal: Send + Sync {
 
     /// The run fails before or between nodes (its factory failed, say).
     fn run_failed<'a>(&'a self, run_id: RunId, message: &'a str) -> BoxFuture<'a, Result<bool>>;
+
+    /// The run completes between nodes with `result` (a resumed run whose checkpoint was
+    /// taken at an exit point).
+    fn run_completed<'a>(&'a self, run_id: RunId, result: &'a Value)
+    -> BoxFuture<'a, Result<bool>>;
 }

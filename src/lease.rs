@@ -1,43 +1,32 @@
 //! Leases: which executor holds a running run, until when, and the statements that take,
-//! renew and take over a lease.
+//! renew, hand back and take over a lease.
 //!
 //! A running run carries an owner, a lease token and a lease expiry. Every write the owner
-//! makes for the run is conditional on the token still being the run's (see the recorder),
-//! so an executor that lost its lease (it paused, or lost the database, for longer than the
-//! lease) writes nothing more. Expiry is reckoned by the database's clock, never a worker's.
+//! makes for the run starts by locking the run's row under its token (see
+//! [`fence`](crate::fence)), so an executor that lost its lease (it paused, or lost the
+//! database, for longer than the lease) writes nothing more. Expiry is reckoned by the
+//! database's clock, never a worker's.
+//!
+//! The statements that give a run to a new owner (a takeover, a resume, giving up on a run)
+//! are rare, and each is a short transaction that first locks the run's row: a node commit
+//! in flight finishes before them, and they then see everything it wrote.
 
 use std::time::Duration;
 
 use diesel::dsl::{case_when, exists};
 use diesel::pg::data_types::PgInterval;
 use diesel::prelude::*;
-use diesel::sql_types::Uuid as SqlUuid;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::atomic_statement::AtomicStatement;
 use crate::error::{Error, Result};
 use crate::lifecycle::refusal;
 use crate::model::{Run, RunId, RunStatus, StageStatus};
 use crate::params::Params;
-use crate::schema::{runs, stages};
+use crate::schema::{checkpoints, runs, stages};
+use crate::sql_functions::{clock_timestamp, db_now, gen_random_uuid};
 
 use RunStatus::{Cancelled, Failed, Pending, Running};
-
-diesel::define_sql_function! {
-    /// The database's current time (the transaction's start), typed as a timestamp with
-    /// time zone so that intervals can be added to it.
-    #[sql_name = "now"]
-    fn db_now() -> Timestamptz;
-}
-
-diesel::operator_allowed!(db_now, Add, add);
-diesel::operator_allowed!(db_now, Sub, sub);
-
-diesel::define_sql_function! {
-    /// A random UUID, made by the database: a fresh lease token per row.
-    fn gen_random_uuid() -> SqlUuid;
-}
 
 /// What a stage left `started` by a stopped attempt is marked with when its run resumes or
 /// is taken over.
@@ -55,23 +44,6 @@ macro_rules! still_as_seen {
     };
 }
 
-/// Marks the stages of run `$id` left `started` as `failed` (interrupted), if `$condition`
-/// (a query on `runs`) finds a row: a part of the statement that resumes or ends the run.
-macro_rules! close_interrupted {
-    ($id:expr, $condition:expr) => {
-        diesel::update(
-            stages::table
-                .filter(stages::run_id.eq($id))
-                .filter(stages::status.eq(StageStatus::Started))
-                .filter(exists($condition)),
-        )
-        .set((
-            stages::status.eq(StageStatus::Failed),
-            stages::error_message.eq(INTERRUPTED),
-        ))
-    };
-}
-
 /// The columns that give a run to `$owner` under a fresh lease lasting `$lease`: a new
 /// token, a heartbeat now, an expiry by the database's clock.
 macro_rules! new_lease {
@@ -79,8 +51,8 @@ macro_rules! new_lease {
         (
             runs::owner.eq($owner),
             runs::lease_token.eq(gen_random_uuid().nullable()),
-            runs::heartbeat_at.eq(db_now().nullable()),
-            runs::lease_expires_at.eq((db_now() + interval($lease)).nullable()),
+            runs::heartbeat_at.eq(clock_timestamp().nullable()),
+            runs::lease_expires_at.eq((clock_timestamp() + interval($lease)).nullable()),
         )
     };
 }
@@ -125,7 +97,7 @@ pub(crate) async fn insert_running(
             runs::workflow_name.eq(workflow),
             runs::status.eq(Running),
             runs::params.eq(params.to_value()),
-            runs::started_at.eq(db_now().nullable()),
+            runs::started_at.eq(clock_timestamp().nullable()),
             new_lease!(owner, lease),
         ))
         .returning((Run::as_returning(), runs::lease_token))
@@ -167,7 +139,8 @@ pub(crate) async fn insert_pending(
         .select(Run::as_select())
         .first(conn)
         .await?;
-    if existing.workflow_name == workflow && existing.params.as_ref() == Some(&params) {
+    let same_params = existing.params.as_ref().is_some_and(|p| *p == params);
+    if existing.workflow_name == workflow && same_params {
         Ok(existing)
     } else {
         Err(Error::invalid_input(
@@ -203,7 +176,7 @@ pub(crate) async fn claim_pending(
         diesel::update(runs::table.filter(runs::id.eq_any(oldest)))
             .set((
                 runs::status.eq(Running),
-                runs::started_at.eq(db_now().nullable()),
+                runs::started_at.eq(clock_timestamp().nullable()),
                 new_lease!(owner, lease),
             ))
             .returning((Run::as_returning(), runs::lease_token))
@@ -247,32 +220,58 @@ pub(crate) async fn expired(
         .collect())
 }
 
+/// Marks the stages of `run_id` left `started` as `failed` (interrupted). Called inside a
+/// transaction that holds the run's row lock, after any node commit in flight, so it sees
+/// every stage that commit started.
+async fn close_interrupted(conn: &mut AsyncPgConnection, run_id: RunId) -> Result<usize> {
+    Ok(diesel::update(
+        stages::table
+            .filter(stages::run_id.eq(run_id))
+            .filter(stages::status.eq(StageStatus::Started)),
+    )
+    .set((
+        stages::status.eq(StageStatus::Failed),
+        stages::error_message.eq(INTERRUPTED),
+    ))
+    .execute(conn)
+    .await?)
+}
+
 /// Takes over an expired run for `owner`: a new token and lease, one more recovery (unless
 /// the run was released rather than lost), and the stages its former owner left `started`
-/// marked `failed`. Conditional on the run being as
-/// `seen` (still running, still expired, recovered as often): of two workers taking over at
-/// once, one gets it and the other `None`.
+/// marked `failed`. Conditional on the run being as `seen` (still running, still expired,
+/// recovered as often): of two workers taking over at once, one gets it and the other
+/// `None`.
 pub(crate) async fn take_over(
     conn: &mut AsyncPgConnection,
     seen: Expired,
     owner: &str,
     lease: Duration,
 ) -> Result<Option<(Run, Lease)>> {
-    let close_interrupted = close_interrupted!(seen.run_id, still_as_seen!(seen));
-    let take = diesel::update(still_as_seen!(seen))
-        .set((
-            new_lease!(owner, lease),
-            runs::recoveries.eq(runs::recoveries
-                + case_when::<_, _, diesel::sql_types::Integer>(runs::owner.is_null(), 0)
-                    .otherwise(1)),
-        ))
-        .returning((Run::as_returning(), runs::lease_token));
-    let row = AtomicStatement::new(take)
-        .with(close_interrupted)
-        .get_result(conn)
-        .await
-        .optional()?;
-    row.map(leased).transpose()
+    conn.transaction::<_, Error, _>(async |conn| {
+        let locked: Option<RunId> = still_as_seen!(seen)
+            .select(runs::id)
+            .for_no_key_update()
+            .first(conn)
+            .await
+            .optional()?;
+        if locked.is_none() {
+            return Ok(None);
+        }
+        close_interrupted(conn, seen.run_id).await?;
+        let row = diesel::update(runs::table.find(seen.run_id))
+            .set((
+                new_lease!(owner, lease),
+                runs::recoveries.eq(runs::recoveries
+                    + case_when::<_, _, diesel::sql_types::Integer>(runs::owner.is_null(), 0)
+                        .otherwise(1)),
+            ))
+            .returning((Run::as_returning(), runs::lease_token))
+            .get_result(conn)
+            .await?;
+        leased(row).map(Some)
+    })
+    .await
 }
 
 /// Fails an expired run that has been taken over too often, if it is still as `seen`.
@@ -281,48 +280,115 @@ pub(crate) async fn give_up(
     seen: Expired,
     message: &str,
 ) -> Result<bool> {
-    let close_interrupted = close_interrupted!(seen.run_id, still_as_seen!(seen));
-    let fail = diesel::update(still_as_seen!(seen)).set((
-        runs::status.eq(Failed),
-        runs::error_message.eq(message),
-        runs::completed_at.eq(db_now().nullable()),
-    ));
-    let written = AtomicStatement::new(fail)
-        .with(close_interrupted)
-        .execute(conn)
-        .await?;
-    Ok(written == 1)
+    conn.transaction::<_, Error, _>(async |conn| {
+        let locked: Option<RunId> = still_as_seen!(seen)
+            .select(runs::id)
+            .for_no_key_update()
+            .first(conn)
+            .await
+            .optional()?;
+        if locked.is_none() {
+            return Ok(false);
+        }
+        close_interrupted(conn, seen.run_id).await?;
+        diesel::update(runs::table.find(seen.run_id))
+            .set((
+                runs::status.eq(Failed),
+                runs::error_message.eq(message),
+                runs::completed_at.eq(clock_timestamp().nullable()),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(true)
+    })
+    .await
+}
+
+/// A run reopened for a resume: its record, its new lease, and the error it had failed
+/// with before (kept for the message if the resume fails too).
+pub(crate) struct Reopened {
+    pub(crate) run: Run,
+    pub(crate) lease: Lease,
+    pub(crate) previous_error: Option<String>,
 }
 
 /// `failed` or `cancelled` → `running` again, leased to `owner`, clearing the error and end
-/// time; stages the interrupted attempt left `started` are marked `failed`.
+/// time; stages the interrupted attempt left `started` are marked `failed`. Refused with
+/// [`Error::NotResumable`] (and nothing changed) when nodes of the run completed but its
+/// checkpoint is gone: resuming would run them all again.
 pub(crate) async fn reopen(
     conn: &mut AsyncPgConnection,
     id: RunId,
     owner: &str,
     lease: Duration,
-) -> Result<(Run, Lease)> {
-    let resumable = runs::table
-        .find(id)
-        .filter(runs::status.eq_any([Failed, Cancelled]));
-    let close_interrupted = close_interrupted!(id, resumable.clone());
-    let reopen = diesel::update(resumable)
-        .set((
-            runs::status.eq(Running),
-            runs::error_message.eq(None::<String>),
-            runs::completed_at.eq(None::<chrono::DateTime<chrono::Utc>>),
-            new_lease!(owner, lease),
-        ))
-        .returning((Run::as_returning(), runs::lease_token));
-    let row = AtomicStatement::new(reopen)
-        .with(close_interrupted)
-        .get_result(conn)
-        .await
-        .optional()?;
-    match row {
-        Some(row) => leased(row),
+) -> Result<Reopened> {
+    let reopened = conn
+        .transaction::<_, Error, _>(async |conn| {
+            let locked: Option<Option<String>> = runs::table
+                .find(id)
+                .filter(runs::status.eq_any([Failed, Cancelled]))
+                .select(runs::error_message)
+                .for_no_key_update()
+                .first(conn)
+                .await
+                .optional()?;
+            let Some(previous_error) = locked else {
+                return Ok(None);
+            };
+            refuse_without_checkpoint(conn, id).await?;
+            close_interrupted(conn, id).await?;
+            let row = diesel::update(runs::table.find(id))
+                .set((
+                    runs::status.eq(Running),
+                    runs::error_message.eq(None::<String>),
+                    runs::completed_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+                    new_lease!(owner, lease),
+                ))
+                .returning((Run::as_returning(), runs::lease_token))
+                .get_result(conn)
+                .await?;
+            let (run, lease) = leased(row)?;
+            Ok(Some(Reopened {
+                run,
+                lease,
+                previous_error,
+            }))
+        })
+        .await?;
+    match reopened {
+        Some(reopened) => Ok(reopened),
         None => Err(refusal(conn, id, "resume").await),
     }
+}
+
+/// [`Error::NotResumable`] if nodes of the run completed but it has no checkpoint to resume
+/// after (retention pruned it, or someone deleted it).
+pub(crate) async fn refuse_without_checkpoint(
+    conn: &mut AsyncPgConnection,
+    id: RunId,
+) -> Result<()> {
+    let (completed, has_checkpoint): (i64, bool) = diesel::select((
+        stages::table
+            .filter(stages::run_id.eq(id))
+            .filter(stages::status.eq(StageStatus::Completed))
+            .count()
+            .single_value()
+            .assume_not_null(),
+        exists(checkpoints::table.find(id)),
+    ))
+    .get_result(conn)
+    .await?;
+    if completed > 0 && !has_checkpoint {
+        return Err(Error::NotResumable {
+            run_id: id,
+            reason: format!(
+                "{completed} of its nodes completed, but its checkpoint is gone (pruned by \
+                 retention, or deleted), so it would start again at the entry point and run \
+                 them all again; start a new run instead"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Extends the leases whose tokens are given, for runs still running; returns the tokens
@@ -339,8 +405,8 @@ pub(crate) async fn renew(
             .filter(runs::status.eq(Running)),
     )
     .set((
-        runs::heartbeat_at.eq(db_now().nullable()),
-        runs::lease_expires_at.eq((db_now() + interval(lease)).nullable()),
+        runs::heartbeat_at.eq(clock_timestamp().nullable()),
+        runs::lease_expires_at.eq((clock_timestamp() + interval(lease)).nullable()),
     ))
     .returning(runs::lease_token)
     .get_results(conn)

@@ -6,6 +6,7 @@
 extern crate self as workflows;
 
 mod atomic_statement;
+mod backoff;
 pub mod checkpoint;
 pub mod config;
 pub mod db;
@@ -13,12 +14,14 @@ mod engine;
 mod error;
 pub mod events;
 mod executor;
+mod fence;
 pub mod graph;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 mod journal;
 mod lease;
+mod lease_deadline;
 pub mod lifecycle;
 mod listener;
 mod model;
@@ -26,10 +29,12 @@ pub mod observer;
 pub mod page;
 mod params;
 mod query_string;
+mod raw_json;
 mod recorder;
 mod registry;
 pub mod repository;
 pub mod retention;
+mod run_connections;
 mod run_cursor;
 mod run_filters;
 mod runtime;
@@ -38,6 +43,7 @@ mod worker;
 #[rustfmt::skip]
 #[allow(missing_docs)]
 pub mod schema;
+mod sql_functions;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -52,6 +58,7 @@ pub use model::{Decision, Run, RunId, RunStatus, Stage, StageStatus, WorkflowInf
 pub use observer::{Broadcast, Observer, TracingObserver};
 pub use page::{KeysetPage, PageConfig, PageRequest, PageResult, SortField};
 pub use params::Params;
+pub use raw_json::RawJson;
 pub use registry::{BoxFuture, Factory, Registry, WORKFLOWS, WorkflowDef};
 pub use retention::{PruneReport, Retention};
 pub use run_cursor::RunCursor;

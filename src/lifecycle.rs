@@ -11,51 +11,23 @@
 //! ```
 //!
 //! The transitions into `running` (a worker's claim, a takeover, a resume) also give the run
-//! a lease, so they belong to the [`Executor`](crate::Executor) and the
-//! [`Worker`](crate::Worker), and so does creating a run
-//! ([`Executor::start`](crate::Executor::start), [`Executor::submit`](crate::Executor::submit)).
-//! This module has the changes anyone may make: end a running run, cancel, delete.
+//! a lease, and a running run is completed or failed only by the executor holding its lease
+//! (in the statement that records its last node), so those belong to the
+//! [`Executor`](crate::Executor) and the [`Worker`](crate::Worker), and so does creating a
+//! run ([`Executor::start`](crate::Executor::start),
+//! [`Executor::submit`](crate::Executor::submit)). This module has the changes anyone may
+//! make: cancel and delete. Each is one `UPDATE` or `DELETE` of the run's row, which locks
+//! it: a node commit in flight finishes first, and its executor's next write is refused.
 
-use diesel::dsl::now;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::model::{Run, RunId, RunStatus};
 use crate::schema::runs;
+use crate::sql_functions::clock_timestamp;
 
 use RunStatus::{Cancelled, Completed, Failed, Pending, Running};
-
-/// `running` → `completed`, with its result. Its executor's later writes are refused.
-pub async fn complete_run(conn: &mut AsyncPgConnection, id: RunId, result: &Value) -> Result<Run> {
-    let run = diesel::update(runs::table.find(id).filter(runs::status.eq(Running)))
-        .set((
-            runs::status.eq(Completed),
-            runs::result.eq(result),
-            runs::completed_at.eq(now),
-        ))
-        .returning(Run::as_returning())
-        .get_result(conn)
-        .await
-        .optional()?;
-    accepted(conn, id, "complete", run).await
-}
-
-/// `running` → `failed`, with the reason. Its executor's later writes are refused.
-pub async fn fail_run(conn: &mut AsyncPgConnection, id: RunId, message: &str) -> Result<Run> {
-    let run = diesel::update(runs::table.find(id).filter(runs::status.eq(Running)))
-        .set((
-            runs::status.eq(Failed),
-            runs::error_message.eq(message),
-            runs::completed_at.eq(now),
-        ))
-        .returning(Run::as_returning())
-        .get_result(conn)
-        .await
-        .optional()?;
-    accepted(conn, id, "fail", run).await
-}
 
 /// `pending` or `running` → `cancelled`. A running run's executor sees it at its next write
 /// at the latest (the [`Executor`](crate::Executor) also interrupts it at once when it runs
@@ -66,7 +38,10 @@ pub async fn cancel_run(conn: &mut AsyncPgConnection, id: RunId) -> Result<Run> 
             .find(id)
             .filter(runs::status.eq_any([Pending, Running])),
     )
-    .set((runs::status.eq(Cancelled), runs::completed_at.eq(now)))
+    .set((
+        runs::status.eq(Cancelled),
+        runs::completed_at.eq(clock_timestamp().nullable()),
+    ))
     .returning(Run::as_returning())
     .get_result(conn)
     .await
@@ -125,6 +100,6 @@ pub(crate) async fn refusal(
             action,
         },
         Ok(None) => Error::RunNotFound { id },
-        Err(e) => Error::Database(e),
+        Err(e) => Error::from(e),
     }
 }

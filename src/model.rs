@@ -15,11 +15,11 @@ use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_types;
 use diesel::{Identifiable, Queryable, Selectable};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::io::Write;
 use uuid::Uuid;
 
 use crate::error::Error;
+use crate::raw_json::RawJson;
 use crate::schema::{decisions, runs, stages};
 
 /// The id of a run: a UUID, chosen by the database when the run is created.
@@ -216,12 +216,12 @@ pub struct Run {
     pub workflow_name: String,
     /// Where it is in its lifecycle.
     pub status: RunStatus,
-    /// The params it was started with.
+    /// The params it was started with, as stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub params: Option<Value>,
-    /// What it produced, once completed.
+    pub params: Option<RawJson>,
+    /// What it produced, once completed, as stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
+    pub result: Option<RawJson>,
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
@@ -253,12 +253,12 @@ pub struct Stage {
     pub iteration: i32,
     /// Its outcome.
     pub status: StageStatus,
-    /// The state the node received.
+    /// The state the node received, as stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input_snapshot: Option<Value>,
-    /// The state the node returned.
+    pub input_snapshot: Option<RawJson>,
+    /// The state the node returned, as stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output_snapshot: Option<Value>,
+    pub output_snapshot: Option<RawJson>,
     /// How long the node took, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<i32>,

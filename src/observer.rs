@@ -113,6 +113,9 @@ impl Observer for TracingObserver {
             } => {
                 tracing::warn!(%run_id, node, max_iterations, "cycle bound reached")
             }
+            Event::Handover { run_id, reason } => {
+                tracing::warn!(%run_id, reason, "run handed over")
+            }
             Event::GraphCompleted {
                 run_id,
                 status,

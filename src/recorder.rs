@@ -1,57 +1,226 @@
-//! The PostgreSQL journal: each durable step of a run as one statement.
+//! The PostgreSQL journal: each durable step of a run as one statement, fenced by the run's
+//! lease and retried while the database is out of reach and the lease still holds.
 //!
-//! A completed node is one [`AtomicStatement`]: its stage completion, its checkpoint, its
-//! decision and either the next node's `started` stage or the run's final status. After any
-//! crash, the stages, decisions and checkpoint of a run agree. Every part is conditional on
-//! the run still being `running` under this recorder's lease: a run cancelled or taken over
-//! elsewhere stops writing at once (fencing).
+//! A completed node is one [`AtomicStatement`]: it locks the run under this recorder's lease
+//! (see [`fence`](crate::fence)), completes the node's stage (only from `started`), and, if
+//! and only if that stage was completed, writes the decision, the checkpoint, and either the
+//! next node's `started` stage or the run's final status. After any crash, the stages,
+//! decisions and checkpoint of a run agree; a run cancelled or taken over elsewhere gets no
+//! write from its former executor.
+//!
+//! **A database that goes away.** A statement that fails because the connection broke (the
+//! server restarted, the network dropped) may or may not have committed. The recorder waits
+//! (with backoff) and tries again while the run's [`LeaseDeadline`] holds: first it asks
+//! whether the write already landed, and if not it sends the statement again, which is
+//! idempotent (it completes a stage only from `started`, and everything else depends on
+//! that). Past the deadline another worker may own the run, so it stops trying.
 
-use diesel::dsl::{exists, now};
+use diesel::dsl::exists;
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{QueryFragment, QueryId};
 use diesel::sql_types::{Bool, Integer, Jsonb, Nullable, Text};
 use diesel::upsert::excluded;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::atomic_statement::AtomicStatement;
+use crate::backoff::Backoff;
+use crate::checkpoint::PgCheckpointStore;
 use crate::checkpoint::state_to_json;
-use crate::db::Pool;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::fence::{self, COMPLETED_STAGE, HELD_RUN, completed_stage, held_run};
+use crate::graph::State;
 use crate::journal::{Journal, Next, NodeCommit, NodeFailure};
 use crate::lease::Lease;
+use crate::lease_deadline::LeaseDeadline;
 use crate::model::{RunId, RunStatus, StageStatus};
 use crate::registry::BoxFuture;
+use crate::run_connections::RunConnections;
 use crate::schema::{checkpoints, decisions, runs, stages};
-
-/// The run, `running` under this lease: the condition of every write an executor makes.
-macro_rules! held {
-    ($lease:expr) => {
-        runs::table
-            .find($lease.run_id)
-            .filter(runs::status.eq(RunStatus::Running))
-            .filter(runs::lease_token.eq($lease.token))
-    };
-}
+use crate::sql_functions::clock_timestamp;
 
 /// Writes one run's steps to the workflow tables, under its lease.
 pub(crate) struct PgRecorder {
-    pool: Pool,
+    pool: RunConnections,
     keep_checkpoints: bool,
     lease: Lease,
+    deadline: LeaseDeadline,
+}
+
+/// Where a resumed or recovered run continues, as its new executor reads it.
+#[derive(Debug)]
+pub(crate) struct ResumePoint {
+    /// The step number after every recorded one.
+    pub(crate) next_iteration: u32,
+    /// How many of its stages completed.
+    pub(crate) completed: i64,
+    /// Its checkpoint, if it has one.
+    pub(crate) checkpoint: Option<State>,
+}
+
+/// What a write looks like once it has landed: how to tell, after a connection broke,
+/// whether the statement it was sending had committed.
+#[derive(Debug, Clone, Copy)]
+enum Landed<'a> {
+    /// The stage of `node` at step `iteration` has `status`.
+    Stage {
+        node: &'a str,
+        iteration: u32,
+        status: StageStatus,
+    },
+    /// The run has `status` and this recorder's token.
+    Run(RunStatus),
 }
 
 impl PgRecorder {
-    /// A recorder for the run `lease` holds. With `keep_checkpoints` false, a completed run's
-    /// checkpoint is deleted in the statement that completes it.
-    pub(crate) fn new(pool: Pool, keep_checkpoints: bool, lease: Lease) -> Self {
+    /// A recorder for the run `lease` holds, retrying writes while `deadline` holds. With
+    /// `keep_checkpoints` false, a completed run's checkpoint is deleted in the statement
+    /// that completes it.
+    pub(crate) fn new(
+        pool: RunConnections,
+        keep_checkpoints: bool,
+        lease: Lease,
+        deadline: LeaseDeadline,
+    ) -> Self {
         PgRecorder {
             pool,
             keep_checkpoints,
             lease,
+            deadline,
         }
+    }
+
+    /// Executes the statement `build` makes; whether its last part wrote a row. Retried, as
+    /// the module explains, while the connection breaks and the lease holds.
+    async fn write<S>(&self, build: impl Fn() -> S, landed: Landed<'_>) -> Result<bool>
+    where
+        S: QueryFragment<Pg> + QueryId + Send,
+    {
+        let mut backoff = Backoff::for_writes();
+        let mut broke = false;
+        loop {
+            let attempt = async {
+                let mut conn = self.pool.get().await?;
+                if broke && self.has_landed(&mut conn, landed).await? {
+                    return Ok(true);
+                }
+                let written = build().execute(&mut *conn).await? > 0;
+                // Sent again after a break, an idempotent statement writes nothing if the
+                // first one committed meanwhile: tell that from a refusal.
+                if !written && broke {
+                    return self.has_landed(&mut conn, landed).await;
+                }
+                Ok(written)
+            }
+            .await;
+            match attempt {
+                Err(e) if e.is_connection_lost() => {
+                    let left = self.deadline.remaining();
+                    if left.is_zero() {
+                        tracing::warn!(run_id = %self.lease.run_id, error = %e, "the database stayed out of reach until the run's lease ran out; leaving the run to be taken over");
+                        return Err(e);
+                    }
+                    if !broke {
+                        tracing::warn!(run_id = %self.lease.run_id, error = %e, "could not record a step; retrying while the run's lease holds");
+                    }
+                    broke = true;
+                    tokio::time::sleep(backoff.next_pause().min(left)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Where the run continues, read under its lease (so nothing changes it meanwhile),
+    /// retried like a write while the connection breaks and the lease holds.
+    pub(crate) async fn resume_point(&self) -> Result<ResumePoint> {
+        let mut backoff = Backoff::for_writes();
+        loop {
+            let read = async {
+                let mut conn = self.pool.get().await?;
+                let of_run = stages::table.filter(stages::run_id.eq(self.lease.run_id));
+                let last: Option<i32> = of_run
+                    .select(diesel::dsl::max(stages::iteration))
+                    .first(&mut *conn)
+                    .await?;
+                let completed: i64 = of_run
+                    .filter(stages::status.eq(StageStatus::Completed))
+                    .count()
+                    .get_result(&mut *conn)
+                    .await?;
+                let checkpoint = PgCheckpointStore::load_with(&mut conn, self.lease.run_id).await?;
+                let next_iteration = u32::try_from(last.unwrap_or(0)).unwrap_or(0) + 1;
+                Ok::<_, Error>(ResumePoint {
+                    next_iteration,
+                    completed,
+                    checkpoint,
+                })
+            }
+            .await;
+            match read {
+                Err(e) if e.is_connection_lost() && !self.deadline.remaining().is_zero() => {
+                    tokio::time::sleep(backoff.next_pause().min(self.deadline.remaining())).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether the write described by `landed` is in the database.
+    async fn has_landed(&self, conn: &mut AsyncPgConnection, landed: Landed<'_>) -> Result<bool> {
+        Ok(match landed {
+            Landed::Stage {
+                node,
+                iteration,
+                status,
+            } => {
+                diesel::select(exists(
+                    stages::table
+                        .filter(stages::run_id.eq(self.lease.run_id))
+                        .filter(stages::node_name.eq(node))
+                        .filter(stages::iteration.eq(step(iteration)))
+                        .filter(stages::status.eq(status)),
+                ))
+                .get_result(conn)
+                .await?
+            }
+            Landed::Run(status) => {
+                diesel::select(exists(
+                    runs::table
+                        .find(self.lease.run_id)
+                        .filter(runs::status.eq(status))
+                        .filter(runs::lease_token.eq(self.lease.token)),
+                ))
+                .get_result(conn)
+                .await?
+            }
+        })
     }
 }
 
-fn iteration(i: u32) -> i32 {
+/// Inserts the `started` stage of `$node` at step `$iteration` for the run found in
+/// `$source` (the locked run, or the stage a commit completed).
+macro_rules! start_stage {
+    ($source:ident :: $run_id:ident, $node:expr, $iteration:expr, $input:expr) => {
+        diesel::insert_into(stages::table)
+            .values($source::table.select((
+                $source::$run_id,
+                $node.into_sql::<Text>(),
+                step($iteration).into_sql::<Integer>(),
+                StageStatus::Started.into_sql::<Text>(),
+                Some($input).into_sql::<Nullable<Jsonb>>(),
+            )))
+            .into_columns((
+                stages::run_id,
+                stages::node_name,
+                stages::iteration,
+                stages::status,
+                stages::input_snapshot,
+            ))
+    };
+}
+
+fn step(i: u32) -> i32 {
     i32::try_from(i).unwrap_or(i32::MAX)
 }
 
@@ -60,111 +229,141 @@ impl Journal for PgRecorder {
         &'a self,
         run_id: RunId,
         node: &'a str,
-        step: u32,
+        iteration: u32,
         input: &'a serde_json::Value,
     ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
-            let mut conn = self.pool.get().await?;
-            debug_assert_eq!(run_id, self.lease.run_id);
-            let inserted = start_stage(self.lease, node, step, input)
-                .execute(&mut conn)
-                .await?;
-            Ok(inserted == 1)
-        })
+        debug_assert_eq!(run_id, self.lease.run_id);
+        let lease = self.lease;
+        Box::pin(self.write(
+            move || {
+                AtomicStatement::new(start_stage!(held_run::id, node, iteration, input))
+                    .with_named(HELD_RUN, fence::running_under(lease))
+            },
+            Landed::Stage {
+                node,
+                iteration,
+                status: StageStatus::Started,
+            },
+        ))
     }
 
     fn node_completed<'a>(&'a self, c: &'a NodeCommit<'a>) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let state = state_to_json(c.checkpoint)?;
             let (keep, lease) = (self.keep_checkpoints, self.lease);
-            let mut conn = self.pool.get().await?;
-            let written = match c.next {
+            let landed = Landed::Stage {
+                node: c.node,
+                iteration: c.iteration,
+                status: StageStatus::Completed,
+            };
+            match c.next {
                 Next::Node { node, iteration } => {
-                    commit(
-                        c,
-                        lease,
-                        &state,
-                        keep,
-                        start_stage(lease, node, iteration, c.output),
-                    )
-                    .execute(&mut conn)
-                    .await?
+                    let next = || start_stage!(completed_stage::run_id, node, iteration, c.output);
+                    self.write(|| commit(c, lease, &state, keep, next()), landed)
+                        .await
                 }
                 Next::Complete { result } => {
-                    let end = end_run(lease, RunStatus::Completed, Some(result), None);
-                    commit(c, lease, &state, keep, end)
-                        .execute(&mut conn)
-                        .await?
+                    let end = || end_run(RunStatus::Completed, Some(result), None);
+                    self.write(|| commit(c, lease, &state, keep, end()), landed)
+                        .await
                 }
                 Next::Fail { message } => {
-                    let end = end_run(lease, RunStatus::Failed, None, Some(message));
-                    commit(c, lease, &state, keep, end)
-                        .execute(&mut conn)
-                        .await?
+                    let end = || end_run(RunStatus::Failed, None, Some(message));
+                    self.write(|| commit(c, lease, &state, keep, end()), landed)
+                        .await
                 }
-            };
-            Ok(written == 1)
+            }
         })
     }
 
     fn node_failed<'a>(&'a self, f: &'a NodeFailure<'a>) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
-            let stage = stages::table
-                .filter(stages::run_id.eq(f.run_id))
-                .filter(stages::node_name.eq(f.node))
-                .filter(stages::iteration.eq(iteration(f.iteration)))
-                .filter(stages::status.eq(StageStatus::Started));
-            let fail_stage = (
+        let lease = self.lease;
+        let fail_stage = move || {
+            diesel::update(
+                stages::table
+                    .filter(stages::run_id.eq(f.run_id))
+                    .filter(stages::node_name.eq(f.node))
+                    .filter(stages::iteration.eq(step(f.iteration)))
+                    .filter(stages::status.eq(StageStatus::Started))
+                    .filter(exists(held_run::table.select(held_run::id))),
+            )
+            .set((
                 stages::status.eq(StageStatus::Failed),
                 stages::duration_ms.eq(f.duration_ms),
                 stages::error_message.eq(f.error),
-            );
-            let mut conn = self.pool.get().await?;
-            let written = match f.run_error {
+            ))
+        };
+        let landed = Landed::Stage {
+            node: f.node,
+            iteration: f.iteration,
+            status: StageStatus::Failed,
+        };
+        Box::pin(async move {
+            match f.run_error {
                 Some(message) => {
-                    AtomicStatement::new(end_run(
-                        self.lease,
-                        RunStatus::Failed,
-                        None,
-                        Some(message),
-                    ))
-                    .with(diesel::update(stage.filter(exists(held!(self.lease)))).set(fail_stage))
-                    .execute(&mut conn)
-                    .await?
+                    self.write(
+                        || {
+                            AtomicStatement::new(end_held_run(
+                                RunStatus::Failed,
+                                None,
+                                Some(message),
+                            ))
+                            .with_named(HELD_RUN, fence::running_under(lease))
+                            .with(fail_stage())
+                        },
+                        landed,
+                    )
+                    .await
                 }
                 // Cancelled: close the stage of a run that is cancelled under this lease (and
                 // only then: a run taken over by another worker is not ours to touch).
                 None => {
-                    let cancelled = exists(
-                        runs::table
-                            .find(self.lease.run_id)
-                            .filter(runs::status.eq(RunStatus::Cancelled))
-                            .filter(runs::lease_token.eq(self.lease.token)),
-                    );
-                    diesel::update(stage.filter(cancelled))
-                        .set(fail_stage)
-                        .execute(&mut conn)
-                        .await?
+                    self.write(
+                        || {
+                            AtomicStatement::new(fail_stage())
+                                .with_named(HELD_RUN, fence::cancelled_under(lease))
+                        },
+                        landed,
+                    )
+                    .await
                 }
-            };
-            Ok(written == 1)
+            }
         })
     }
 
     fn run_failed<'a>(&'a self, run_id: RunId, message: &'a str) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
-            let mut conn = self.pool.get().await?;
-            debug_assert_eq!(run_id, self.lease.run_id);
-            let written = end_run(self.lease, RunStatus::Failed, None, Some(message))
-                .execute(&mut conn)
-                .await?;
-            Ok(written == 1)
-        })
+        debug_assert_eq!(run_id, self.lease.run_id);
+        let lease = self.lease;
+        Box::pin(self.write(
+            move || {
+                AtomicStatement::new(end_held_run(RunStatus::Failed, None, Some(message)))
+                    .with_named(HELD_RUN, fence::running_under(lease))
+            },
+            Landed::Run(RunStatus::Failed),
+        ))
+    }
+
+    fn run_completed<'a>(
+        &'a self,
+        run_id: RunId,
+        result: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<bool>> {
+        debug_assert_eq!(run_id, self.lease.run_id);
+        let lease = self.lease;
+        Box::pin(self.write(
+            move || {
+                AtomicStatement::new(end_held_run(RunStatus::Completed, Some(result), None))
+                    .with_named(HELD_RUN, fence::running_under(lease))
+            },
+            Landed::Run(RunStatus::Completed),
+        ))
     }
 }
 
-/// A node's commit: stage completion, decision and checkpoint, then `last` (the next stage, or
-/// the run's end). A completing run's checkpoint is deleted instead of saved unless `keep`.
+/// A node's commit: the lock, the stage completion (from `started` only), then the decision,
+/// the checkpoint and `last` (the next stage, or the run's end), each written only if the
+/// stage was completed. A completing run's checkpoint is deleted instead of saved unless
+/// `keep`.
 fn commit<'a, L>(
     c: &'a NodeCommit<'a>,
     lease: Lease,
@@ -176,18 +375,20 @@ fn commit<'a, L>(
         stages::table
             .filter(stages::run_id.eq(c.run_id))
             .filter(stages::node_name.eq(c.node))
-            .filter(stages::iteration.eq(iteration(c.iteration)))
-            .filter(exists(held!(lease))),
+            .filter(stages::iteration.eq(step(c.iteration)))
+            .filter(stages::status.eq(StageStatus::Started))
+            .filter(exists(held_run::table.select(held_run::id))),
     )
     .set((
         stages::status.eq(StageStatus::Completed),
         stages::duration_ms.eq(c.duration_ms),
         stages::output_snapshot.eq(c.output),
-    ));
+    ))
+    .returning(stages::run_id);
     let t = c.transition;
     let decide = diesel::insert_into(decisions::table)
-        .values(held!(lease).select((
-            runs::id,
+        .values(completed_stage::table.select((
+            completed_stage::run_id,
             c.node.into_sql::<Text>(),
             t.to.into_sql::<Nullable<Text>>(),
             t.predicate.into_sql::<Nullable<Text>>(),
@@ -202,54 +403,30 @@ fn commit<'a, L>(
             decisions::predicate_result,
             decisions::reason,
         ));
-    let statement = AtomicStatement::new(last).with(complete_stage).with(decide);
+    let statement = AtomicStatement::new(last)
+        .with_named(HELD_RUN, fence::running_under(lease))
+        .with_named(COMPLETED_STAGE, complete_stage)
+        .with(decide);
     if matches!(c.next, Next::Complete { .. }) && !keep {
-        statement.with(diesel::delete(
-            checkpoints::table
-                .find(c.run_id)
-                .filter(exists(held!(lease))),
-        ))
+        statement.with(diesel::delete(checkpoints::table.filter(
+            checkpoints::run_id.eq_any(completed_stage::table.select(completed_stage::run_id)),
+        )))
     } else {
-        statement.with(save_checkpoint(lease, c.node, state))
+        statement.with(save_checkpoint(c.node, state))
     }
 }
 
-/// Inserts the `started` stage of `node`, if the run is held under `lease`.
-fn start_stage<'a>(
-    lease: Lease,
-    node: &'a str,
-    step: u32,
-    input: &'a serde_json::Value,
-) -> impl diesel::query_builder::QueryFragment<diesel::pg::Pg>
-+ diesel::query_builder::QueryId
-+ Send
-+ Sync
-+ 'a {
-    diesel::insert_into(stages::table)
-        .values(held!(lease).select((
-            runs::id,
-            node.into_sql::<Text>(),
-            iteration(step).into_sql::<Integer>(),
-            StageStatus::Started.into_sql::<Text>(),
-            Some(input).into_sql::<Nullable<Jsonb>>(),
-        )))
-        .into_columns((
-            stages::run_id,
-            stages::node_name,
-            stages::iteration,
-            stages::status,
-            stages::input_snapshot,
-        ))
-}
-
-/// Upserts the checkpoint of a run held under `lease`.
+/// Upserts the checkpoint of the run whose stage the commit completed.
 fn save_checkpoint<'a>(
-    lease: Lease,
     node: &'a str,
     state: &'a serde_json::Value,
-) -> impl diesel::query_builder::QueryFragment<diesel::pg::Pg> + Send + Sync + 'a {
+) -> impl QueryFragment<Pg> + Send + Sync + 'a {
     diesel::insert_into(checkpoints::table)
-        .values(held!(lease).select((runs::id, state.into_sql::<Jsonb>(), node.into_sql::<Text>())))
+        .values(completed_stage::table.select((
+            completed_stage::run_id,
+            state.into_sql::<Jsonb>(),
+            node.into_sql::<Text>(),
+        )))
         .into_columns((
             checkpoints::run_id,
             checkpoints::state_data,
@@ -263,21 +440,33 @@ fn save_checkpoint<'a>(
         ))
 }
 
-/// `running` under `lease` → `status` (completed or failed), with the result or the error.
+/// The run whose stage the commit completed → `status`, with the result or the error.
 fn end_run<'a>(
-    lease: Lease,
     status: RunStatus,
     result: Option<&'a serde_json::Value>,
     error: Option<&'a str>,
-) -> impl diesel::query_builder::QueryFragment<diesel::pg::Pg>
-+ diesel::query_builder::QueryId
-+ Send
-+ Sync
-+ 'a {
-    diesel::update(held!(lease)).set((
+) -> impl QueryFragment<Pg> + QueryId + Send + Sync + 'a {
+    diesel::update(
+        runs::table.filter(runs::id.eq_any(completed_stage::table.select(completed_stage::run_id))),
+    )
+    .set((
         runs::status.eq(status),
         runs::result.eq(result),
         runs::error_message.eq(error),
-        runs::completed_at.eq(now),
+        runs::completed_at.eq(clock_timestamp().nullable()),
+    ))
+}
+
+/// The locked run → `status`, with the result or the error.
+fn end_held_run<'a>(
+    status: RunStatus,
+    result: Option<&'a serde_json::Value>,
+    error: Option<&'a str>,
+) -> impl QueryFragment<Pg> + QueryId + Send + Sync + 'a {
+    diesel::update(runs::table.filter(runs::id.eq_any(held_run::table.select(held_run::id)))).set((
+        runs::status.eq(status),
+        runs::result.eq(result),
+        runs::error_message.eq(error),
+        runs::completed_at.eq(clock_timestamp().nullable()),
     ))
 }

@@ -68,6 +68,7 @@ pub async fn list_runs(
     filters: &RunFilters,
 ) -> Result<PageResult<Run>> {
     let request = request.normalized(config);
+    check_text_filters(&request, filters)?;
     let sort = run_sort(&request.sort)?;
     let pattern = request.search.as_deref().map(contains_pattern);
     let filtered = || filtered_runs(filters, pattern.as_deref());
@@ -110,6 +111,7 @@ pub async fn list_runs_keyset(
     after: Option<&RunCursor>,
 ) -> Result<KeysetPage<Run>> {
     let request = request.normalized(config);
+    check_text_filters(&request, filters)?;
     let sort = match (after, request.sort.is_empty()) {
         (Some(cursor), true) => cursor.sort,
         _ => KeysetSort::new(&run_sort(&request.sort)?)?,
@@ -237,6 +239,20 @@ async fn ensure_run_exists(conn: &mut AsyncPgConnection, id: RunId) -> Result<()
 }
 
 /// Whether `conn` is inside a transaction (a caller's, or a test transaction).
+/// [`Error::InvalidInput`] (400) for a search or filter PostgreSQL cannot compare: a NUL
+/// character, which no text column holds (the query-string parsers refuse it too; requests
+/// built in code reach here).
+fn check_text_filters(request: &PageRequest, filters: &RunFilters) -> Result<()> {
+    if let Some(search) = request.search.as_deref().filter(|s| s.contains('\0')) {
+        return Err(Error::invalid_input(
+            "search",
+            search,
+            "contains a NUL character, which no workflow name holds; remove it",
+        ));
+    }
+    filters.check()
+}
+
 fn in_transaction(conn: &mut AsyncPgConnection) -> bool {
     let manager =
         <AsyncPgConnection as AsyncConnection>::TransactionManager::transaction_manager_status_mut(

@@ -2,18 +2,22 @@
 //!
 //! Each batch is one statement: runs are deleted with their stages, decisions and checkpoint
 //! by the foreign keys' `ON DELETE CASCADE`, so an interrupted prune leaves no orphans.
+//!
+//! A `failed` or `cancelled` run resumes from its checkpoint: without it, a resume would run
+//! every node again from the entry point (and [`Executor::resume`](crate::Executor::resume)
+//! refuses to). So checkpoints are pruned from `completed` runs only, unless
+//! [`Retention::resumable_checkpoints_after`] says otherwise.
 
 use std::time::Duration;
 
-use diesel::dsl::exists;
 use diesel::pg::data_types::PgInterval;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::error::Result;
-use crate::lease::db_now;
 use crate::model::RunStatus;
 use crate::schema::{checkpoints, runs};
+use crate::sql_functions::db_now;
 
 const FINISHED: [RunStatus; 3] = [
     RunStatus::Completed,
@@ -21,12 +25,18 @@ const FINISHED: [RunStatus; 3] = [
     RunStatus::Cancelled,
 ];
 
+/// Runs that may be resumed: their checkpoints are what a resume continues from.
+const RESUMABLE: [RunStatus; 2] = [RunStatus::Failed, RunStatus::Cancelled];
+
 /// What to prune, and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retention {
-    /// Delete the checkpoints of finished runs this long after they were last written
+    /// Delete the checkpoints of completed runs this long after they were last written
     /// (`None`: keep them).
     pub checkpoints_after: Option<Duration>,
+    /// Delete the checkpoints of failed and cancelled runs this long after they were last
+    /// written (`None`, the default: keep them). Such a run can no longer be resumed.
+    pub resumable_checkpoints_after: Option<Duration>,
     /// Delete finished runs, with their stages and decisions, this long after they ended
     /// (`None`: keep them).
     pub runs_after: Option<Duration>,
@@ -41,6 +51,7 @@ impl Default for Retention {
     fn default() -> Self {
         Retention {
             checkpoints_after: None,
+            resumable_checkpoints_after: None,
             runs_after: None,
             batch_size: 500,
             every: Duration::from_secs(60),
@@ -51,7 +62,9 @@ impl Default for Retention {
 impl Retention {
     /// Whether there is anything to prune.
     pub fn is_enabled(&self) -> bool {
-        self.checkpoints_after.is_some() || self.runs_after.is_some()
+        self.checkpoints_after.is_some()
+            || self.resumable_checkpoints_after.is_some()
+            || self.runs_after.is_some()
     }
 }
 
@@ -88,18 +101,24 @@ pub async fn prune_batch(
     retention: &Retention,
 ) -> Result<PruneReport> {
     let mut report = PruneReport::default();
-    if let Some(after) = retention.checkpoints_after {
+    let checkpoint_rules = [
+        (retention.checkpoints_after, &[RunStatus::Completed][..]),
+        (retention.resumable_checkpoints_after, &RESUMABLE[..]),
+    ];
+    for (after, statuses) in checkpoint_rules {
+        let Some(after) = after else { continue };
+        // The runs are locked (as every write of a run's rows locks its run: see `fence`),
+        // so a run resumed meanwhile is re-checked, found running, and keeps its checkpoint.
         let old = diesel::alias!(checkpoints as old);
         let due = old
+            .inner_join(runs::table.on(runs::id.eq(old.field(checkpoints::run_id))))
             .select(old.field(checkpoints::run_id))
             .filter(old.field(checkpoints::updated_at).lt(db_now() - age(after)))
-            .filter(exists(
-                runs::table
-                    .filter(runs::id.eq(old.field(checkpoints::run_id)))
-                    .filter(runs::status.eq_any(FINISHED)),
-            ))
-            .limit(retention.batch_size);
-        report.checkpoints =
+            .filter(runs::status.eq_any(statuses))
+            .limit(retention.batch_size)
+            .for_no_key_update()
+            .skip_locked();
+        report.checkpoints +=
             diesel::delete(checkpoints::table.filter(checkpoints::run_id.eq_any(due)))
                 .execute(conn)
                 .await?;

@@ -29,6 +29,7 @@ impl RunFilters {
     /// use workflows::{RunFilters, RunStatus};
     /// let f = RunFilters::from_query("status=failed&workflow_name=summarize").unwrap();
     /// assert_eq!(f.status, Some(RunStatus::Failed));
+    /// assert_eq!(RunFilters::from_query("status=&workflow_name=").unwrap(), RunFilters::default());
     /// let err = RunFilters::from_query("status=done").unwrap_err();
     /// assert_eq!(
     ///     err.to_string(),
@@ -42,8 +43,21 @@ impl RunFilters {
     pub(crate) fn from_params(params: &QueryParams) -> Result<Self> {
         Ok(RunFilters {
             workflow_name: params.text("workflow_name").map(str::to_owned),
-            status: params.get("status").map(str::parse).transpose()?,
+            status: params.text("status").map(str::parse).transpose()?,
         })
+    }
+
+    /// [`Error::InvalidInput`] (400) if a filter cannot be compared with what PostgreSQL
+    /// stores: a NUL character, which no text column can hold.
+    pub(crate) fn check(&self) -> Result<()> {
+        match &self.workflow_name {
+            Some(name) if name.contains('\0') => Err(Error::invalid_input(
+                "workflow_name",
+                name.as_str(),
+                "contains a NUL character, which no workflow name holds; remove it",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Adds these filters to a query on `runs`.

@@ -23,6 +23,8 @@
 //! }
 //! ```
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool::managed::{Hook, HookError};
@@ -85,20 +87,35 @@ pub async fn connection() -> Result<AsyncPgConnection> {
     Ok(conn)
 }
 
+/// What a test pool's `get()` fails with once its test transaction was lost.
+const TRANSACTION_LOST: &str = "the test transaction was lost: a statement failed inside it, \
+    which aborts it, and with it everything the test wrote; wrap a statement that is expected \
+    to fail in `conn.transaction(...)` (a savepoint), or use testing::IsolatedSchema";
+
 /// A pool of one connection to the migrated test database, inside a test transaction, for
 /// code that takes a [`Pool`]. Every `get()` returns that same connection, so all of a test's
 /// queries share the transaction; when the pool is dropped, its writes are gone.
+///
+/// If a statement fails inside the transaction, PostgreSQL aborts it: everything the test
+/// wrote is gone, and the connection is discarded. The pool then does not open another
+/// (which would silently start over with an empty transaction): every later `get()` fails,
+/// saying so.
 pub async fn pool() -> Result<Pool> {
     let url = database_url()?;
     migrate_once(&url).await?;
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    let opened = Arc::new(AtomicBool::new(false));
     Pool::builder(manager)
         .max_size(1)
         .runtime(deadpool::Runtime::Tokio1)
         .create_timeout(Some(CONNECT_TIMEOUT))
         .wait_timeout(Some(CONNECT_TIMEOUT))
-        .post_create(Hook::async_fn(|conn: &mut AsyncPgConnection, _| {
+        .post_create(Hook::async_fn(move |conn: &mut AsyncPgConnection, _| {
+            let first = !opened.swap(true, Ordering::SeqCst);
             Box::pin(async move {
+                if !first {
+                    return Err(HookError::message(TRANSACTION_LOST));
+                }
                 conn.begin_test_transaction()
                     .await
                     .map_err(|e| HookError::Backend(PoolError::QueryError(e)))

@@ -23,7 +23,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::Pool;
@@ -73,6 +74,9 @@ pub struct Worker {
     config: WorkerConfig,
     slots: Arc<Semaphore>,
     freed: Arc<Notify>,
+    /// One [`Worker::fill`] at a time: it claims as many runs as there are free slots, and
+    /// two at once would both count the same slots.
+    filling: Mutex<()>,
 }
 
 impl Worker {
@@ -82,6 +86,7 @@ impl Worker {
         Worker {
             slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
             freed: Arc::new(Notify::new()),
+            filling: Mutex::new(()),
             executor,
             config,
         }
@@ -107,26 +112,19 @@ impl Worker {
             .config
             .listen
             .then(|| listener::spawn(pool.clone(), stop_listening.clone()));
-        let mut next_prune = tokio::time::Instant::now();
+        // Pruning has a task of its own, so that a long prune never delays a claim.
+        let pruning = self.config.retention.is_enabled().then(|| {
+            tokio::spawn(prune_every(
+                pool.clone(),
+                self.config.retention.clone(),
+                stop_listening.clone(),
+            ))
+        });
         let mut stop = std::pin::pin!(stop);
         tracing::info!(owner = %self.executor.owner(), concurrency = self.config.concurrency, "worker started");
         loop {
             if let Err(e) = self.fill().await {
                 tracing::warn!(error = %e, "could not claim runs; retrying");
-            }
-            if self.config.retention.is_enabled() && tokio::time::Instant::now() >= next_prune {
-                next_prune = tokio::time::Instant::now() + self.config.retention.every;
-                match self.prune(&pool).await {
-                    Ok(report) if report.runs + report.checkpoints > 0 => {
-                        tracing::info!(
-                            runs = report.runs,
-                            checkpoints = report.checkpoints,
-                            "pruned"
-                        )
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "pruning failed; retrying later"),
-                }
             }
             tokio::select! {
                 () = &mut stop => break,
@@ -140,13 +138,17 @@ impl Worker {
             }
         }
         stop_listening.cancel();
+        if let Some(pruning) = pruning {
+            let _ = pruning.await;
+        }
         tracing::info!(owner = %self.executor.owner(), "worker stopping");
         Ok(self.executor.shutdown_releasing(self.config.drain).await)
     }
 
     /// One round of work: takes over expired runs, then claims pending ones, as far as free
-    /// slots allow. Returns how many runs it started.
+    /// slots allow. Returns how many runs it started. Calls made at once take turns.
     pub async fn fill(&self) -> Result<usize> {
+        let _turn = self.filling.lock().await;
         let names: Vec<String> = self
             .executor
             .registry()
@@ -163,27 +165,33 @@ impl Worker {
             for seen in lease::expired(&mut conn, &names, to_limit(free)).await? {
                 if seen.recoveries >= self.config.max_recoveries && !seen.released {
                     self.give_up(&mut conn, seen).await?;
-                } else if let Some((run, lease)) =
+                    continue;
+                }
+                let granted = Instant::now();
+                if let Some((run, lease)) =
                     lease::take_over(&mut conn, seen, &config.owner, config.lease).await?
                 {
                     tracing::info!(run_id = %run.id, released = seen.released, "took over a run whose lease ended");
-                    started += usize::from(self.execute(run, lease, Attempt::Resume));
+                    started +=
+                        usize::from(self.execute(run, lease, granted, Attempt::RECOVERY).await);
                 }
             }
         }
         let free = self.slots.available_permits();
         if free > 0 {
             let mut conn = self.executor.pool().get().await?;
-            for (run, lease) in lease::claim_pending(
+            let granted = Instant::now();
+            let claimed = lease::claim_pending(
                 &mut conn,
                 &names,
                 &config.owner,
                 config.lease,
                 to_limit(free),
             )
-            .await?
-            {
-                started += usize::from(self.execute(run, lease, Attempt::Fresh));
+            .await?;
+            drop(conn);
+            for (run, lease) in claimed {
+                started += usize::from(self.execute(run, lease, granted, Attempt::Fresh).await);
             }
         }
         Ok(started)
@@ -195,8 +203,9 @@ impl Worker {
         seen: Expired,
     ) -> Result<()> {
         let message = format!(
-            "the run was taken over {} times after its worker stopped heartbeating; giving up \
-             (raise WorkerConfig::max_recoveries, or resume it once the cause is fixed)",
+            "the run's lease ran out {} times (its worker crashed, was killed, or could not \
+             reach the database for longer than the lease) and it was taken over each time; \
+             giving up (raise WorkerConfig::max_recoveries, or resume it once the cause is fixed)",
             seen.recoveries
         );
         if lease::give_up(conn, seen, &message).await? {
@@ -206,7 +215,7 @@ impl Worker {
     }
 
     /// Executes a claimed run in a free slot; whether it started.
-    fn execute(&self, run: Run, lease: Lease, attempt: Attempt) -> bool {
+    async fn execute(&self, run: Run, lease: Lease, granted: Instant, attempt: Attempt) -> bool {
         let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
             // Cannot happen (runs are claimed only for free slots); the lease expires and
             // another worker takes the run over.
@@ -214,7 +223,11 @@ impl Worker {
             return false;
         };
         let run_id = run.id;
-        match self.executor.execute_claimed(run, lease, attempt) {
+        match self
+            .executor
+            .execute_claimed(run, lease, granted, attempt)
+            .await
+        {
             Ok(execution) => {
                 let freed = Arc::clone(&self.freed);
                 tokio::spawn(release_when_done(execution, permit, freed));
@@ -226,10 +239,34 @@ impl Worker {
             }
         }
     }
+}
 
-    async fn prune(&self, pool: &Pool) -> Result<retention::PruneReport> {
-        let mut conn = pool.get().await?;
-        retention::prune(&mut conn, &self.config.retention).await
+/// Prunes as `retention` says, every `retention.every`, until `stop`.
+async fn prune_every(pool: Pool, retention: Retention, stop: CancellationToken) {
+    loop {
+        let pruned = async {
+            let mut conn = pool.get().await?;
+            retention::prune(&mut conn, &retention).await
+        };
+        let pruned = tokio::select! {
+            () = stop.cancelled() => return,
+            pruned = pruned => pruned,
+        };
+        match pruned {
+            Ok(report) if report.runs + report.checkpoints > 0 => {
+                tracing::info!(
+                    runs = report.runs,
+                    checkpoints = report.checkpoints,
+                    "pruned"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning failed; retrying later"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(retention.every) => {}
+        }
     }
 }
 
@@ -239,7 +276,7 @@ async fn release_when_done(
     permit: OwnedSemaphorePermit,
     freed: Arc<Notify>,
 ) {
-    let _ = execution.wait().await;
+    let _ = execution.ended().await;
     drop(permit);
     freed.notify_one();
 }

@@ -5,6 +5,7 @@ use std::time::Instant;
 use workflows::{Event, Execution, Executor, Pool, Registry, RunId, RunStatus};
 
 use crate::Outcome;
+use crate::output::outln;
 
 fn executor(pool: Pool) -> workflows::Result<Executor> {
     Ok(Executor::builder(pool, Registry::from_compiled()?).build())
@@ -26,7 +27,7 @@ pub(crate) async fn run(pool: Pool, name: &str, params: &str) -> workflows::Resu
     let params = parse_params(params)?;
     let executor = executor(pool)?;
     let execution = executor.start(name, params).await?;
-    println!("run {} ({name})", execution.run_id());
+    outln!("run {} ({name})", execution.run_id());
     follow(&executor, execution).await
 }
 
@@ -34,14 +35,14 @@ pub(crate) async fn run(pool: Pool, name: &str, params: &str) -> workflows::Resu
 pub(crate) async fn resume(pool: Pool, run_id: RunId) -> workflows::Result<Outcome> {
     let executor = executor(pool)?;
     let execution = executor.resume(run_id).await?;
-    println!("resuming run {run_id} ({})", execution.run().workflow_name);
+    outln!("resuming run {run_id} ({})", execution.run().workflow_name);
     follow(&executor, execution).await
 }
 
 /// Cancels a run, wherever it executes.
 pub(crate) async fn cancel(pool: Pool, run_id: RunId) -> workflows::Result<Outcome> {
     let run = executor(pool)?.cancel(run_id).await?;
-    println!("run {} is {}", run.id, run.status);
+    outln!("run {} is {}", run.id, run.status);
     Ok(Outcome::Success)
 }
 
@@ -58,7 +59,7 @@ async fn follow(executor: &Executor, mut execution: Execution) -> workflows::Res
             },
             _ = tokio::signal::ctrl_c(), if !interrupted => {
                 interrupted = true;
-                println!("  interrupted: cancelling the run");
+                outln!("  interrupted: cancelling the run");
                 if let Err(e) = executor.cancel(run_id).await {
                     eprintln!("error: {e}");
                 }
@@ -66,12 +67,12 @@ async fn follow(executor: &Executor, mut execution: Execution) -> workflows::Res
         }
     }
     let run = execution.wait().await?;
-    println!("{} in {} ms", run.status, started.elapsed().as_millis());
+    outln!("{} in {} ms", run.status, started.elapsed().as_millis());
     if let Some(result) = &run.result {
-        println!("result: {result}");
+        outln!("result: {result}");
     }
     if let Some(error) = &run.error_message {
-        println!("error: {error}");
+        outln!("error: {error}");
     }
     Ok(if run.status == RunStatus::Completed {
         Outcome::Success
@@ -84,17 +85,17 @@ fn print_event(event: &Event) {
     match event {
         Event::Resumed {
             node, iteration, ..
-        } => println!("  resumed at {node} (step {iteration})"),
+        } => outln!("  resumed at {node} (step {iteration})"),
         Event::NodeStarted {
             node, iteration, ..
-        } => println!("  ▸ {node} (step {iteration})"),
+        } => outln!("  ▸ {node} (step {iteration})"),
         Event::NodeCompleted {
             node,
             duration_ms,
             error: None,
             ..
         } => {
-            println!("  ✓ {node} {duration_ms} ms")
+            outln!("  ✓ {node} {duration_ms} ms")
         }
         Event::NodeCompleted {
             node,
@@ -102,15 +103,15 @@ fn print_event(event: &Event) {
             error: Some(error),
             ..
         } => {
-            println!("  ✗ {node} {duration_ms} ms: {error}")
+            outln!("  ✗ {node} {duration_ms} ms: {error}")
         }
         Event::EdgeTransition {
             to: Some(to),
             reason,
             ..
-        } => println!("  → {to} ({reason})"),
+        } => outln!("  → {to} ({reason})"),
         Event::CycleDetected { max_iterations, .. } => {
-            println!("  ✗ stopped: max_iterations ({max_iterations}) reached")
+            outln!("  ✗ stopped: max_iterations ({max_iterations}) reached")
         }
         _ => {}
     }

@@ -7,6 +7,7 @@ use workflows::{
 };
 
 use crate::Outcome;
+use crate::output::{out, outln};
 use crate::table;
 
 /// Which runs to list.
@@ -81,9 +82,11 @@ pub(crate) async fn runs(
     let Some(cursor) = args.cursor else {
         let page = repository::list_runs(&mut conn, config, request, &filters).await?;
         print_runs(&page.data);
-        println!(
+        outln!(
             "page {} of {}, {} runs",
-            page.page, page.total_pages, page.total
+            page.page,
+            page.total_pages,
+            page.total
         );
         return Ok(Outcome::Success);
     };
@@ -95,8 +98,8 @@ pub(crate) async fn runs(
         repository::list_runs_keyset(&mut conn, config, request, &filters, after.as_ref()).await?;
     print_runs(&page.data);
     match page.next_cursor {
-        Some(next) => println!("next page: --cursor {next}"),
-        None => println!("last page"),
+        Some(next) => outln!("next page: --cursor {next}"),
+        None => outln!("last page"),
     }
     Ok(Outcome::Success)
 }
@@ -115,7 +118,7 @@ fn print_runs(runs: &[Run]) {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table::render(
             &["ID", "WORKFLOW", "STATUS", "CREATED", "TOOK", "ERROR"],
@@ -131,27 +134,27 @@ pub(crate) async fn show(pool: Pool, run_id: RunId) -> workflows::Result<Outcome
     let stages = repository::get_stages(&mut conn, run_id).await?;
     let decisions = repository::get_decisions(&mut conn, run_id).await?;
 
-    println!("run       {}", run.id);
-    println!("workflow  {}", run.workflow_name);
-    println!("status    {}", run.status);
-    println!(
+    outln!("run       {}", run.id);
+    outln!("workflow  {}", run.workflow_name);
+    outln!("status    {}", run.status);
+    outln!(
         "params    {}",
         run.params
             .as_ref()
             .map_or("-".to_owned(), ToString::to_string)
     );
-    println!("created   {}", when(Some(run.created_at)));
-    println!("started   {}", when(run.started_at));
-    println!("ended     {}", when(run.completed_at));
-    println!("took      {}", took(run.started_at, run.completed_at));
+    outln!("created   {}", when(Some(run.created_at)));
+    outln!("started   {}", when(run.started_at));
+    outln!("ended     {}", when(run.completed_at));
+    outln!("took      {}", took(run.started_at, run.completed_at));
     if let Some(error) = &run.error_message {
-        println!("error     {error}");
+        outln!("error     {error}");
     }
     if let Some(result) = &run.result {
-        println!("result    {result}");
+        outln!("result    {result}");
     }
 
-    println!("\nstages");
+    outln!("\nstages");
     let rows = stages
         .iter()
         .map(|s| {
@@ -164,12 +167,12 @@ pub(crate) async fn show(pool: Pool, run_id: RunId) -> workflows::Result<Outcome
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table::render(&["STEP", "NODE", "STATUS", "TOOK", "ERROR"], rows)
     );
 
-    println!("\ndecisions");
+    outln!("\ndecisions");
     let rows = decisions
         .iter()
         .map(|d| {
@@ -182,7 +185,7 @@ pub(crate) async fn show(pool: Pool, run_id: RunId) -> workflows::Result<Outcome
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table::render(&["FROM", "TO", "PREDICATE", "RESULT", "REASON"], rows)
     );

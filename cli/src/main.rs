@@ -20,6 +20,7 @@
 mod execute;
 mod inspect;
 mod migrate;
+mod output;
 mod samples;
 mod serve;
 mod table;
@@ -27,6 +28,7 @@ mod worker;
 
 use std::process::ExitCode;
 
+use crate::output::out;
 use clap::{Parser, Subcommand};
 use workflows::{Config, Registry, RunId};
 
@@ -129,14 +131,18 @@ async fn run(cli: Cli) -> workflows::Result<Outcome> {
             .into_iter()
             .map(|w| vec![w.name, w.description])
             .collect();
-        print!("{}", table::render(&["NAME", "DESCRIPTION"], rows));
+        out!("{}", table::render(&["NAME", "DESCRIPTION"], rows));
         return Ok(Outcome::Success);
     }
     let config = Config::from_lookup(|name| match (name, &cli.database_url) {
         ("DATABASE_URL", Some(url)) => Some(url.clone()),
         _ => std::env::var(name).ok(),
     })?;
-    let pool = config.db.connect().await?;
+    let pool = match &cli.command {
+        // A worker waits for the database, as a running worker rides out an outage.
+        Command::Worker(_) => config.db.build_pool()?,
+        _ => config.db.connect().await?,
+    };
     match cli.command {
         Command::List => unreachable!("handled above"),
         Command::Run { name, params } => execute::run(pool, &name, &params).await,

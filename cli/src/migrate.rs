@@ -5,6 +5,7 @@ use workflows::Pool;
 use workflows::db::Migrator;
 
 use crate::Outcome;
+use crate::output::outln;
 
 /// What to do with the migrations.
 #[derive(Subcommand)]
@@ -29,33 +30,33 @@ pub(crate) async fn run(action: Action, pool: Pool) -> workflows::Result<Outcome
         Action::Up => {
             let applied = migrator.run_pending().await?;
             if applied.is_empty() {
-                println!("up to date");
+                outln!("up to date");
             }
             for version in applied {
-                println!("applied {version}");
+                outln!("applied {version}");
             }
         }
         Action::Down { all: false } => match migrator.revert_last().await? {
-            Some(version) => println!("reverted {version}"),
-            None => println!("nothing to revert"),
+            Some(version) => outln!("reverted {version}"),
+            None => outln!("nothing to revert"),
         },
         Action::Down { all: true } => {
             let reverted = migrator.revert_all().await?;
             if reverted.is_empty() {
-                println!("nothing to revert");
+                outln!("nothing to revert");
             }
             for version in reverted {
-                println!("reverted {version}");
+                outln!("reverted {version}");
             }
         }
         Action::Redo => match migrator.redo().await? {
-            Some(version) => println!("redone {version}"),
-            None => println!("nothing to redo"),
+            Some(version) => outln!("redone {version}"),
+            None => outln!("nothing to redo"),
         },
         Action::Status => {
             for m in migrator.status().await? {
                 let state = if m.applied { "applied" } else { "pending" };
-                println!("{state:<8} {}", m.name);
+                outln!("{state:<8} {}", m.name);
             }
         }
     }

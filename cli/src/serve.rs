@@ -8,6 +8,7 @@ use workflows::http::{HttpApi, HttpLimits};
 use workflows::{Executor, PageConfig, Pool, Registry};
 
 use crate::Outcome;
+use crate::output::outln;
 use crate::worker::stop_signal;
 
 /// How to serve.
@@ -54,7 +55,7 @@ pub(crate) async fn serve(
     let addr = listener
         .local_addr()
         .map_err(|e| workflows::Error::invalid_input("--addr", args.addr.to_string(), e))?;
-    println!(
+    outln!(
         "serving http://{addr}/ (the API under /workflows, its contract at /openapi.json, docs at /docs)"
     );
 
@@ -68,7 +69,7 @@ pub(crate) async fn serve(
             .into_future(),
     );
     stop_signal().await;
-    println!(
+    outln!(
         "stopping: no new requests; runs get {} s to finish",
         args.drain_secs
     );
@@ -80,7 +81,7 @@ pub(crate) async fn serve(
     let closed = tokio::time::timeout(Duration::from_secs(5), server)
         .await
         .is_ok();
-    println!(
+    outln!(
         "stopped ({} runs cancelled{})",
         report.cancelled.len(),
         if closed { "" } else { ", some connections cut" }

@@ -6,6 +6,7 @@ use clap::Args;
 use workflows::{Executor, ExecutorConfig, Pool, Registry, Retention, Worker, WorkerConfig};
 
 use crate::Outcome;
+use crate::output::outln;
 
 /// How the worker works.
 #[derive(Args)]
@@ -31,9 +32,13 @@ pub(crate) struct WorkerArgs {
     /// Takeovers of a run whose worker died before it is failed instead.
     #[arg(long, default_value_t = 3)]
     max_recoveries: i32,
-    /// Delete checkpoints of finished runs this many seconds after they were written.
+    /// Delete checkpoints of completed runs this many seconds after they were written.
     #[arg(long)]
     prune_checkpoints_after_secs: Option<u64>,
+    /// Delete checkpoints of failed and cancelled runs this many seconds after they were
+    /// written; such runs can then no longer be resumed.
+    #[arg(long)]
+    prune_resumable_checkpoints_after_secs: Option<u64>,
     /// Delete finished runs (with stages and decisions) this many seconds after they ended.
     #[arg(long)]
     prune_runs_after_secs: Option<u64>,
@@ -45,6 +50,13 @@ pub(crate) struct WorkerArgs {
 
 /// Runs a worker until SIGINT or SIGTERM.
 pub(crate) async fn work(pool: Pool, args: WorkerArgs) -> workflows::Result<Outcome> {
+    if args.lease_ms == 0 {
+        return Err(workflows::Error::invalid_input(
+            "--lease-ms",
+            "0",
+            "must be above 0: it is how long a run's lease lasts without a heartbeat",
+        ));
+    }
     if args.heartbeat_ms == 0 || args.heartbeat_ms >= args.lease_ms {
         return Err(workflows::Error::invalid_input(
             "--heartbeat-ms",
@@ -52,6 +64,9 @@ pub(crate) async fn work(pool: Pool, args: WorkerArgs) -> workflows::Result<Outc
             format_args!("must be above 0 and below --lease-ms ({})", args.lease_ms),
         ));
     }
+    let Some(()) = wait_for_database(&pool).await else {
+        return Ok(Outcome::Success);
+    };
     let defaults = ExecutorConfig::default();
     let executor = Executor::builder(pool, Registry::from_compiled()?)
         .config(ExecutorConfig {
@@ -68,15 +83,18 @@ pub(crate) async fn work(pool: Pool, args: WorkerArgs) -> workflows::Result<Outc
         max_recoveries: args.max_recoveries,
         retention: Retention {
             checkpoints_after: args.prune_checkpoints_after_secs.map(Duration::from_secs),
+            resumable_checkpoints_after: args
+                .prune_resumable_checkpoints_after_secs
+                .map(Duration::from_secs),
             runs_after: args.prune_runs_after_secs.map(Duration::from_secs),
             ..Retention::default()
         },
         drain: Duration::from_secs(args.drain_secs),
     };
-    println!("worker {} started", executor.owner());
+    outln!("worker {} started", executor.owner());
     let worker = Worker::new(executor, config);
     let report = worker.run_until(stop_signal()).await?;
-    println!(
+    outln!(
         "worker stopped ({} runs cancelled{})",
         report.cancelled.len(),
         if report.all_stopped {
@@ -86,6 +104,30 @@ pub(crate) async fn work(pool: Pool, args: WorkerArgs) -> workflows::Result<Outc
         }
     );
     Ok(Outcome::Success)
+}
+
+/// Waits until the database answers, retrying with backoff and saying so; `None` if stopped
+/// (SIGINT, SIGTERM) first.
+async fn wait_for_database(pool: &Pool) -> Option<()> {
+    let mut pause = Duration::from_millis(250);
+    let mut stop = std::pin::pin!(stop_signal());
+    loop {
+        match pool.get().await {
+            Ok(_) => return Some(()),
+            Err(e) => {
+                let e = workflows::Error::from(e);
+                eprintln!(
+                    "worker: cannot reach the database yet ({e}); retrying in {:.1} s",
+                    pause.as_secs_f64()
+                );
+            }
+        }
+        tokio::select! {
+            () = &mut stop => return None,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(10));
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.
@@ -121,6 +163,6 @@ pub(crate) async fn submit(
     let params = crate::execute::parse_params(params)?;
     let executor = Executor::builder(pool, Registry::from_compiled()?).build();
     let run = executor.submit(name, params, key).await?;
-    println!("run {} is {}", run.id, run.status);
+    outln!("run {} is {}", run.id, run.status);
     Ok(Outcome::Success)
 }

@@ -214,7 +214,7 @@ async fn a_killed_worker_s_run_is_recovered_without_rerunning_completed_nodes() 
         ]
     );
     let run = repository::find_run(&mut conn, id).await.unwrap();
-    assert_eq!(run.result.unwrap()["counter"], json!(5));
+    assert_eq!(run.result.unwrap().to_value().unwrap()["counter"], json!(5));
     drop(conn);
     schema.drop_schema().await.unwrap();
 }

@@ -42,6 +42,16 @@ pub enum GraphError {
     /// `max_iterations` was set to 0.
     #[error("max_iterations must be at least 1")]
     ZeroMaxIterations,
+    /// An exit point has an edge that is always taken, so a run could never end there.
+    #[error(
+        "node {node:?} is an exit point, but its edge to {to:?} has no predicate, so a run would always take it and never end at {node:?}; give the edge a predicate (a run ends at an exit point when none of its edges holds), or stop making {node:?} an exit point"
+    )]
+    UnconditionalEdgeFromExit {
+        /// The exit point.
+        node: String,
+        /// Where its unconditional edge leads.
+        to: String,
+    },
 }
 
 /// Collects the nodes, edges, entry and exit points of a graph.
@@ -184,6 +194,16 @@ impl GraphBuilder {
         for exit in &self.exit_points {
             known(exit, "exit point")?;
         }
+        let always_leaves_an_exit = self
+            .edges
+            .iter()
+            .find(|e| e.predicate.is_none() && self.exit_points.contains(&e.from));
+        if let Some(edge) = always_leaves_an_exit {
+            return Err(GraphError::UnconditionalEdgeFromExit {
+                node: edge.from.clone(),
+                to: edge.to.clone(),
+            });
+        }
 
         let mut edges: HashMap<String, Vec<Edge>> = HashMap::new();
         for edge in self.edges {
@@ -255,6 +275,27 @@ mod tests {
             .add_exit_point("b")
             .add_node("", pass);
         assert_eq!(g.build().unwrap_err(), GraphError::EmptyNodeName);
+
+        let mut g = two_nodes();
+        g.set_entry_point("a")
+            .add_exit_point("b")
+            .add_edge("b", "a");
+        assert_eq!(
+            g.build().unwrap_err(),
+            GraphError::UnconditionalEdgeFromExit {
+                node: "b".into(),
+                to: "a".into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_exit_point_may_have_conditional_edges() {
+        let mut g = two_nodes();
+        g.set_entry_point("a")
+            .add_exit_point("b")
+            .add_conditional_edge("b", "a", Predicate::key_exists("again"));
+        assert!(g.build().is_ok());
     }
 
     #[test]

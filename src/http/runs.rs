@@ -45,7 +45,8 @@ pub(crate) struct RunListQuery {
     /// Only runs of this workflow (exact name).
     #[param(pattern = r"^[^\x00]*$")]
     workflow_name: Option<String>,
-    /// Only runs in this status.
+    /// Only runs in this status (empty: any status).
+    #[param(value_type = Option<String>, pattern = r"^(|pending|running|completed|failed|cancelled)$")]
     status: Option<RunStatus>,
 }
 
@@ -71,7 +72,8 @@ pub(crate) struct RunKeysetQuery {
     /// Only runs of this workflow (exact name).
     #[param(pattern = r"^[^\x00]*$")]
     workflow_name: Option<String>,
-    /// Only runs in this status.
+    /// Only runs in this status (empty: any status).
+    #[param(value_type = Option<String>, pattern = r"^(|pending|running|completed|failed|cancelled)$")]
     status: Option<RunStatus>,
 }
 

@@ -60,8 +60,8 @@ async fn the_postgres_store_saves_loads_deletes_and_lists() {
     let (first, second) = {
         let mut conn = pool.get().await.unwrap();
         (
-            insert_run(&mut conn, "x", RunStatus::Running, at(0)).await,
-            insert_run(&mut conn, "x", RunStatus::Running, at(1)).await,
+            insert_run(&mut conn, "x", RunStatus::Failed, at(0)).await,
+            insert_run(&mut conn, "x", RunStatus::Cancelled, at(1)).await,
         )
     };
     behaves_as_a_store(&PgCheckpointStore::new(pool), first, second).await;
@@ -79,5 +79,29 @@ async fn the_postgres_store_needs_the_run_to_exist() {
         .save(unknown_run(), &state_after("a", 1, 1))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Database(_)), "{err:?}");
+    assert!(matches!(err, Error::RunNotFound { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn the_postgres_store_leaves_executing_runs_to_their_executor() {
+    let pool = testing::pool().await.unwrap();
+    let store = PgCheckpointStore::new(pool.clone());
+    for status in [RunStatus::Pending, RunStatus::Running, RunStatus::Completed] {
+        let id = insert_run(&mut pool.get().await.unwrap(), "x", status, at(0)).await;
+        let err = store.save(id, &state_after("a", 1, 1)).await.unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidStatus { status: s, .. } if s == status),
+            "{status}: {err:?}"
+        );
+        assert_eq!(store.load(id).await.unwrap(), None, "nothing was saved");
+    }
+    let running = insert_run(
+        &mut pool.get().await.unwrap(),
+        "x",
+        RunStatus::Running,
+        at(0),
+    )
+    .await;
+    let err = store.delete(running).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidStatus { .. }), "{err:?}");
 }

@@ -353,7 +353,10 @@ async fn stages_come_in_the_order_they_started() {
         .collect();
     assert_eq!(order, [("fetch", 1), ("summarize", 2), ("publish", 3)]);
     assert!(stages.iter().all(|s| s.run_id == run));
-    assert_eq!(stages[0].input_snapshot, Some(serde_json::json!({"i": 1})));
+    assert_eq!(
+        stages[0].input_snapshot,
+        Some(serde_json::json!({"i": 1}).into())
+    );
     assert_eq!(stages[0].duration_ms, Some(5));
 }
 

@@ -406,7 +406,7 @@ async fn past_the_recovery_limit_a_run_fails_saying_so() {
     let run = run_of(schema.pool(), id).await;
     assert_eq!(run.status, RunStatus::Failed);
     let message = run.error_message.unwrap();
-    assert!(message.contains("taken over 3 times"), "{message}");
+    assert!(message.contains("lease ran out 3 times"), "{message}");
     assert_eq!(
         steps(schema.pool(), id).await[1],
         (s("wait"), 2, StageStatus::Failed)

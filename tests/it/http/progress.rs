@@ -52,7 +52,7 @@ async fn execute_streams_the_events_in_order_and_ends_with_complete() {
     assert_eq!(events[2].data["to"], "b");
     let run: Run = serde_json::from_value(events[9].data.clone()).unwrap();
     assert_eq!((run.id.to_string(), run.status), (id, RunStatus::Completed));
-    assert_eq!(run.params, Some(json!({"topic": "x"})));
+    assert_eq!(run.params, Some(json!({"topic": "x"}).into()));
     server.stop().await;
 }
 
@@ -122,7 +122,7 @@ async fn wait_true_answers_with_the_final_run_as_json() {
     let id = response.headers()["x-run-id"].to_str().unwrap().to_owned();
     let run: Run = response.json().await.unwrap();
     assert_eq!((run.id.to_string(), run.status), (id, RunStatus::Completed));
-    assert_eq!(run.result.unwrap()["c"], 3);
+    assert_eq!(run.result.unwrap().to_value().unwrap()["c"], 3);
     server.stop().await;
 }
 
@@ -134,7 +134,7 @@ async fn an_empty_body_is_a_run_without_params() {
     let run: Run = response.json().await.unwrap();
     assert_eq!(
         (run.status, run.params),
-        (RunStatus::Completed, Some(json!({})))
+        (RunStatus::Completed, Some(json!({}).into()))
     );
     server.stop().await;
 }
