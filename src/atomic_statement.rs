@@ -14,7 +14,8 @@ use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::result::QueryResult;
 
-type Part<'a> = Box<dyn QueryFragment<Pg> + Send + Sync + 'a>;
+/// One part of a statement, of any type.
+pub(crate) type Part<'a> = Box<dyn QueryFragment<Pg> + Send + Sync + 'a>;
 
 /// Several statements executed as one; its affected-row count and returned rows are those
 /// of the last.

@@ -213,7 +213,14 @@ impl Error {
     /// middle of a statement (rather than refusing it): the statement may be retried.
     pub(crate) fn is_connection_lost(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error as Diesel};
+        type HookError = deadpool::managed::HookError<diesel_async::pooled_connection::PoolError>;
         match self {
+            // A connection the pool's own setup refused (a test pool whose transaction was
+            // lost, say) will be refused again.
+            Error::Unavailable {
+                source: Some(source),
+                ..
+            } if source.downcast_ref::<HookError>().is_some() => false,
             Error::Unavailable { .. } => true,
             Error::Database(Diesel::BrokenTransactionManager) => true,
             Error::Database(Diesel::DatabaseError(kind, info)) => match kind {

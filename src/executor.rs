@@ -376,8 +376,7 @@ impl Executor {
     /// anything is written; [`Error::ShuttingDown`] (503) once [`Executor::shutdown`] has
     /// begun (a start already under way then is drained like any other run).
     pub async fn start(&self, workflow: &str, params: Value) -> Result<Execution> {
-        let _starting = self.inner.starting.read().await;
-        self.refuse_if_closing()?;
+        let _starting = self.start_guard().await?;
         let def = *self.inner.registry.get(workflow)?;
         let params = Params::from_value(params)?;
         let granted = Instant::now();
@@ -447,8 +446,7 @@ impl Executor {
     /// them again; a run whose workflow is no longer registered is
     /// [`Error::WorkflowNotFound`] (404). Nothing is changed when it is refused.
     pub async fn resume(&self, run_id: RunId) -> Result<Execution> {
-        let _starting = self.inner.starting.read().await;
-        self.refuse_if_closing()?;
+        let _starting = self.start_guard().await?;
         let mut conn = self.inner.pool.get().await?;
         let run = repository::find_run(&mut conn, run_id).await?;
         let def = *self.inner.registry.get(&run.workflow_name)?;
@@ -472,12 +470,17 @@ impl Executor {
         granted: Instant,
         attempt: Attempt,
     ) -> Result<Execution> {
-        let _starting = self.inner.starting.read().await;
-        let refused = self
-            .refuse_if_closing()
-            .and_then(|()| self.inner.registry.get(&run.workflow_name).copied());
-        match refused {
-            Ok(def) => Ok(self.spawn(def, run, lease, granted, attempt)),
+        let accepted = match self.start_guard().await {
+            Ok(guard) => self
+                .inner
+                .registry
+                .get(&run.workflow_name)
+                .copied()
+                .map(|def| (guard, def)),
+            Err(e) => Err(e),
+        };
+        match accepted {
+            Ok((_starting, def)) => Ok(self.spawn(def, run, lease, granted, attempt)),
             Err(e) => {
                 let mut conn = self.inner.pool.get().await?;
                 lease::release(&mut conn, &[lease.token]).await?;
@@ -556,6 +559,17 @@ impl Executor {
             .is_ok();
         self.inner.stopped.cancel();
         report
+    }
+
+    /// What a start holds until its run is spawned, so that shutdown drains it; refused
+    /// ([`Error::ShuttingDown`]) at once once shutdown has begun.
+    async fn start_guard(&self) -> Result<tokio::sync::RwLockReadGuard<'_, ()>> {
+        // Checked before waiting too: once shutdown waits for the starts under way, new ones
+        // would queue behind it.
+        self.refuse_if_closing()?;
+        let guard = self.inner.starting.read().await;
+        self.refuse_if_closing()?;
+        Ok(guard)
     }
 
     fn refuse_if_closing(&self) -> Result<()> {

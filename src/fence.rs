@@ -12,7 +12,10 @@
 //!
 //! The lock is the first part of an [`AtomicStatement`](crate::atomic_statement), named
 //! [`HELD_RUN`]; the other parts read it through the pseudo-table [`held_run`], so that
-//! Diesel checks their types like any other query.
+//! Diesel checks their types like any other query. A node commit chains its parts the same
+//! way (lock → stage → decision → checkpoint → what follows), each reading the rows the one
+//! before returned: a part writes only if the one before did, and PostgreSQL runs them in
+//! that order, so every row of a commit is timestamped before the run's end.
 
 use diesel::pg::Pg;
 use diesel::prelude::*;
@@ -26,6 +29,10 @@ use crate::schema::{checkpoints, decisions, runs, stages};
 pub(crate) const HELD_RUN: &str = "held_run";
 /// The name of the part that completes a node's stage: what [`completed_stage`] reads.
 pub(crate) const COMPLETED_STAGE: &str = "completed_stage";
+/// The name of the part that records a node's decision: what [`decided`] reads.
+pub(crate) const DECIDED: &str = "decided";
+/// The name of the part that saves a run's checkpoint: what [`checkpointed`] reads.
+pub(crate) const CHECKPOINTED: &str = "checkpointed";
 
 #[allow(unreachable_pub, missing_docs)]
 mod pseudo_tables {
@@ -42,9 +49,23 @@ mod pseudo_tables {
             run_id -> Uuid,
         }
     }
+
+    diesel::table! {
+        /// The decision a node commit recorded: the part named `decided`.
+        decided (run_id) {
+            run_id -> Uuid,
+        }
+    }
+
+    diesel::table! {
+        /// The checkpoint a node commit saved: the part named `checkpointed`.
+        checkpointed (run_id) {
+            run_id -> Uuid,
+        }
+    }
 }
 
-pub(crate) use pseudo_tables::{completed_stage, held_run};
+pub(crate) use pseudo_tables::{checkpointed, completed_stage, decided, held_run};
 
 diesel::allow_tables_to_appear_in_same_query!(held_run, completed_stage);
 diesel::allow_tables_to_appear_in_same_query!(held_run, runs);
@@ -55,6 +76,9 @@ diesel::allow_tables_to_appear_in_same_query!(completed_stage, runs);
 diesel::allow_tables_to_appear_in_same_query!(completed_stage, stages);
 diesel::allow_tables_to_appear_in_same_query!(completed_stage, checkpoints);
 diesel::allow_tables_to_appear_in_same_query!(completed_stage, decisions);
+diesel::allow_tables_to_appear_in_same_query!(decided, runs);
+diesel::allow_tables_to_appear_in_same_query!(decided, checkpoints);
+diesel::allow_tables_to_appear_in_same_query!(checkpointed, runs);
 
 /// A lock part: the rows of `runs` it finds, locked until the statement commits.
 pub(crate) type Lock = Box<dyn QueryFragment<Pg> + Send + Sync>;

@@ -22,7 +22,9 @@
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use crate::atomic_statement::AtomicStatement;
 use crate::error::{Error, Result};
+use crate::fence::{HELD_RUN, held_run};
 use crate::model::{Run, RunId, RunStatus};
 use crate::schema::runs;
 use crate::sql_functions::clock_timestamp;
@@ -33,19 +35,25 @@ use RunStatus::{Cancelled, Completed, Failed, Pending, Running};
 /// at the latest (the [`Executor`](crate::Executor) also interrupts it at once when it runs
 /// in this process).
 pub async fn cancel_run(conn: &mut AsyncPgConnection, id: RunId) -> Result<Run> {
-    let run = diesel::update(
-        runs::table
-            .find(id)
-            .filter(runs::status.eq_any([Pending, Running])),
-    )
-    .set((
-        runs::status.eq(Cancelled),
-        runs::completed_at.eq(clock_timestamp().nullable()),
-    ))
-    .returning(Run::as_returning())
-    .get_result(conn)
-    .await
-    .optional()?;
+    // Locked first, so that `completed_at` is read off the clock once a node commit in
+    // flight has committed: the run ends after everything it recorded.
+    let cancellable = runs::table
+        .find(id)
+        .filter(runs::status.eq_any([Pending, Running]))
+        .select(runs::id)
+        .for_no_key_update();
+    let cancel =
+        diesel::update(runs::table.filter(runs::id.eq_any(held_run::table.select(held_run::id))))
+            .set((
+                runs::status.eq(Cancelled),
+                runs::completed_at.eq(clock_timestamp().nullable()),
+            ))
+            .returning(Run::as_returning());
+    let run = AtomicStatement::new(cancel)
+        .with_named(HELD_RUN, cancellable)
+        .get_result(conn)
+        .await
+        .optional()?;
     accepted(conn, id, "cancel", run).await
 }
 

@@ -23,12 +23,15 @@ use diesel::sql_types::{Bool, Integer, Jsonb, Nullable, Text};
 use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::atomic_statement::AtomicStatement;
+use crate::atomic_statement::{AtomicStatement, Part};
 use crate::backoff::Backoff;
 use crate::checkpoint::PgCheckpointStore;
 use crate::checkpoint::state_to_json;
 use crate::error::{Error, Result};
-use crate::fence::{self, COMPLETED_STAGE, HELD_RUN, completed_stage, held_run};
+use crate::fence::{
+    self, CHECKPOINTED, COMPLETED_STAGE, DECIDED, HELD_RUN, checkpointed, completed_stage, decided,
+    held_run,
+};
 use crate::graph::State;
 use crate::journal::{Journal, Next, NodeCommit, NodeFailure};
 use crate::lease::Lease;
@@ -220,6 +223,19 @@ macro_rules! start_stage {
     };
 }
 
+/// The run found in `$source` (the part before) → `$status`, with the result or the error.
+macro_rules! end_run {
+    ($source:ident :: $run_id:ident, $status:expr, $result:expr, $error:expr) => {
+        diesel::update(runs::table.filter(runs::id.eq_any($source::table.select($source::$run_id))))
+            .set((
+                runs::status.eq($status),
+                runs::result.eq($result),
+                runs::error_message.eq($error),
+                runs::completed_at.eq(clock_timestamp().nullable()),
+            ))
+    };
+}
+
 fn step(i: u32) -> i32 {
     i32::try_from(i).unwrap_or(i32::MAX)
 }
@@ -256,23 +272,7 @@ impl Journal for PgRecorder {
                 iteration: c.iteration,
                 status: StageStatus::Completed,
             };
-            match c.next {
-                Next::Node { node, iteration } => {
-                    let next = || start_stage!(completed_stage::run_id, node, iteration, c.output);
-                    self.write(|| commit(c, lease, &state, keep, next()), landed)
-                        .await
-                }
-                Next::Complete { result } => {
-                    let end = || end_run(RunStatus::Completed, Some(result), None);
-                    self.write(|| commit(c, lease, &state, keep, end()), landed)
-                        .await
-                }
-                Next::Fail { message } => {
-                    let end = || end_run(RunStatus::Failed, None, Some(message));
-                    self.write(|| commit(c, lease, &state, keep, end()), landed)
-                        .await
-                }
-            }
+            self.write(|| commit(c, lease, &state, keep), landed).await
         })
     }
 
@@ -336,8 +336,12 @@ impl Journal for PgRecorder {
         let lease = self.lease;
         Box::pin(self.write(
             move || {
-                AtomicStatement::new(end_held_run(RunStatus::Failed, None, Some(message)))
-                    .with_named(HELD_RUN, fence::running_under(lease))
+                AtomicStatement::new(end_held_run(
+                    RunStatus::Failed,
+                    None::<&serde_json::Value>,
+                    Some(message),
+                ))
+                .with_named(HELD_RUN, fence::running_under(lease))
             },
             Landed::Run(RunStatus::Failed),
         ))
@@ -352,25 +356,28 @@ impl Journal for PgRecorder {
         let lease = self.lease;
         Box::pin(self.write(
             move || {
-                AtomicStatement::new(end_held_run(RunStatus::Completed, Some(result), None))
-                    .with_named(HELD_RUN, fence::running_under(lease))
+                AtomicStatement::new(end_held_run(
+                    RunStatus::Completed,
+                    Some(result),
+                    None::<&str>,
+                ))
+                .with_named(HELD_RUN, fence::running_under(lease))
             },
             Landed::Run(RunStatus::Completed),
         ))
     }
 }
 
-/// A node's commit: the lock, the stage completion (from `started` only), then the decision,
-/// the checkpoint and `last` (the next stage, or the run's end), each written only if the
-/// stage was completed. A completing run's checkpoint is deleted instead of saved unless
-/// `keep`.
-fn commit<'a, L>(
+/// A node's commit, one part after another, each written only if the one before was: the
+/// lock, the stage completion (from `started` only), the decision, the checkpoint (deleted
+/// instead, when the run completes and `keep` is false), then what follows (the next stage,
+/// or the run's end).
+fn commit<'a>(
     c: &'a NodeCommit<'a>,
     lease: Lease,
     state: &'a serde_json::Value,
     keep: bool,
-    last: L,
-) -> AtomicStatement<'a, L> {
+) -> AtomicStatement<'a, Part<'a>> {
     let complete_stage = diesel::update(
         stages::table
             .filter(stages::run_id.eq(c.run_id))
@@ -402,28 +409,56 @@ fn commit<'a, L>(
             decisions::predicate_name,
             decisions::predicate_result,
             decisions::reason,
-        ));
+        ))
+        .returning(decisions::run_id);
+    let saves_checkpoint = keep || !matches!(c.next, Next::Complete { .. });
+    let last: Part<'a> = match (c.next, saves_checkpoint) {
+        (Next::Node { node, iteration }, _) => Box::new(start_stage!(
+            completed_stage::run_id,
+            node,
+            iteration,
+            c.output
+        )),
+        (Next::Complete { result }, true) => Box::new(end_run!(
+            checkpointed::run_id,
+            RunStatus::Completed,
+            Some(result),
+            None::<&str>
+        )),
+        (Next::Complete { result }, false) => Box::new(end_run!(
+            decided::run_id,
+            RunStatus::Completed,
+            Some(result),
+            None::<&str>
+        )),
+        (Next::Fail { message }, _) => Box::new(end_run!(
+            checkpointed::run_id,
+            RunStatus::Failed,
+            None::<&serde_json::Value>,
+            Some(message)
+        )),
+    };
     let statement = AtomicStatement::new(last)
         .with_named(HELD_RUN, fence::running_under(lease))
         .with_named(COMPLETED_STAGE, complete_stage)
-        .with(decide);
-    if matches!(c.next, Next::Complete { .. }) && !keep {
-        statement.with(diesel::delete(checkpoints::table.filter(
-            checkpoints::run_id.eq_any(completed_stage::table.select(completed_stage::run_id)),
-        )))
+        .with_named(DECIDED, decide);
+    if saves_checkpoint {
+        statement.with_named(CHECKPOINTED, save_checkpoint(c.node, state))
     } else {
-        statement.with(save_checkpoint(c.node, state))
+        statement.with(diesel::delete(checkpoints::table.filter(
+            checkpoints::run_id.eq_any(decided::table.select(decided::run_id)),
+        )))
     }
 }
 
-/// Upserts the checkpoint of the run whose stage the commit completed.
+/// Upserts the checkpoint of the run whose decision the commit recorded.
 fn save_checkpoint<'a>(
     node: &'a str,
     state: &'a serde_json::Value,
 ) -> impl QueryFragment<Pg> + Send + Sync + 'a {
     diesel::insert_into(checkpoints::table)
-        .values(completed_stage::table.select((
-            completed_stage::run_id,
+        .values(decided::table.select((
+            decided::run_id,
             state.into_sql::<Jsonb>(),
             node.into_sql::<Text>(),
         )))
@@ -438,23 +473,7 @@ fn save_checkpoint<'a>(
             checkpoints::state_data.eq(excluded(checkpoints::state_data)),
             checkpoints::checkpoint_node.eq(excluded(checkpoints::checkpoint_node)),
         ))
-}
-
-/// The run whose stage the commit completed → `status`, with the result or the error.
-fn end_run<'a>(
-    status: RunStatus,
-    result: Option<&'a serde_json::Value>,
-    error: Option<&'a str>,
-) -> impl QueryFragment<Pg> + QueryId + Send + Sync + 'a {
-    diesel::update(
-        runs::table.filter(runs::id.eq_any(completed_stage::table.select(completed_stage::run_id))),
-    )
-    .set((
-        runs::status.eq(status),
-        runs::result.eq(result),
-        runs::error_message.eq(error),
-        runs::completed_at.eq(clock_timestamp().nullable()),
-    ))
+        .returning(checkpoints::run_id)
 }
 
 /// The locked run → `status`, with the result or the error.

@@ -234,8 +234,10 @@ async fn drop_schema(url: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// `url` with `search_path` set to `schema` for every connection made from it.
+/// `url` with `search_path` set to `schema` for every connection made from it, and the
+/// schema's name as the connections' `application_name` (so that a test can find its own
+/// sessions in `pg_stat_activity`).
 fn url_with_search_path(url: &str, schema: &str) -> String {
     let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}options=-c%20search_path%3D{schema}")
+    format!("{url}{separator}options=-c%20search_path%3D{schema}&application_name={schema}")
 }

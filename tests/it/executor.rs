@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::fixtures::{Gate, HANG, flaky, gated, linear, mark, route};
 use diesel::prelude::*;
-use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 use http::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -84,6 +84,16 @@ async fn slow(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, Box
     Ok(State::new())
 }
 
+/// Returns a state PostgreSQL cannot store: a NUL character in a string.
+async fn unstorable(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, BoxError> {
+    g.add_node("a", |state: State, _ctx| async move {
+        Ok(state.with("text", "a\u{0}b"))
+    })
+    .set_entry_point("a")
+    .add_exit_point("a");
+    Ok(State::new())
+}
+
 fn registry() -> Registry {
     let mut registry = Registry::new();
     for def in [
@@ -109,6 +119,9 @@ fn registry() -> Registry {
         WorkflowDef::new("slow", "sleeps", |g, r, p| Box::pin(slow(g, r, p))),
         WorkflowDef::new("flaky", "fails once at b", |g, r, p| {
             Box::pin(flaky(g, r, p))
+        }),
+        WorkflowDef::new("unstorable", "returns a NUL", |g, r, p| {
+            Box::pin(unstorable(g, r, p))
         }),
     ] {
         registry.register(def).unwrap();
@@ -905,4 +918,158 @@ async fn shutdown_lets_runs_that_finish_in_time_complete() {
     let report = executor.shutdown(HANG).await;
     assert!(report.cancelled.is_empty() && report.all_stopped);
     assert_eq!(wait(execution).await.status, RunStatus::Completed);
+}
+
+#[tokio::test]
+async fn wait_returns_the_failed_record_of_a_run_whose_output_could_not_be_stored() {
+    // A refused statement aborts a test transaction: this needs a schema of its own.
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (executor, _) = executor_on(schema.pool().clone(), ExecutorConfig::default());
+    let run = wait(executor.start("unstorable", json!({})).await.unwrap()).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    let message = run.error_message.clone().unwrap();
+    assert!(
+        message.starts_with("recording the run failed, so it was stopped"),
+        "{message}"
+    );
+    let mut conn = executor.pool().get().await.unwrap();
+    assert_eq!(repository::find_run(&mut conn, run.id).await.unwrap(), run);
+    drop(conn);
+    drop(executor);
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn every_timestamp_of_a_run_is_read_off_one_clock() {
+    let (executor, _) = executor().await;
+    let run = executor.run("linear", json!({})).await.unwrap();
+    let (started, ended) = (run.started_at.unwrap(), run.completed_at.unwrap());
+    assert!(run.created_at <= started, "{run:?}");
+    let mut conn = executor.pool().get().await.unwrap();
+    let stages = repository::get_stages(&mut conn, run.id).await.unwrap();
+    let decisions = repository::get_decisions(&mut conn, run.id).await.unwrap();
+    for stage in &stages {
+        assert!(
+            started <= stage.created_at && stage.created_at <= ended,
+            "{stage:?}"
+        );
+    }
+    for decision in &decisions {
+        assert!(
+            started <= decision.created_at && decision.created_at <= ended,
+            "{decision:?}"
+        );
+    }
+    let checkpointed: chrono::DateTime<chrono::Utc> = checkpoints::table
+        .find(run.id)
+        .select(checkpoints::updated_at)
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert!(checkpointed <= ended);
+}
+
+#[tokio::test]
+async fn a_resume_that_fails_keeps_the_runs_first_error_and_says_what_failed() {
+    let (executor, _) = executor().await;
+    let failed = executor.run("flaky", json!({})).await.unwrap();
+    assert_eq!(failed.status, RunStatus::Failed);
+    let first = failed.error_message.clone().unwrap();
+    {
+        let mut conn = executor.pool().get().await.unwrap();
+        diesel::update(checkpoints::table.find(failed.id))
+            .set(checkpoints::state_data.eq(json!("not a state")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let run = wait(executor.resume(failed.id).await.unwrap()).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    let message = run.error_message.unwrap();
+    assert!(
+        message.starts_with("resuming failed: its checkpoint could not be read"),
+        "{message}"
+    );
+    assert!(
+        message.ends_with(&format!(
+            "(before this resume, the run had failed with: {first})"
+        )),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_start_under_way_when_shutdown_begins_is_drained_before_shutdown_returns() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let key = 0x7374_6172_7401_i64;
+    // A connection of its own (not pooled), so that a failing test releases the lock.
+    let mut holder = diesel_async::AsyncPgConnection::establish(schema.database_url())
+        .await
+        .unwrap();
+    holder
+        .batch_execute(&format!(
+            "CREATE FUNCTION hold_insert() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN PERFORM pg_advisory_xact_lock_shared({key}); RETURN NEW; END $$;
+             CREATE TRIGGER hold_insert BEFORE INSERT ON runs FOR EACH ROW
+               EXECUTE FUNCTION hold_insert();
+             SELECT pg_advisory_lock({key});"
+        ))
+        .await
+        .unwrap();
+    let (executor, _) = executor_on(schema.pool().clone(), ExecutorConfig::default());
+    // A start whose insert waits inside its statement.
+    let starting = tokio::spawn({
+        let executor = executor.clone();
+        async move { executor.start("linear", json!({})).await }
+    });
+    crate::fence::until_blocked(&schema, "INSERT INTO \"runs\"%").await;
+    let mut shutdown = tokio::spawn({
+        let executor = executor.clone();
+        async move { executor.shutdown(HANG).await }
+    });
+    // Shutdown has begun once new starts are refused (or queue behind it)...
+    let unknown = crate::fixtures::unknown_run();
+    tokio::time::timeout(HANG, async {
+        loop {
+            match tokio::time::timeout(Duration::from_millis(50), executor.resume(unknown)).await {
+                Ok(Err(Error::ShuttingDown)) | Err(_) => return,
+                Ok(_) => tokio::task::yield_now().await,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        executor.start("linear", json!({})).await,
+        Err(Error::ShuttingDown)
+    ));
+    // ...but it cannot end while the start under way has not spawned its run.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut shutdown)
+            .await
+            .is_err(),
+        "shutdown returned before a start under way had spawned its run"
+    );
+    holder
+        .batch_execute(&format!("SELECT pg_advisory_unlock({key})"))
+        .await
+        .unwrap();
+    let execution = starting.await.unwrap().unwrap();
+    let report = shutdown.await.unwrap();
+    assert!(
+        report.all_stopped && report.cancelled.is_empty(),
+        "{report:?}"
+    );
+    let mut conn = schema.pool().get().await.unwrap();
+    let run = repository::find_run(&mut conn, execution.run_id())
+        .await
+        .unwrap();
+    assert_eq!(
+        run.status,
+        RunStatus::Completed,
+        "drained, not left running"
+    );
+    drop(conn);
+    drop(holder);
+    schema.drop_schema().await.unwrap();
 }

@@ -6,6 +6,7 @@ mod catalog;
 mod checkpoints;
 mod connection_errors;
 mod executor;
+mod fence;
 mod fixtures;
 mod http;
 mod integrity;

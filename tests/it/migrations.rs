@@ -218,3 +218,49 @@ async fn stages_are_indexed_by_id_and_by_their_unique_key_only() {
         ["stages_pkey", "stages_run_id_node_name_iteration_key"]
     );
 }
+
+#[tokio::test]
+async fn a_database_not_migrated_says_to_run_migrate_up() {
+    let schema = IsolatedSchema::create_unmigrated().await.unwrap();
+    let mut conn = schema.pool().get().await.unwrap();
+    let id = workflows::RunId::from_uuid(uuid::Uuid::new_v4());
+    let err = workflows::repository::find_run(&mut conn, id)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, workflows::Error::NotMigrated { .. }),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains(r#"relation "runs" does not exist"#)
+            && message.contains("workflows migrate up"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_database_migrated_by_an_older_version_says_to_run_migrate_up() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let mut migrator = Migrator::new(schema.pool().get().await.unwrap());
+    migrator.revert_last().await.unwrap();
+    migrator.revert_last().await.unwrap();
+    drop(migrator);
+    let mut registry = workflows::Registry::new();
+    registry
+        .register(workflows::WorkflowDef::new("w", "w", |g, r, p| {
+            Box::pin(crate::fixtures::linear(g, r, p))
+        }))
+        .unwrap();
+    let executor = workflows::Executor::builder(schema.pool().clone(), registry).build();
+    let err = executor
+        .submit("w", serde_json::json!({}), Some("key"))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains(r#"column "idempotency_key" of relation "runs" does not exist"#)
+            && message.contains("workflows migrate up"),
+        "{message}"
+    );
+}

@@ -145,3 +145,76 @@ fn workflow_info_has_name_and_description() {
         json!({"name": "a", "description": "b"})
     );
 }
+
+/// Params and a result PostgreSQL stores but `f64` cannot hold: digits beyond 64 bits, a
+/// scale to keep, a number far out of range.
+const ODD_NUMBERS: &str =
+    r#"{"big": 123456789012345678901234567890, "price": 1.10, "huge": 1e400}"#;
+
+async fn insert_odd_run(conn: &mut diesel_async::AsyncPgConnection) -> workflows::RunId {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use workflows::schema::runs;
+    let odd: workflows::RawJson = serde_json::from_str(ODD_NUMBERS).unwrap();
+    diesel::insert_into(runs::table)
+        .values((
+            runs::workflow_name.eq("odd"),
+            runs::status.eq(RunStatus::Completed),
+            runs::params.eq(&odd),
+            runs::result.eq(&odd),
+        ))
+        .returning(runs::id)
+        .get_result(conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn numbers_come_back_as_stored() {
+    let mut conn = testing::connection().await.unwrap();
+    let id = insert_odd_run(&mut conn).await;
+    let run = repository::find_run(&mut conn, id).await.unwrap();
+    let huge = format!("1{}", "0".repeat(400));
+    for stored in [run.params.unwrap(), run.result.unwrap()] {
+        let text = stored.as_str();
+        assert!(text.contains("123456789012345678901234567890"), "{text}");
+        assert!(text.contains("1.10"), "{text}");
+        assert!(
+            text.contains(&huge),
+            "1e400 as PostgreSQL's numeric prints it: {text}"
+        );
+    }
+    let body = serde_json::to_string(&repository::find_run(&mut conn, id).await.unwrap()).unwrap();
+    assert!(
+        body.contains(r#""big": 123456789012345678901234567890"#),
+        "{body}"
+    );
+    assert!(body.contains(r#""price": 1.10"#), "{body}");
+}
+
+#[tokio::test]
+async fn one_odd_row_does_not_break_a_page() {
+    let mut conn = testing::connection().await.unwrap();
+    let odd = insert_odd_run(&mut conn).await;
+    let plain = insert_run(&mut conn, "plain", RunStatus::Pending, t0()).await;
+    let page = repository::list_runs(
+        &mut conn,
+        &workflows::PageConfig::default(),
+        workflows::PageRequest::new(1, 20),
+        &workflows::RunFilters::default(),
+    )
+    .await
+    .unwrap();
+    let ids: Vec<_> = page.data.iter().map(|r| r.id).collect();
+    assert!(ids.contains(&odd) && ids.contains(&plain), "{ids:?}");
+    let keyset = repository::list_runs_keyset(
+        &mut conn,
+        &workflows::PageConfig::default(),
+        workflows::PageRequest::new(1, 20),
+        &workflows::RunFilters::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(keyset.data.len(), 2);
+}

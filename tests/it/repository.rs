@@ -125,6 +125,61 @@ async fn filters_select_by_workflow_and_status() {
 }
 
 #[tokio::test]
+async fn empty_filters_count_as_absent() {
+    let mut conn = testing::connection().await.unwrap();
+    five_runs(&mut conn).await;
+    let page = list(&mut conn, "status=&workflow_name=&search=")
+        .await
+        .unwrap();
+    assert_eq!(page.total, 5);
+}
+
+#[tokio::test]
+async fn a_nul_character_in_filters_built_in_code_is_a_400_naming_it() {
+    let mut conn = testing::connection().await.unwrap();
+    let config = PageConfig::default();
+    let filters = RunFilters {
+        workflow_name: Some("sum\0marize".into()),
+        ..RunFilters::default()
+    };
+    let err = repository::list_runs(&mut conn, &config, PageRequest::new(1, 20), &filters)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        err.to_string().starts_with("invalid workflow_name"),
+        "{err}"
+    );
+    let search = PageRequest {
+        search: Some("a\0".into()),
+        ..PageRequest::new(1, 20)
+    };
+    for keyset in [false, true] {
+        let err = if keyset {
+            repository::list_runs_keyset(
+                &mut conn,
+                &config,
+                search.clone(),
+                &RunFilters::default(),
+                None,
+            )
+            .await
+            .map(|_| ())
+            .unwrap_err()
+        } else {
+            repository::list_runs(&mut conn, &config, search.clone(), &RunFilters::default())
+                .await
+                .map(|_| ())
+                .unwrap_err()
+        };
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{err}");
+        assert!(err.to_string().starts_with("invalid search"), "{err}");
+    }
+    // The connection is still usable: nothing reached PostgreSQL.
+    assert_eq!(list(&mut conn, "").await.unwrap().total, 0);
+}
+
+#[tokio::test]
 async fn an_unknown_status_filter_is_a_400_naming_it() {
     let err = RunFilters::from_query("status=done;drop").unwrap_err();
     assert_eq!(err.status(), StatusCode::BAD_REQUEST);

@@ -126,3 +126,24 @@ async fn an_isolated_schema_is_dropped_when_it_goes_out_of_scope() {
     };
     assert!(!schema_exists(&name).await);
 }
+
+#[tokio::test]
+async fn a_test_pool_whose_transaction_was_aborted_fails_loudly_instead_of_starting_over() {
+    let pool = testing::pool().await.unwrap();
+    {
+        let mut conn = pool.get().await.unwrap();
+        insert_run(&mut conn, "kept?", RunStatus::Pending, at(0)).await;
+        // Not wrapped in a savepoint: the failure aborts the test transaction.
+        let refused = diesel::insert_into(runs::table)
+            .values((runs::workflow_name.eq("x"), runs::status.eq("sleeping")))
+            .execute(&mut conn)
+            .await;
+        assert!(refused.is_err());
+    }
+    let err = pool.get().await.err().expect("no fresh transaction");
+    let message = workflows::Error::from(err).to_string();
+    assert!(
+        message.contains("the test transaction was lost") && message.contains("savepoint"),
+        "{message}"
+    );
+}

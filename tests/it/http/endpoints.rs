@@ -80,6 +80,52 @@ async fn list_runs_returns_the_page_envelope_filtered_and_sorted() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn numbers_are_served_as_stored_and_an_odd_row_does_not_break_a_page() {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use workflows::schema::runs;
+    let server = TestServer::start().await;
+    let odd: workflows::RawJson = serde_json::from_str(
+        r#"{"big": 123456789012345678901234567890, "price": 1.10, "huge": 1e400}"#,
+    )
+    .unwrap();
+    let id: workflows::RunId = diesel::insert_into(runs::table)
+        .values((
+            runs::workflow_name.eq("odd"),
+            runs::status.eq(RunStatus::Completed),
+            runs::params.eq(&odd),
+        ))
+        .returning(runs::id)
+        .get_result(&mut server.executor.pool().get().await.unwrap())
+        .await
+        .unwrap();
+    let response = server.get(&format!("/workflows/runs/{id}")).await;
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    assert!(
+        body.contains(r#""big": 123456789012345678901234567890"#),
+        "{body}"
+    );
+    assert!(body.contains(r#""price": 1.10"#), "{body}");
+    assert!(
+        body.contains(&format!(r#""huge": 1{}"#, "0".repeat(400))),
+        "{body}"
+    );
+    for list in ["/workflows/runs", "/workflows/runs/keyset"] {
+        let response = server.get(list).await;
+        assert_eq!(response.status(), 200, "{list}");
+        assert!(
+            response
+                .text()
+                .await
+                .unwrap()
+                .contains("123456789012345678901234567890")
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn page_size_is_capped_at_the_maximum_and_defaults_below_one() {
     let server = TestServer::start().await;
     let page: Value = server
