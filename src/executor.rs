@@ -688,14 +688,13 @@ async fn heartbeat(inner: std::sync::Weak<Inner>) {
         }
         .await;
         match renewed {
-            Ok(held) => {
+            Ok(renewal) => {
                 retrying = None;
-                let held: HashSet<uuid::Uuid> = held.into_iter().collect();
                 // Only attempts whose token was asked about: others started during the query.
                 for (token, active) in inner.active().iter() {
-                    if held.contains(token) {
+                    if renewal.renewed.contains(token) {
                         active.deadline.renewed(sent, lease);
-                    } else if asked.contains(token) {
+                    } else if asked.contains(token) && !renewal.holds(token) {
                         tracing::info!(run_id = %active.run_id, "the run is no longer held by this executor: stopping its attempt");
                         active.cancel.cancel();
                     }

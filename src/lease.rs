@@ -391,27 +391,65 @@ pub(crate) async fn refuse_without_checkpoint(
     Ok(())
 }
 
-/// Extends the leases whose tokens are given, for runs still running; returns the tokens
-/// that are still held. A token missing from the answer lost its run: it was cancelled,
-/// ended, or taken over by another worker.
+/// What a heartbeat found of the leases it renewed.
+#[derive(Debug, Default)]
+pub(crate) struct Renewal {
+    /// Leases extended from now.
+    pub(crate) renewed: Vec<Uuid>,
+    /// Leases still held but not extended: their run's row was locked by a write in flight
+    /// (its own executor's node commit, whose lock no takeover can pass meanwhile).
+    pub(crate) busy: Vec<Uuid>,
+}
+
+impl Renewal {
+    /// Whether the lease with `token` is still held.
+    pub(crate) fn holds(&self, token: &Uuid) -> bool {
+        self.renewed.contains(token) || self.busy.contains(token)
+    }
+}
+
+/// Extends the leases whose tokens are given, for runs still running. A token in neither
+/// list of the answer lost its run: it was cancelled, ended, or taken over by another
+/// worker. Rows locked by a write in flight are skipped rather than waited for, so that one
+/// slow node commit does not hold up the renewal of every other run.
 pub(crate) async fn renew(
     conn: &mut AsyncPgConnection,
     tokens: &[Uuid],
     lease: Duration,
-) -> Result<Vec<Uuid>> {
-    let held: Vec<Option<Uuid>> = diesel::update(
-        runs::table
-            .filter(runs::lease_token.eq_any(tokens))
-            .filter(runs::status.eq(Running)),
-    )
-    .set((
-        runs::heartbeat_at.eq(clock_timestamp().nullable()),
-        runs::lease_expires_at.eq((clock_timestamp() + interval(lease)).nullable()),
-    ))
-    .returning(runs::lease_token)
-    .get_results(conn)
-    .await?;
-    Ok(held.into_iter().flatten().collect())
+) -> Result<Renewal> {
+    let free = diesel::alias!(runs as free);
+    let lockable = free
+        .select(free.field(runs::id))
+        .filter(free.field(runs::lease_token).eq_any(tokens))
+        .filter(free.field(runs::status).eq(Running))
+        .for_no_key_update()
+        .skip_locked();
+    let renewed: Vec<Option<Uuid>> = diesel::update(runs::table.filter(runs::id.eq_any(lockable)))
+        .set((
+            runs::heartbeat_at.eq(clock_timestamp().nullable()),
+            runs::lease_expires_at.eq((clock_timestamp() + interval(lease)).nullable()),
+        ))
+        .returning(runs::lease_token)
+        .get_results(conn)
+        .await?;
+    let renewed: Vec<Uuid> = renewed.into_iter().flatten().collect();
+    let skipped: Vec<Uuid> = tokens
+        .iter()
+        .filter(|t| !renewed.contains(t))
+        .copied()
+        .collect();
+    let busy = if skipped.is_empty() {
+        Vec::new()
+    } else {
+        let busy: Vec<Option<Uuid>> = runs::table
+            .filter(runs::lease_token.eq_any(&skipped))
+            .filter(runs::status.eq(Running))
+            .select(runs::lease_token)
+            .load(conn)
+            .await?;
+        busy.into_iter().flatten().collect()
+    };
+    Ok(Renewal { renewed, busy })
 }
 
 /// Ends the leases with these tokens now, for runs still running, so that another worker

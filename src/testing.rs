@@ -226,10 +226,16 @@ impl Drop for IsolatedSchema {
     }
 }
 
+/// Drops the schema, first ending every session still connected to it (found by its
+/// `application_name`): one a failed test left holding a lock would block the drop forever.
 async fn drop_schema(url: &str, name: &str) -> Result<()> {
     establish(url)
         .await?
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+        .batch_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE application_name = '{name}' AND pid <> pg_backend_pid();
+             DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
+        ))
         .await?;
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::fixtures::{Gate, HANG, mark};
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use http::StatusCode;
 use serde_json::json;
 use tokio::sync::Notify;
@@ -696,4 +696,417 @@ async fn a_frequent_heartbeat_never_stops_the_runs_it_holds() {
             assert_eq!(status, RunStatus::Completed);
         }
     }
+}
+
+/// The run's lease token, owner and whether its lease holds now.
+async fn lease_of(pool: &Pool, id: RunId) -> (Option<uuid::Uuid>, Option<String>, bool) {
+    #[derive(QueryableByName)]
+    struct Held {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        held: bool,
+    }
+    let mut conn = pool.get().await.unwrap();
+    let (token, owner): (Option<uuid::Uuid>, Option<String>) = runs::table
+        .find(id)
+        .select((runs::lease_token, runs::owner))
+        .first(&mut conn)
+        .await
+        .unwrap();
+    let held: Held = diesel::sql_query(
+        "SELECT lease_expires_at > clock_timestamp() AS held FROM runs WHERE id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id.as_uuid())
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    (token, owner, held.held)
+}
+
+#[tokio::test]
+async fn cancel_then_resume_at_once_keeps_the_new_attempts_heartbeat() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let lease = Duration::from_millis(600);
+    let (executor, gate) = executor(schema.pool(), "a", lease, Duration::from_millis(100));
+    let mut first = executor.start("gated", json!({})).await.unwrap();
+    let id = first.run_id();
+    until_started(schema.pool(), id, "wait").await;
+    // Cancelled from elsewhere (so this process does not interrupt the node), then resumed
+    // here at once: two attempts at one run, both waiting at the gate, the old one first.
+    cancel_elsewhere(schema.pool(), id).await;
+    let second = executor.resume(id).await.unwrap();
+    until_started_at(schema.pool(), id, "wait", 3).await;
+    let (token, _, _) = lease_of(schema.pool(), id).await;
+
+    // The old attempt passes the gate, its write is refused, and it ends.
+    gate.0.notify_one();
+    while let Some(event) = tokio::time::timeout(HANG, first.next_event())
+        .await
+        .unwrap()
+    {
+        if event.is_final() {
+            assert!(
+                matches!(event, workflows::Event::Handover { .. }),
+                "{event:?}"
+            );
+        }
+    }
+    // The new attempt still renews its lease, long after the old one ended.
+    tokio::time::sleep(lease * 2).await;
+    assert_eq!(
+        lease_of(schema.pool(), id).await,
+        (token, Some(s("a")), true)
+    );
+    assert_eq!(executor.active_runs(), 1);
+
+    gate.0.notify_one();
+    let run = tokio::time::timeout(HANG, second.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(
+        owner_and_recoveries(schema.pool(), id).await,
+        (Some(s("a")), 0)
+    );
+}
+
+/// Waits until the run's stage of `node` at step `iteration` has started.
+async fn until_started_at(pool: &Pool, id: RunId, node: &str, iteration: i32) {
+    tokio::time::timeout(HANG, async {
+        loop {
+            if steps(pool, id)
+                .await
+                .contains(&(s(node), iteration, StageStatus::Started))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the node started");
+}
+
+#[tokio::test]
+async fn a_process_whose_lease_ran_out_in_an_outage_takes_its_own_run_over_and_keeps_it() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    // Renewals fail while `outage` holds a row (a takeover, which changes the token, does
+    // not): to the executor, the database is out of reach for its heartbeat.
+    schema
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE TABLE outage (on_since timestamptz);
+             CREATE FUNCTION refuse_renewals() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF NEW.lease_token = OLD.lease_token AND EXISTS (SELECT FROM outage) THEN
+                 RAISE EXCEPTION 'no renewals during the outage';
+               END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_renewals BEFORE UPDATE OF heartbeat_at ON runs
+               FOR EACH ROW EXECUTE FUNCTION refuse_renewals();",
+        )
+        .await
+        .unwrap();
+    let lease = Duration::from_millis(600);
+    let (executor, gate) = executor(schema.pool(), "a", lease, Duration::from_millis(100));
+    let worker = worker(executor.clone(), WorkerConfig::default());
+    let mut old = executor.start("gated", json!({})).await.unwrap();
+    let id = old.run_id();
+    until_started(schema.pool(), id, "wait").await;
+    let outage = |on: bool| {
+        let pool = schema.pool().clone();
+        async move {
+            let sql = if on {
+                "INSERT INTO outage VALUES (now())"
+            } else {
+                "DELETE FROM outage"
+            };
+            pool.get().await.unwrap().batch_execute(sql).await.unwrap();
+        }
+    };
+    outage(true).await;
+    tokio::time::timeout(HANG, async {
+        while lease_of(schema.pool(), id).await.2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    // This very process's worker takes the run over, with a new token.
+    assert_eq!(worker.fill().await.unwrap(), 1);
+    outage(false).await;
+    let (token, owner, _) = lease_of(schema.pool(), id).await;
+    assert_eq!(owner.as_deref(), Some("a"));
+
+    // The old attempt, its lease gone, was stopped and has ended; the new one keeps its
+    // heartbeat.
+    let mut last = None;
+    while let Some(event) = tokio::time::timeout(HANG, old.next_event()).await.unwrap() {
+        last = Some(event);
+    }
+    assert!(
+        matches!(last, Some(workflows::Event::Handover { .. })),
+        "the old attempt ended without ending the run: {last:?}"
+    );
+    tokio::time::sleep(lease * 2).await;
+    assert_eq!(
+        lease_of(schema.pool(), id).await,
+        (token, Some(s("a")), true)
+    );
+    assert_eq!(executor.active_runs(), 1);
+    gate.0.notify_one();
+    let run = until_status(schema.pool(), id, RunStatus::Completed).await;
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(
+        owner_and_recoveries(schema.pool(), id).await,
+        (Some(s("a")), 1)
+    );
+}
+
+#[tokio::test]
+async fn a_pool_smaller_than_the_concurrency_keeps_every_lease() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    // Every stage completion waits inside its statement until the test lets go, so the runs'
+    // commits keep the pool's connections (and their runs' rows) for as long as it likes.
+    let key = 0x706f_6f6c_01_i64;
+    let mut holder = AsyncPgConnection::establish(schema.database_url())
+        .await
+        .unwrap();
+    holder
+        .batch_execute(&format!(
+            "CREATE FUNCTION hold_completion() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN PERFORM pg_advisory_xact_lock_shared({key}); RETURN NEW; END $$;
+             CREATE TRIGGER hold_completion BEFORE UPDATE ON stages FOR EACH ROW
+               WHEN (NEW.status = 'completed') EXECUTE FUNCTION hold_completion();
+             SELECT pg_advisory_lock({key});"
+        ))
+        .await
+        .unwrap();
+    let small = workflows::DbConfig {
+        max_connections: 2,
+        ..workflows::DbConfig::new(schema.database_url())
+    }
+    .build_pool()
+    .unwrap();
+    let lease = Duration::from_millis(800);
+    let (small_executor, _) = executor(&small, "small", lease, Duration::from_millis(100));
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(
+            small_executor
+                .submit("quick", json!({}), None)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let small_worker = worker(
+        small_executor,
+        WorkerConfig {
+            concurrency: 8,
+            ..WorkerConfig::default()
+        },
+    );
+    assert_eq!(
+        small_worker.fill().await.unwrap(),
+        8,
+        "the small worker has every run"
+    );
+    // Another worker, on a pool of its own, takes over any run whose lease runs out.
+    let (rescuer, _) = executor(schema.pool(), "rescuer", SECOND * 30, SECOND);
+    let rescuer = worker(
+        rescuer,
+        WorkerConfig {
+            poll_interval: Duration::from_millis(20),
+            listen: false,
+            ..WorkerConfig::default()
+        },
+    );
+    let stop = Arc::new(Notify::new());
+    let (small_done, rescuer_done) = tokio::join!(
+        async {
+            let done = async {
+                crate::fence::until_blocked(&schema, "WITH \"held_run\"%").await;
+                // Long past the lease, with commits still stuck.
+                tokio::time::sleep(lease * 3).await;
+                // The runs whose commit is stuck hold their row: no one could take those
+                // over, nor renew their lease. Every other run's lease must have held.
+                let free: Vec<RunId> = runs::table
+                    .filter(runs::id.eq_any(&ids))
+                    .select(runs::id)
+                    .for_update()
+                    .skip_locked()
+                    .load(&mut schema.pool().get().await.unwrap())
+                    .await
+                    .unwrap();
+                stop.notify_one();
+                holder
+                    .batch_execute(&format!("SELECT pg_advisory_unlock({key})"))
+                    .await
+                    .unwrap();
+                for id in &ids {
+                    until_status(schema.pool(), *id, RunStatus::Completed).await;
+                }
+                free
+            };
+            let (free, report) = {
+                let (sender, receiver) = tokio::sync::oneshot::channel();
+                let report = small_worker
+                    .run_until(async {
+                        let _ = sender.send(done.await);
+                    })
+                    .await;
+                (receiver.await.unwrap(), report)
+            };
+            report.unwrap();
+            free
+        },
+        rescuer.run_until(stop.notified()),
+    );
+    rescuer_done.unwrap();
+    assert_eq!(
+        small_done.len(),
+        7,
+        "the runs write through one connection of the two: the other is the heartbeat's"
+    );
+    // (The run whose commit was stuck for three leases may have lost its lease when the
+    // commit landed: it held the run's lock, not its lease.)
+    for id in small_done {
+        assert_eq!(
+            owner_and_recoveries(schema.pool(), id).await,
+            (Some(s("small")), 0),
+            "no lease ran out on the live worker"
+        );
+        assert_eq!(steps(schema.pool(), id).await.len(), 2, "each node once");
+    }
+}
+
+#[tokio::test]
+async fn fills_called_at_once_claim_no_more_runs_than_there_are_slots() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (executor, gate) = executor(schema.pool(), "a", SECOND * 30, SECOND * 10);
+    for _ in 0..6 {
+        executor.submit("gated", json!({}), None).await.unwrap();
+    }
+    let worker = worker(
+        executor.clone(),
+        WorkerConfig {
+            concurrency: 2,
+            ..WorkerConfig::default()
+        },
+    );
+    let (a, b, c) = tokio::join!(worker.fill(), worker.fill(), worker.fill());
+    assert_eq!(a.unwrap() + b.unwrap() + c.unwrap(), 2);
+    let running: i64 = runs::table
+        .filter(runs::status.eq(RunStatus::Running))
+        .count()
+        .get_result(&mut schema.pool().get().await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(running, 2, "every claimed run has a slot");
+    assert_eq!(executor.active_runs(), 2);
+    gate.0.notify_waiters();
+    drop(worker);
+    executor.shutdown(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn pruning_keeps_the_checkpoints_of_runs_that_can_be_resumed_unless_told_otherwise() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let mut conn = schema.pool().get().await.unwrap();
+    let completed = finished_run(&mut conn, RunStatus::Completed, 10).await;
+    let failed = finished_run(&mut conn, RunStatus::Failed, 10).await;
+    let cancelled = finished_run(&mut conn, RunStatus::Cancelled, 10).await;
+    let week = Some(Duration::from_secs(7 * 86_400));
+    let left = async |conn: &mut AsyncPgConnection| -> Vec<RunId> {
+        let mut ids: Vec<RunId> = checkpoints::table
+            .select(checkpoints::run_id)
+            .load(conn)
+            .await
+            .unwrap();
+        ids.sort();
+        ids
+    };
+    let completed_only = Retention {
+        checkpoints_after: week,
+        ..Retention::default()
+    };
+    assert_eq!(
+        retention::prune(&mut conn, &completed_only)
+            .await
+            .unwrap()
+            .checkpoints,
+        1
+    );
+    let mut resumable = vec![failed, cancelled];
+    resumable.sort();
+    assert_eq!(left(&mut conn).await, resumable);
+
+    let resumable_too = Retention {
+        resumable_checkpoints_after: week,
+        ..Retention::default()
+    };
+    assert_eq!(
+        retention::prune(&mut conn, &resumable_too)
+            .await
+            .unwrap()
+            .checkpoints,
+        2
+    );
+    assert!(left(&mut conn).await.is_empty());
+    repository::find_run(&mut conn, completed).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_run_whose_checkpoint_was_pruned_is_not_resumed_from_the_start() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (executor, _) = executor(schema.pool(), "a", SECOND * 30, SECOND * 10);
+    let mut conn = schema.pool().get().await.unwrap();
+    let kept = finished_run(&mut conn, RunStatus::Failed, 10).await;
+    diesel::update(checkpoints::table.find(kept))
+        .set(checkpoints::state_data.eq(json!({
+            "data": {"a": 1}, "checkpoint_node": "a", "iteration": 1, "steps": 1,
+            "timestamp": "2026-01-01T00:00:00Z"
+        })))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let pruned = finished_run(&mut conn, RunStatus::Failed, 10).await;
+    diesel::delete(checkpoints::table.find(pruned))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    let err = executor.resume(pruned).await.err().unwrap();
+    assert!(
+        matches!(err, Error::NotResumable { run_id, .. } if run_id == pruned),
+        "{err:?}"
+    );
+    assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+    assert!(err.to_string().contains("checkpoint is gone"), "{err}");
+    let run = run_of(schema.pool(), pruned).await;
+    assert_eq!(run.status, RunStatus::Failed, "nothing changed");
+    assert_eq!(
+        steps(schema.pool(), pruned).await,
+        [(s("a"), 1, StageStatus::Completed)]
+    );
+
+    // With its checkpoint, a run continues after it: `a` is not run again.
+    let resumed = executor.resume(kept).await.unwrap();
+    let run = tokio::time::timeout(HANG, resumed.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(
+        steps(schema.pool(), kept).await,
+        [
+            (s("a"), 1, StageStatus::Completed),
+            (s("b"), 2, StageStatus::Completed)
+        ]
+    );
 }
