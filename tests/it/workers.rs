@@ -872,7 +872,7 @@ async fn a_pool_smaller_than_the_concurrency_keeps_every_lease() {
     let schema = IsolatedSchema::create().await.unwrap();
     // Every stage completion waits inside its statement until the test lets go, so the runs'
     // commits keep the pool's connections (and their runs' rows) for as long as it likes.
-    let key = 0x706f_6f6c_01_i64;
+    let key = 0x0070_6f6f_6c01_i64;
     let mut holder = AsyncPgConnection::establish(schema.database_url())
         .await
         .unwrap();
