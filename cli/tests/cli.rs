@@ -354,3 +354,75 @@ async fn runs_page_by_cursor_to_the_last_page() {
     assert!(stderr.contains(r#"invalid cursor "page-2""#), "{stderr}");
     schema.drop_schema().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn show_piped_into_a_reader_that_stops_early_exits_quietly() {
+    let (schema, url) = migrated().await;
+    let out = stdout(&workflows(
+        &[
+            "run",
+            "summarize",
+            "--params",
+            r#"{"text": "One. Two.", "delay_ms": 1}"#,
+        ],
+        Some(&url),
+    ));
+    let id = run_id_of(&out);
+    // `workflows show ID | head -1`: the reader closes the pipe after one line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_workflows"))
+        .args(["show", &id])
+        .env("DATABASE_URL", &url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    assert!(stderr.is_empty(), "nothing on stderr, no panic: {stderr}");
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn show_prints_numbers_as_stored() {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use workflows::schema::runs;
+    let (schema, url) = migrated().await;
+    let odd: workflows::RawJson = serde_json::from_str(
+        r#"{"big": 123456789012345678901234567890, "price": 1.10, "huge": 1e400}"#,
+    )
+    .unwrap();
+    let id: workflows::RunId = diesel::insert_into(runs::table)
+        .values((
+            runs::workflow_name.eq("odd"),
+            runs::status.eq(workflows::RunStatus::Completed),
+            runs::params.eq(&odd),
+            runs::result.eq(&odd),
+        ))
+        .returning(runs::id)
+        .get_result(&mut schema.pool().get().await.unwrap())
+        .await
+        .unwrap();
+    let shown = stdout(&workflows(&["show", &id.to_string()], Some(&url)));
+    assert!(shown.contains("123456789012345678901234567890"), "{shown}");
+    assert!(shown.contains("1.10"), "{shown}");
+    let listed = stdout(&workflows(&["runs"], Some(&url)));
+    assert!(listed.contains(&id.to_string()), "{listed}");
+    schema.drop_schema().await.unwrap();
+}
+
+#[test]
+fn a_worker_with_a_zero_lease_is_told_what_is_wrong() {
+    let out = workflows(
+        &["worker", "--lease-ms", "0"],
+        Some("postgres://postgres@127.0.0.1:1/nowhere"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"invalid --lease-ms "0": must be above 0"#),
+        "{stderr}"
+    );
+}

@@ -212,3 +212,102 @@ async fn runs_survive_a_postgres_restart_under_running_workers() {
         .unwrap();
     assert_eq!(leftover, 0, "no stage is left started");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_worker_rides_out_five_restarts_and_its_long_run_completes_without_a_recovery() {
+    let cluster = Cluster::start();
+    Migrator::new(connect(&cluster.url).await)
+        .run_pending()
+        .await
+        .unwrap();
+    let mut conn = connect(&cluster.url).await;
+    let id: workflows::RunId = diesel::insert_into(runs::table)
+        .values((
+            runs::workflow_name.eq("chain"),
+            runs::status.eq(RunStatus::Pending),
+            runs::params.eq(json!({"nodes": 1000, "payload": 1, "delay_ms": 2})),
+        ))
+        .returning(runs::id)
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    // A lease that outlasts a restart: the live worker keeps its run throughout.
+    let worker = WorkerProcess::start(
+        &cluster.url,
+        &[
+            "--name",
+            "steady",
+            "--lease-ms",
+            "8000",
+            "--heartbeat-ms",
+            "500",
+            "--poll-ms",
+            "200",
+        ],
+    );
+    let completed = async |url: &str| -> i64 {
+        let mut conn = connect(url).await;
+        stages::table
+            .filter(stages::run_id.eq(id))
+            .filter(stages::status.eq(StageStatus::Completed))
+            .count()
+            .get_result(&mut conn)
+            .await
+            .unwrap()
+    };
+    for restart in 1..=5 {
+        let deadline = Instant::now() + HANG;
+        while completed(&cluster.url).await < restart * 150 {
+            assert!(Instant::now() < deadline, "the run stopped making progress");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        cluster.restart();
+    }
+
+    let mut conn = connect(&cluster.url).await;
+    let deadline = Instant::now() + HANG;
+    loop {
+        let status: RunStatus = runs::table
+            .find(id)
+            .select(runs::status)
+            .first(&mut conn)
+            .await
+            .unwrap();
+        if status != RunStatus::Running && status != RunStatus::Pending {
+            assert_eq!(status, RunStatus::Completed);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run never ended");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(worker.stop().success());
+    let (owner, recoveries): (Option<String>, i32) = runs::table
+        .find(id)
+        .select((runs::owner, runs::recoveries))
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!((owner.as_deref(), recoveries), (Some("steady"), 0));
+    let steps: Vec<(i32, StageStatus)> = stages::table
+        .filter(stages::run_id.eq(id))
+        .select((stages::iteration, stages::status))
+        .order_by(stages::iteration)
+        .load(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(steps.len(), 1000, "each node recorded once");
+    assert!(
+        steps
+            .iter()
+            .enumerate()
+            .all(|(i, (step, status))| *step == i as i32 + 1 && *status == StageStatus::Completed)
+    );
+    let decided: i64 = workflows::schema::decisions::table
+        .filter(workflows::schema::decisions::run_id.eq(id))
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(decided, 1000);
+}

@@ -325,3 +325,51 @@ async fn a_cancel_from_another_process_stops_a_worker_s_run() {
     drop(conn);
     schema.drop_schema().await.unwrap();
 }
+
+/// Forwards connections made to `listener` to `target` (host:port) once started.
+async fn forward(listener: tokio::net::TcpListener, target: String) {
+    loop {
+        let Ok((mut client, _)) = listener.accept().await else {
+            return;
+        };
+        let target = target.clone();
+        tokio::spawn(async move {
+            if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            }
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_started_before_the_database_is_reachable_waits_for_it_saying_so() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let url = schema.database_url().to_owned();
+    // The database is reached through a port nothing listens on yet.
+    let at = url.find('@').unwrap() + 1;
+    let end = at + url[at..].find('/').unwrap();
+    let server = url[at..end].to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let through = format!("{}127.0.0.1:{port}{}", &url[..at], &url[end..]);
+    let worker = WorkerProcess::launch(&through, &["--name", "early", "--poll-ms", "100"]);
+    let said = worker.expect_line("stderr: worker: cannot reach the database yet");
+    assert!(said.contains("retrying in"), "{said}");
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let proxy = tokio::spawn(forward(listener, server));
+    worker.expect_line("worker early started");
+    let ids = pending(&url, 1, json!({"nodes": 2})).await;
+    until(&url, "the run completed", async |conn| {
+        status(conn, ids[0]).await == RunStatus::Completed
+    })
+    .await;
+    assert!(worker.stop().success());
+    proxy.abort();
+    schema.drop_schema().await.unwrap();
+}

@@ -935,14 +935,24 @@ async fn a_pool_smaller_than_the_concurrency_keeps_every_lease() {
                 tokio::time::sleep(lease * 3).await;
                 // The runs whose commit is stuck hold their row: no one could take those
                 // over, nor renew their lease. Every other run's lease must have held.
-                let free: Vec<RunId> = runs::table
-                    .filter(runs::id.eq_any(&ids))
-                    .select(runs::id)
-                    .for_update()
-                    .skip_locked()
-                    .load(&mut schema.pool().get().await.unwrap())
-                    .await
-                    .unwrap();
+                // (A renewal in flight locks the rows it renews for a moment: look again.)
+                let mut conn = schema.pool().get().await.unwrap();
+                let mut free: Vec<RunId> = Vec::new();
+                for _ in 0..100 {
+                    free = runs::table
+                        .filter(runs::id.eq_any(&ids))
+                        .select(runs::id)
+                        .for_update()
+                        .skip_locked()
+                        .load(&mut conn)
+                        .await
+                        .unwrap();
+                    if free.len() == 7 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                drop(conn);
                 stop.notify_one();
                 holder
                     .batch_execute(&format!("SELECT pg_advisory_unlock({key})"))

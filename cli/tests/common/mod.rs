@@ -21,16 +21,22 @@ pub struct WorkerProcess {
 impl WorkerProcess {
     /// `workflows worker ARGS`, once it has started.
     pub fn start(url: &str, args: &[&str]) -> Self {
-        let worker = Self::spawn(url, "worker", args, "worker stopped");
+        let worker = Self::spawn(url, "worker", args, "worker stopped", false);
         worker.expect_line("worker ");
         worker
+    }
+
+    /// `workflows worker ARGS` at once, whether or not it can start; its standard error's
+    /// lines come with its output's, each prefixed `stderr: `.
+    pub fn launch(url: &str, args: &[&str]) -> Self {
+        Self::spawn(url, "worker", args, "worker stopped", true)
     }
 
     /// `workflows serve --addr 127.0.0.1:0 ARGS`, once it listens, and its base URL.
     pub fn serve(url: &str, args: &[&str]) -> (Self, String) {
         let mut all = vec!["--addr", "127.0.0.1:0"];
         all.extend_from_slice(args);
-        let server = Self::spawn(url, "serve", &all, "stopped");
+        let server = Self::spawn(url, "serve", &all, "stopped", false);
         let line = server.expect_line("serving ");
         let base = line["serving ".len()..]
             .split('/')
@@ -40,7 +46,13 @@ impl WorkerProcess {
         (server, base)
     }
 
-    fn spawn(url: &str, command: &str, args: &[&str], stopped: &'static str) -> Self {
+    fn spawn(
+        url: &str,
+        command: &str,
+        args: &[&str],
+        stopped: &'static str,
+        read_stderr: bool,
+    ) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_workflows"))
             .arg(command)
             .args(args)
@@ -49,17 +61,28 @@ impl WorkerProcess {
             .env("RUST_LOG", "workflows=info")
             .stdout(Stdio::piped())
             // The worker's log, for when a test fails: set WORKFLOWS_TEST_WORKER_LOGS=1.
-            .stderr(
-                if std::env::var_os("WORKFLOWS_TEST_WORKER_LOGS").is_some() {
-                    Stdio::inherit()
-                } else {
-                    Stdio::null()
-                },
-            )
+            .stderr(if read_stderr {
+                Stdio::piped()
+            } else if std::env::var_os("WORKFLOWS_TEST_WORKER_LOGS").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .unwrap();
         let (sender, lines) = mpsc::channel();
         let stdout = child.stdout.take().unwrap();
+        if let Some(stderr) = child.stderr.take() {
+            let sender = sender.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let line = format!("stderr: {}", line.unwrap_or_default());
+                    if sender.send(line).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 if sender.send(line.unwrap_or_default()).is_err() {
