@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use workflows::db::Migrator;
-use workflows::{CheckpointStore, DbConfig, PgCheckpointStore, RunId, State};
+use workflows::{DbConfig, PgCheckpointStore, RunId, State};
 
 type Fail = Box<dyn std::error::Error>;
 
@@ -92,7 +92,7 @@ async fn main() -> Result<(), Fail> {
             store.save(id, &state).await?;
             saves.push(started.elapsed());
             let started = Instant::now();
-            let loaded = CheckpointStore::load(&store, id).await?;
+            let loaded = store.get(id).await?;
             loads.push(started.elapsed());
             if loaded.as_ref() != Some(&state) {
                 return Err(format!("the {label} checkpoint of {id} did not round-trip").into());

@@ -87,11 +87,9 @@ async fn claims(worker: &Worker, n: usize) -> Result<Vec<Duration>, Fail> {
 
 async fn prunes(conn: &mut AsyncPgConnection, n: usize) -> Result<Vec<Duration>, Fail> {
     // Nothing is older than a year: the common case, a prune with nothing to do.
-    let year = Retention {
-        runs_after: Some(Duration::from_secs(365 * 86_400)),
-        checkpoints_after: Some(Duration::from_secs(365 * 86_400)),
-        ..Retention::default()
-    };
+    let year = Retention::default()
+        .runs_after(Duration::from_secs(365 * 86_400))
+        .checkpoints_after(Duration::from_secs(365 * 86_400));
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         let started = Instant::now();
@@ -144,11 +142,7 @@ async fn main() -> Result<(), Fail> {
     let executor = Executor::builder(pool, registry).build();
     let worker = Worker::new(
         executor.clone(),
-        WorkerConfig {
-            concurrency: 1,
-            listen: false,
-            ..Default::default()
-        },
+        WorkerConfig::default().concurrency(1).listen(false),
     );
     let mut figures = Figures { rows: Vec::new() };
 

@@ -46,12 +46,7 @@ async fn waiting(g: &mut GraphBuilder, _: &Runtime, p: Params) -> Result<State, 
 async fn main() -> Result<(), Fail> {
     let url =
         std::env::var("DATABASE_URL").map_err(|_| "set DATABASE_URL (./scripts/bench does)")?;
-    let pool = DbConfig {
-        max_connections: 10,
-        ..DbConfig::new(url)
-    }
-    .connect()
-    .await?;
+    let pool = DbConfig::new(url).max_connections(10).connect().await?;
     run_pending_migrations(&pool).await?;
     let mut registry = Registry::new();
     registry.register(WorkflowDef::new(

@@ -279,7 +279,7 @@ async fn main() -> Result<(), Fail> {
     b.report("find_run", ms, Some(2.0));
     let conn = &mut *b.conn;
     let ms = time(n * 4, async || {
-        let stages = repository::get_stages(conn, staged).await?;
+        let stages = repository::stages(conn, staged).await?;
         assert_eq!(stages.len(), 10);
         Ok(())
     })

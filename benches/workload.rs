@@ -98,12 +98,7 @@ async fn main() -> Result<(), Fail> {
     };
     let url =
         std::env::var("DATABASE_URL").map_err(|_| "set DATABASE_URL (./scripts/bench does)")?;
-    let pool = DbConfig {
-        max_connections: 16,
-        ..DbConfig::new(url)
-    }
-    .connect()
-    .await?;
+    let pool = DbConfig::new(url).max_connections(16).connect().await?;
     run_pending_migrations(&pool).await?;
     let mut registry = Registry::new();
     registry.register(WorkflowDef::new("w", "workload W", |g, r, p| {

@@ -12,12 +12,13 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::db::DbConfig;
 use crate::error::{Error, Result};
-use crate::page::PageConfig;
+use crate::query::page::PageConfig;
+use crate::store::db::DbConfig;
 
 /// Everything the library reads from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     /// Database connection and pool.
     pub db: DbConfig,

@@ -1,22 +1,37 @@
-//! The library's one error type, and the HTTP status each error maps to.
+//! The library's one error type, and the kind of each error (what an API answers with it:
+//! the HTTP mapping itself is in [`http`](crate::http)).
+//!
+//! The layers below (the model, the graph) have errors of their own, which convert into this
+//! one: [`InvalidValue`] (a malformed id or status), [`ValueError`] (a key of the state or the
+//! params), [`GraphError`] (a graph that cannot run).
 
 use std::fmt;
 
-use http::StatusCode;
-
-use crate::graph::GraphError;
-use crate::model::{RunId, RunStatus};
-
-/// Any error a workflow factory or node may return: whatever implements
-/// [`std::error::Error`], and plain strings (`Err("no input".into())`).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+use crate::graph::{BoxError, GraphError, ValueError};
+use crate::model::{InvalidValue, RunId, RunStatus};
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What kind of failure an [`Error`] is: what a caller can do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// An unknown run or workflow (HTTP 404).
+    NotFound,
+    /// Bad input, or a change the run's status refuses (HTTP 400).
+    InvalidInput,
+    /// The database could not be reached in time, or the executor is shutting down: try
+    /// again later, or elsewhere (HTTP 503).
+    Unavailable,
+    /// Anything else (HTTP 500).
+    Internal,
+}
+
 /// Everything that can go wrong in this library.
 ///
-/// [`Error::status`] maps each error to the HTTP status an API should answer with.
+/// [`Error::kind`] says what kind of failure it is (and, with the `http` feature,
+/// `Error::status` the HTTP status an API answers with).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -176,23 +191,22 @@ pub enum Error {
 }
 
 impl Error {
-    /// The HTTP status an API answers this error with: 404 for an unknown run or workflow,
-    /// 400 for bad input and refused status changes, 503 when no database connection is
-    /// available in time, 500 for everything else.
+    /// What kind of failure this is: an unknown run or workflow, bad input (or a refused
+    /// status change), an unavailable database, or anything else.
     ///
     /// ```
-    /// use workflows::Error;
+    /// use workflows::{Error, ErrorKind};
     /// let e = Error::WorkflowNotFound { name: "nope".into() };
-    /// assert_eq!(e.status(), http::StatusCode::NOT_FOUND);
+    /// assert_eq!(e.kind(), ErrorKind::NotFound);
     /// ```
-    pub fn status(&self) -> StatusCode {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::RunNotFound { .. } | Error::WorkflowNotFound { .. } => StatusCode::NOT_FOUND,
+            Error::RunNotFound { .. } | Error::WorkflowNotFound { .. } => ErrorKind::NotFound,
             Error::InvalidStatus { .. }
             | Error::InvalidInput { .. }
-            | Error::NotResumable { .. } => StatusCode::BAD_REQUEST,
-            Error::Unavailable { .. } | Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+            | Error::NotResumable { .. } => ErrorKind::InvalidInput,
+            Error::Unavailable { .. } | Error::ShuttingDown => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
         }
     }
 
@@ -255,6 +269,26 @@ impl Error {
         Error::Unavailable {
             message: message.into(),
             source: source.into(),
+        }
+    }
+}
+
+impl From<InvalidValue> for Error {
+    fn from(e: InvalidValue) -> Self {
+        Error::InvalidInput {
+            parameter: e.what.to_owned(),
+            value: e.value,
+            reason: e.reason,
+        }
+    }
+}
+
+impl From<ValueError> for Error {
+    fn from(e: ValueError) -> Self {
+        Error::Value {
+            container: e.container,
+            key: e.key,
+            reason: e.reason,
         }
     }
 }

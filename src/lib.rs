@@ -5,66 +5,63 @@
 #[allow(unused_extern_crates)]
 extern crate self as workflows;
 
-mod atomic_statement;
-mod backoff;
-pub mod checkpoint;
-pub mod config;
-pub mod db;
-mod engine;
+mod config;
 mod error;
-pub mod events;
-mod executor;
-mod fence;
+mod exec;
 pub mod graph;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
-mod journal;
-mod lease;
-mod lease_deadline;
-pub mod lifecycle;
-mod listener;
 mod model;
-pub mod observer;
-pub mod page;
-mod params;
-mod query_string;
-mod raw_json;
-mod recorder;
-mod registry;
-pub mod repository;
-pub mod retention;
-mod run_connections;
-mod run_cursor;
-mod run_filters;
-mod runtime;
-mod worker;
-/// The tables, as `diesel print-schema` generates them from the migrations (`scripts/schema`).
-#[rustfmt::skip]
-#[allow(missing_docs)]
-pub mod schema;
-mod sql_functions;
+mod query;
+mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod worker;
+mod workflow;
 
-pub use checkpoint::{CheckpointStore, MemoryCheckpointStore, PgCheckpointStore};
+/// Connections and migrations: the pool the library's statements run on, and the embedded
+/// migrations with the [`Migrator`](db::Migrator) that applies them under a lock.
+pub mod db {
+    pub use crate::store::db::{DbConfig, Pool, PooledConnection};
+    pub use crate::store::migrations::{
+        MIGRATIONS, MigrationStatus, Migrator, run_pending_migrations,
+    };
+}
+
+/// The status changes anyone may make, wherever the run executes: cancel a pending or running
+/// run, delete a finished one. Each is one statement that locks the run's row (the other
+/// changes belong to the executor holding the run's lease).
+pub mod lifecycle {
+    pub use crate::store::runs::{cancel_run, delete_run};
+}
+
 pub use config::Config;
 pub use db::{DbConfig, Pool, PooledConnection};
-pub use error::{BoxError, Error, Result};
-pub use events::Event;
-pub use executor::{Execution, Executor, ExecutorBuilder, ExecutorConfig, ShutdownReport};
-pub use graph::{Graph, GraphBuilder, GraphError, NodeContext, Predicate, State};
-pub use model::{Decision, Run, RunId, RunStatus, Stage, StageStatus, WorkflowInfo};
-pub use observer::{Broadcast, Observer, TracingObserver};
-pub use page::{KeysetPage, PageConfig, PageRequest, PageResult, SortField};
-pub use params::Params;
-pub use raw_json::RawJson;
-pub use registry::{BoxFuture, Factory, Registry, WORKFLOWS, WorkflowDef};
-pub use retention::{PruneReport, Retention};
-pub use run_cursor::RunCursor;
-pub use run_filters::{RunFilters, RunSortField};
-pub use runtime::{Runtime, RuntimeBuilder};
+pub use error::{Error, ErrorKind, Result};
+pub use exec::config::ExecutorConfig;
+pub use exec::events::{self, Event};
+pub use exec::execution::Execution;
+pub use exec::executor::{Executor, ExecutorBuilder, ShutdownReport};
+pub use exec::in_memory::{MemoryRun, MemoryStep, run_in_memory};
+pub use exec::observer::{self, Observer, Observers, TracingObserver};
+pub use graph::{
+    BoxError, BoxFuture, Graph, GraphBuilder, GraphError, NodeContext, Predicate, State, ValueError,
+};
+pub use model::{
+    Decision, InvalidValue, RawJson, Run, RunId, RunStatus, Stage, StageStatus, WorkflowInfo,
+};
+pub use query::page::{KeysetPage, PageConfig, PageRequest, PageResult, SortField};
+pub use query::repository;
+pub use query::run_cursor::RunCursor;
+pub use query::run_filters::{RunFilters, RunSortField};
+pub use store::checkpoints::{CheckpointInfo, PgCheckpointStore};
+pub use store::retention::{self, PruneReport, Retention};
+pub use store::schema;
 pub use worker::{Worker, WorkerConfig};
+pub use workflow::params::Params;
+pub use workflow::registry::{Factory, Registry, WorkflowDef};
+pub use workflow::runtime::{Runtime, RuntimeBuilder};
 
 /// Registers a workflow factory at compile time.
 ///
@@ -99,6 +96,6 @@ pub use workflows_macros::workflow;
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::registry::FactoryOutput;
+    pub use crate::workflow::registry::{FactoryOutput, WORKFLOWS};
     pub use linkme;
 }

@@ -32,8 +32,9 @@ use diesel_async::pooled_connection::{AsyncDieselConnectionManager, PoolError};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use tokio::sync::OnceCell;
 
-use crate::db::{DbConfig, Migrator, Pool};
 use crate::error::{Error, Result};
+use crate::store::db::{DbConfig, Pool};
+use crate::store::migrations::Migrator;
 
 /// How long a test waits to open a connection before failing.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -165,11 +166,9 @@ impl IsolatedSchema {
             .await?;
         let url = url_with_search_path(&base_url, &name);
         let schema = IsolatedSchema {
-            pool: DbConfig {
-                max_connections: 16,
-                ..DbConfig::new(url.clone())
-            }
-            .build_pool()?,
+            pool: DbConfig::new(url.clone())
+                .max_connections(16)
+                .build_pool()?,
             name,
             base_url,
             url,

@@ -131,8 +131,8 @@ fn print_runs(runs: &[Run]) {
 pub(crate) async fn show(pool: Pool, run_id: RunId) -> workflows::Result<Outcome> {
     let mut conn = pool.get().await?;
     let run = repository::find_run(&mut conn, run_id).await?;
-    let stages = repository::get_stages(&mut conn, run_id).await?;
-    let decisions = repository::get_decisions(&mut conn, run_id).await?;
+    let stages = repository::stages(&mut conn, run_id).await?;
+    let decisions = repository::decisions(&mut conn, run_id).await?;
 
     outln!("run       {}", run.id);
     outln!("workflow  {}", run.workflow_name);

@@ -38,10 +38,11 @@ pub(crate) async fn serve(
     let executor = Executor::builder(pool, Registry::from_compiled()?).build();
     let app = HttpApi::new(executor.clone())
         .page_config(pages)
-        .limits(HttpLimits {
-            body_bytes: args.body_limit,
-            request_timeout: Duration::from_millis(args.request_timeout_ms),
-        })
+        .limits(
+            HttpLimits::default()
+                .body_bytes(args.body_limit)
+                .request_timeout(Duration::from_millis(args.request_timeout_ms)),
+        )
         .router();
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await

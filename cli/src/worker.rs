@@ -67,30 +67,32 @@ pub(crate) async fn work(pool: Pool, args: WorkerArgs) -> workflows::Result<Outc
     let Some(()) = wait_for_database(&pool).await else {
         return Ok(Outcome::Success);
     };
-    let defaults = ExecutorConfig::default();
+    let mut executor_config = ExecutorConfig::default()
+        .lease(Duration::from_millis(args.lease_ms))
+        .heartbeat(Duration::from_millis(args.heartbeat_ms));
+    if let Some(name) = args.name {
+        executor_config = executor_config.owner(name);
+    }
     let executor = Executor::builder(pool, Registry::from_compiled()?)
-        .config(ExecutorConfig {
-            owner: args.name.unwrap_or(defaults.owner.clone()),
-            lease: Duration::from_millis(args.lease_ms),
-            heartbeat: Duration::from_millis(args.heartbeat_ms),
-            ..defaults
-        })
+        .config(executor_config)
         .build();
-    let config = WorkerConfig {
-        concurrency: args.concurrency.max(1),
-        poll_interval: Duration::from_millis(args.poll_ms.max(1)),
-        listen: !args.no_listen,
-        max_recoveries: args.max_recoveries,
-        retention: Retention {
-            checkpoints_after: args.prune_checkpoints_after_secs.map(Duration::from_secs),
-            resumable_checkpoints_after: args
-                .prune_resumable_checkpoints_after_secs
-                .map(Duration::from_secs),
-            runs_after: args.prune_runs_after_secs.map(Duration::from_secs),
-            ..Retention::default()
-        },
-        drain: Duration::from_secs(args.drain_secs),
-    };
+    let mut retention = Retention::default();
+    if let Some(secs) = args.prune_checkpoints_after_secs {
+        retention = retention.checkpoints_after(Duration::from_secs(secs));
+    }
+    if let Some(secs) = args.prune_resumable_checkpoints_after_secs {
+        retention = retention.resumable_checkpoints_after(Duration::from_secs(secs));
+    }
+    if let Some(secs) = args.prune_runs_after_secs {
+        retention = retention.runs_after(Duration::from_secs(secs));
+    }
+    let config = WorkerConfig::default()
+        .concurrency(args.concurrency.max(1))
+        .poll_interval(Duration::from_millis(args.poll_ms.max(1)))
+        .listen(!args.no_listen)
+        .max_recoveries(args.max_recoveries)
+        .retention(retention)
+        .drain(Duration::from_secs(args.drain_secs));
     outln!("worker {} started", executor.owner());
     let worker = Worker::new(executor, config);
     let report = worker.run_until(stop_signal()).await?;

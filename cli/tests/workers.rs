@@ -75,7 +75,7 @@ async fn owner_and_recoveries(conn: &mut AsyncPgConnection, id: RunId) -> (Optio
 }
 
 async fn steps(conn: &mut AsyncPgConnection, id: RunId) -> Vec<(String, i32, StageStatus)> {
-    repository::get_stages(conn, id)
+    repository::stages(conn, id)
         .await
         .unwrap()
         .into_iter()
@@ -317,7 +317,7 @@ async fn a_cancel_from_another_process_stops_a_worker_s_run() {
     let mut conn = connect(&url).await;
     let run = repository::find_run(&mut conn, id).await.unwrap();
     assert_eq!(run.status, RunStatus::Cancelled);
-    let stage = &repository::get_stages(&mut conn, id).await.unwrap()[0];
+    let stage = &repository::stages(&mut conn, id).await.unwrap()[0];
     assert_eq!(
         stage.error_message.as_deref(),
         Some("cancelled while executing")

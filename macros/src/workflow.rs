@@ -160,7 +160,7 @@ fn registration(func: &ItemFn, args: &Args) -> TokenStream {
         #func
 
         #[doc(hidden)]
-        #[::workflows::__private::linkme::distributed_slice(::workflows::WORKFLOWS)]
+        #[::workflows::__private::linkme::distributed_slice(::workflows::__private::WORKFLOWS)]
         #[linkme(crate = ::workflows::__private::linkme)]
         static #static_name: ::workflows::WorkflowDef = {
             fn factory<'a>(

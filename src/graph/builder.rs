@@ -4,8 +4,7 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use super::node::node_from_fn;
-use super::{Edge, Graph, Node, NodeContext, Predicate, State};
-use crate::error::BoxError;
+use super::{BoxError, Edge, Graph, Node, NodeContext, Predicate, State};
 
 /// How many node executions a run may make unless its factory says otherwise.
 pub const DEFAULT_MAX_ITERATIONS: u32 = 1000;

@@ -1,14 +1,20 @@
 //! Nodes: the async functions a graph is made of, and what they are told when they run.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 use super::State;
-use crate::error::BoxError;
 use crate::model::RunId;
-use crate::registry::BoxFuture;
+
+/// Any error a workflow factory or node may return: whatever implements
+/// [`std::error::Error`], and plain strings (`Err("no input".into())`).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A boxed, sendable future: what nodes and factories return once wrapped.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A node's function, shared: takes the state and its context, returns the next state.
 pub type Node =

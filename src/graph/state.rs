@@ -5,9 +5,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
-use crate::model::RunId;
-use crate::params::{read_key, require_key};
+use super::value::{ValueError, read_key, require_key};
+use crate::model::{InvalidValue, RunId};
 
 /// A run's state: a JSON object of the workflow's data, plus where the run is.
 ///
@@ -56,15 +55,15 @@ impl State {
     }
 
     /// A state holding `data`, which must be a JSON object.
-    pub fn from_data(data: Value) -> Result<Self> {
+    pub fn from_data(data: Value) -> Result<Self, InvalidValue> {
         match data {
             Value::Object(data) => Ok(State {
                 data,
                 ..State::new()
             }),
-            other => Err(Error::invalid_input(
+            other => Err(InvalidValue::new(
                 "state",
-                other.to_string(),
+                &other.to_string(),
                 "must be a JSON object",
             )),
         }
@@ -72,12 +71,12 @@ impl State {
 
     /// The value of `key` converted to `T`; `None` if absent or `null`, an error naming the
     /// key if it holds something else.
-    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ValueError> {
         read_key("state", &self.data, key)
     }
 
     /// The value of `key` converted to `T`; an error naming the key if it is absent.
-    pub fn require<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
+    pub fn require<T: DeserializeOwned>(&self, key: &str) -> Result<T, ValueError> {
         require_key("state", &self.data, key)
     }
 
@@ -102,9 +101,9 @@ impl State {
         &mut self,
         key: impl Into<String>,
         value: &T,
-    ) -> Result<()> {
+    ) -> Result<(), ValueError> {
         let key = key.into();
-        let value = serde_json::to_value(value).map_err(|e| Error::Value {
+        let value = serde_json::to_value(value).map_err(|e| ValueError {
             container: "state",
             key: key.clone(),
             reason: format!("cannot be stored as JSON: {e}"),
@@ -172,7 +171,9 @@ impl State {
     }
 
     /// Marks the state as produced by `node` at step `iteration`, now: what a checkpoint
-    /// records. The engine does this after every node; a custom store or test may too.
+    /// records. The engine does this after every node. (Hidden: for the library's own tests
+    /// and benches, which write checkpoints without running nodes.)
+    #[doc(hidden)]
     pub fn set_checkpoint(&mut self, node: &str, iteration: u32) {
         self.checkpoint_node = Some(node.to_owned());
         self.iteration = iteration;

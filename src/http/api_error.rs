@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 
 /// The body of every error response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -68,6 +68,26 @@ impl ApiError {
         ErrorBody {
             error: self.message,
             status: self.status.as_u16(),
+        }
+    }
+}
+
+impl Error {
+    /// The HTTP status an API answers this error with, by its [`ErrorKind`]: 404 for an
+    /// unknown run or workflow, 400 for bad input and refused status changes, 503 when no
+    /// database connection is available in time, 500 for everything else.
+    ///
+    /// ```
+    /// use workflows::Error;
+    /// let e = Error::WorkflowNotFound { name: "nope".into() };
+    /// assert_eq!(e.status(), http::StatusCode::NOT_FOUND);
+    /// ```
+    pub fn status(&self) -> StatusCode {
+        match self.kind() {
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::api_error::ApiError;
 use crate::error::Error;
 use crate::model::RunId;
-use crate::query_string::QueryParams;
+use crate::query::query_string::QueryParams;
 
 /// The `{id}` of a run's path.
 pub(crate) struct RunIdPath(pub(crate) RunId);
@@ -25,7 +25,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RunIdPath {
         let Path(id) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))?;
-        Ok(RunIdPath(id.parse()?))
+        Ok(RunIdPath(id.parse().map_err(Error::from)?))
     }
 }
 

@@ -46,12 +46,13 @@ use utoipa_axum::routes;
 pub use api_error::ErrorBody;
 pub use progress::{ProgressMessage, StreamError};
 
-use crate::executor::Executor;
-use crate::page::PageConfig;
+use crate::exec::executor::Executor;
+use crate::query::page::PageConfig;
 use api_error::ApiError;
 
-/// The bounds a server puts on requests.
+/// The bounds a server puts on requests: [`HttpLimits::default`] and its setters.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HttpLimits {
     /// The largest request body accepted (a run's params); larger is a 413.
     pub body_bytes: usize,
@@ -66,6 +67,20 @@ impl Default for HttpLimits {
             body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+impl HttpLimits {
+    /// The largest request body accepted.
+    pub fn body_bytes(mut self, bytes: usize) -> Self {
+        self.body_bytes = bytes;
+        self
+    }
+
+    /// How long a request that does not stream or wait may take.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
     }
 }
 
@@ -215,6 +230,6 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         (name = "workflows", description = "The registered workflows, and starting a run"),
         (name = "runs", description = "Recorded runs, their stages and decisions"),
     ),
-    components(schemas(ErrorBody, StreamError, ProgressMessage, crate::events::Event))
+    components(schemas(ErrorBody, StreamError, ProgressMessage, crate::exec::events::Event))
 )]
 struct ApiDoc;

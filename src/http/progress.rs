@@ -16,8 +16,8 @@ use futures_util::stream::{self, Stream};
 use serde::{Deserialize, Serialize};
 
 use super::api_error::ApiError;
-use crate::events::Event;
-use crate::executor::Execution;
+use crate::exec::events::Event;
+use crate::exec::execution::Execution;
 use crate::model::{Run, RunStatus};
 
 /// The header that carries the run's id, so a client can find the run again.

@@ -10,13 +10,13 @@ use super::ApiState;
 use super::api_error::{ApiError, ErrorBody, RunLookupErrors, ServerErrors};
 use super::extract::{RunIdPath, wait_requested};
 use super::progress::{ProgressMessage, respond};
-use crate::lifecycle;
 use crate::model::{Decision, Run, RunStatus, Stage};
-use crate::page::{KeysetPage, PageRequest, PageResult};
-use crate::query_string::QueryParams;
-use crate::repository;
-use crate::run_cursor::RunCursor;
-use crate::run_filters::RunFilters;
+use crate::query::page::{KeysetPage, PageRequest, PageResult};
+use crate::query::query_string::QueryParams;
+use crate::query::repository;
+use crate::query::run_cursor::RunCursor;
+use crate::query::run_filters::RunFilters;
+use crate::store::runs;
 
 /// The query parameters of `GET /workflows/runs`, for the OpenAPI contract. (They are read
 /// by the parsers behind [`PageRequest::from_query`] and [`RunFilters::from_query`], whose
@@ -186,7 +186,7 @@ pub(crate) async fn get_stages(
     RunIdPath(id): RunIdPath,
 ) -> Result<Json<Vec<Stage>>, ApiError> {
     let mut conn = api.conn().await?;
-    Ok(Json(repository::get_stages(&mut conn, id).await?))
+    Ok(Json(repository::stages(&mut conn, id).await?))
 }
 
 /// A run's decisions (the edges it took), in order.
@@ -206,7 +206,7 @@ pub(crate) async fn get_decisions(
     RunIdPath(id): RunIdPath,
 ) -> Result<Json<Vec<Decision>>, ApiError> {
     let mut conn = api.conn().await?;
-    Ok(Json(repository::get_decisions(&mut conn, id).await?))
+    Ok(Json(repository::decisions(&mut conn, id).await?))
 }
 
 /// Deletes a finished run with its stages, decisions and checkpoint.
@@ -227,7 +227,7 @@ pub(crate) async fn delete_run(
     RunIdPath(id): RunIdPath,
 ) -> Result<StatusCode, ApiError> {
     let mut conn = api.conn().await?;
-    lifecycle::delete_run(&mut conn, id).await?;
+    runs::delete_run(&mut conn, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

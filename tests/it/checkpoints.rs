@@ -1,9 +1,7 @@
-//! The checkpoint stores: save (upsert), load, delete and list, in PostgreSQL and in memory.
+//! The checkpoint store: save (upsert), load, delete and list.
 
 use workflows::testing;
-use workflows::{
-    CheckpointStore, Error, MemoryCheckpointStore, PgCheckpointStore, RunStatus, State,
-};
+use workflows::{Error, PgCheckpointStore, RunStatus, State};
 
 use crate::fixtures::{at, insert_run, unknown_run};
 
@@ -13,21 +11,20 @@ fn state_after(node: &str, iteration: u32, value: i64) -> State {
     state
 }
 
-/// The same behaviour from every store.
 async fn behaves_as_a_store(
-    store: &dyn CheckpointStore,
+    store: &PgCheckpointStore,
     first: workflows::RunId,
     second: workflows::RunId,
 ) {
-    assert_eq!(store.load(first).await.unwrap(), None);
+    assert_eq!(store.get(first).await.unwrap(), None);
 
     let a = state_after("fetch", 1, 10);
     store.save(first, &a).await.unwrap();
-    assert_eq!(store.load(first).await.unwrap(), Some(a));
+    assert_eq!(store.get(first).await.unwrap(), Some(a));
 
     let b = state_after("summarize", 2, 20);
     store.save(first, &b).await.unwrap();
-    let loaded = store.load(first).await.unwrap().unwrap();
+    let loaded = store.get(first).await.unwrap().unwrap();
     assert_eq!(loaded, b, "a second save replaces the first");
     assert_eq!(loaded.checkpoint_node(), Some("summarize"));
     assert_eq!(loaded.iteration(), 2);
@@ -48,7 +45,7 @@ async fn behaves_as_a_store(
 
     assert!(store.delete(first).await.unwrap());
     assert!(!store.delete(first).await.unwrap(), "already gone");
-    assert_eq!(store.load(first).await.unwrap(), None);
+    assert_eq!(store.get(first).await.unwrap(), None);
 
     let err = store.save(second, &State::new()).await.unwrap_err();
     assert!(err.to_string().contains("checkpoint_node"), "{err}");
@@ -65,11 +62,6 @@ async fn the_postgres_store_saves_loads_deletes_and_lists() {
         )
     };
     behaves_as_a_store(&PgCheckpointStore::new(pool), first, second).await;
-}
-
-#[tokio::test]
-async fn the_memory_store_behaves_the_same() {
-    behaves_as_a_store(&MemoryCheckpointStore::new(), unknown_run(), unknown_run()).await;
 }
 
 #[tokio::test]
@@ -93,7 +85,7 @@ async fn the_postgres_store_leaves_executing_runs_to_their_executor() {
             matches!(err, Error::InvalidStatus { status: s, .. } if s == status),
             "{status}: {err:?}"
         );
-        assert_eq!(store.load(id).await.unwrap(), None, "nothing was saved");
+        assert_eq!(store.get(id).await.unwrap(), None, "nothing was saved");
     }
     let running = insert_run(
         &mut pool.get().await.unwrap(),

@@ -17,11 +17,9 @@ async fn connect(config: DbConfig) -> Error {
 }
 
 fn quick(url: &str) -> DbConfig {
-    DbConfig {
-        connect_timeout: Duration::from_millis(500),
-        wait_timeout: Duration::from_millis(500),
-        ..DbConfig::new(url)
-    }
+    DbConfig::new(url)
+        .connect_timeout(Duration::from_millis(500))
+        .wait_timeout(Duration::from_millis(500))
 }
 
 #[tokio::test]
@@ -76,11 +74,9 @@ async fn a_malformed_url_is_reported() {
 
 #[tokio::test]
 async fn a_busy_pool_answers_unavailable_after_its_wait_timeout() {
-    let config = DbConfig {
-        max_connections: 1,
-        wait_timeout: Duration::from_millis(200),
-        ..DbConfig::new(workflows::testing::database_url().unwrap())
-    };
+    let config = DbConfig::new(workflows::testing::database_url().unwrap())
+        .max_connections(1)
+        .wait_timeout(Duration::from_millis(200));
     let pool = config.connect().await.unwrap();
     let _held = pool.get().await.unwrap();
     let err: Error = match tokio::time::timeout(HANG, pool.get()).await {

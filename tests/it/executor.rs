@@ -158,7 +158,7 @@ type DecisionRow = (String, Option<String>, Option<String>, Option<bool>);
 
 async fn stages_of(executor: &Executor, run: RunId) -> Vec<StageRow> {
     let mut conn = executor.pool().get().await.unwrap();
-    repository::get_stages(&mut conn, run)
+    repository::stages(&mut conn, run)
         .await
         .unwrap()
         .into_iter()
@@ -168,7 +168,7 @@ async fn stages_of(executor: &Executor, run: RunId) -> Vec<StageRow> {
 
 async fn decisions_of(executor: &Executor, run: RunId) -> Vec<DecisionRow> {
     let mut conn = executor.pool().get().await.unwrap();
-    repository::get_decisions(&mut conn, run)
+    repository::decisions(&mut conn, run)
         .await
         .unwrap()
         .into_iter()
@@ -222,7 +222,7 @@ async fn a_linear_run_records_a_stage_per_node_a_decision_per_edge_and_its_check
     );
 
     let mut conn = executor.pool().get().await.unwrap();
-    let stages = repository::get_stages(&mut conn, run.id).await.unwrap();
+    let stages = repository::stages(&mut conn, run.id).await.unwrap();
     drop(conn);
     let shape: Vec<_> = stages
         .iter()
@@ -272,10 +272,7 @@ async fn a_linear_run_records_a_stage_per_node_a_decision_per_edge_and_its_check
 
 #[tokio::test]
 async fn completed_runs_drop_their_checkpoint_when_configured() {
-    let config = ExecutorConfig {
-        keep_checkpoints: false,
-        ..ExecutorConfig::default()
-    };
+    let config = ExecutorConfig::default().keep_checkpoints(false);
     let (executor, _) = executor_on(testing::pool().await.unwrap(), config);
     let run = executor.run("linear", json!({})).await.unwrap();
     assert_eq!(run.status, RunStatus::Completed);
@@ -326,9 +323,7 @@ async fn conditional_routing_takes_the_first_edge_that_holds_and_records_why() {
         )
     );
     let mut conn = executor.pool().get().await.unwrap();
-    let reason = repository::get_decisions(&mut conn, prose.id)
-        .await
-        .unwrap()[0]
+    let reason = repository::decisions(&mut conn, prose.id).await.unwrap()[0]
         .reason
         .clone();
     assert_eq!(
@@ -582,7 +577,7 @@ async fn a_pending_run_cancelled_before_it_starts_never_starts() {
         RunStatus::Cancelled
     );
     assert!(
-        repository::get_stages(&mut conn, run.id)
+        repository::stages(&mut conn, run.id)
             .await
             .unwrap()
             .is_empty()
@@ -946,8 +941,8 @@ async fn every_timestamp_of_a_run_is_read_off_one_clock() {
     let (started, ended) = (run.started_at.unwrap(), run.completed_at.unwrap());
     assert!(run.created_at <= started, "{run:?}");
     let mut conn = executor.pool().get().await.unwrap();
-    let stages = repository::get_stages(&mut conn, run.id).await.unwrap();
-    let decisions = repository::get_decisions(&mut conn, run.id).await.unwrap();
+    let stages = repository::stages(&mut conn, run.id).await.unwrap();
+    let decisions = repository::decisions(&mut conn, run.id).await.unwrap();
     for stage in &stages {
         assert!(
             started <= stage.created_at && stage.created_at <= ended,

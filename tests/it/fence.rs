@@ -37,12 +37,12 @@ fn executor(
         .unwrap();
     let executor = Executor::builder(pool.clone(), registry)
         .runtime(Runtime::builder().with_arc(Arc::clone(&gate)).build())
-        .config(ExecutorConfig {
-            owner: owner.to_owned(),
-            lease,
-            heartbeat,
-            ..ExecutorConfig::default()
-        })
+        .config(
+            ExecutorConfig::default()
+                .owner(owner.to_owned())
+                .lease(lease)
+                .heartbeat(heartbeat),
+        )
         .build();
     (executor, gate)
 }
@@ -154,7 +154,7 @@ type StageRow = (String, i32, StageStatus, Option<String>);
 
 async fn stages_of(pool: &Pool, id: RunId) -> Vec<StageRow> {
     let mut conn = pool.get().await.unwrap();
-    repository::get_stages(&mut conn, id)
+    repository::stages(&mut conn, id)
         .await
         .unwrap()
         .into_iter()
@@ -164,7 +164,7 @@ async fn stages_of(pool: &Pool, id: RunId) -> Vec<StageRow> {
 
 async fn decisions_of(pool: &Pool, id: RunId) -> Vec<(String, Option<String>)> {
     let mut conn = pool.get().await.unwrap();
-    repository::get_decisions(&mut conn, id)
+    repository::decisions(&mut conn, id)
         .await
         .unwrap()
         .into_iter()

@@ -80,7 +80,7 @@ async fn stages_and_decisions_have_the_go_field_names() {
     insert_stage(&mut conn, id, "fetch", 1, at(1)).await;
     insert_decision(&mut conn, id, "fetch", None, at(2)).await;
 
-    let stage = &repository::get_stages(&mut conn, id).await.unwrap()[0];
+    let stage = &repository::stages(&mut conn, id).await.unwrap()[0];
     let json = serde_json::to_value(stage).unwrap();
     assert_eq!(
         keys(&json),
@@ -98,7 +98,7 @@ async fn stages_and_decisions_have_the_go_field_names() {
     assert_eq!(json["status"], json!("completed"));
     assert_eq!(json["iteration"], json!(1));
 
-    let decision = &repository::get_decisions(&mut conn, id).await.unwrap()[0];
+    let decision = &repository::decisions(&mut conn, id).await.unwrap()[0];
     let json = serde_json::to_value(decision).unwrap();
     assert_eq!(
         keys(&json),

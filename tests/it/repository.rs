@@ -320,10 +320,7 @@ async fn sort_fields_can_be_given_in_code() {
 async fn page_sizes_follow_the_configuration() {
     let mut conn = testing::connection().await.unwrap();
     five_runs(&mut conn).await;
-    let config = PageConfig {
-        default_page_size: 2,
-        max_page_size: 3,
-    };
+    let config = PageConfig::default().default_page_size(2).max_page_size(3);
     let page = repository::list_runs(
         &mut conn,
         &config,
@@ -383,7 +380,7 @@ async fn an_unknown_run_is_a_404_naming_it() {
 
 #[tokio::test]
 async fn a_malformed_run_id_is_a_400_naming_it() {
-    let err = "not-a-uuid".parse::<RunId>().unwrap_err();
+    let err = Error::from("not-a-uuid".parse::<RunId>().unwrap_err());
     assert_eq!(err.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
         err.to_string(),
@@ -401,7 +398,7 @@ async fn stages_come_in_the_order_they_started() {
     insert_stage(&mut conn, run, "publish", 3, at(3)).await;
     insert_stage(&mut conn, other, "fetch", 1, at(1)).await;
 
-    let stages = repository::get_stages(&mut conn, run).await.unwrap();
+    let stages = repository::stages(&mut conn, run).await.unwrap();
     let order: Vec<_> = stages
         .iter()
         .map(|s| (s.node_name.as_str(), s.iteration))
@@ -422,7 +419,7 @@ async fn stages_started_at_one_instant_follow_their_iteration() {
     for (node, iteration) in [("c", 3), ("a", 1), ("b", 2)] {
         insert_stage(&mut conn, run, node, iteration, at(1)).await;
     }
-    let stages = repository::get_stages(&mut conn, run).await.unwrap();
+    let stages = repository::stages(&mut conn, run).await.unwrap();
     let order: Vec<_> = stages.iter().map(|s| s.iteration).collect();
     assert_eq!(order, [1, 2, 3]);
 }
@@ -433,7 +430,7 @@ async fn decisions_come_in_the_order_they_were_made() {
     let run = insert_run(&mut conn, "summarize", RunStatus::Completed, at(0)).await;
     insert_decision(&mut conn, run, "b", None, at(2)).await;
     insert_decision(&mut conn, run, "a", Some("b"), at(1)).await;
-    let decisions = repository::get_decisions(&mut conn, run).await.unwrap();
+    let decisions = repository::decisions(&mut conn, run).await.unwrap();
     let order: Vec<_> = decisions
         .iter()
         .map(|d| (d.from_node.as_str(), d.to_node.as_deref()))
@@ -447,14 +444,9 @@ async fn decisions_come_in_the_order_they_were_made() {
 async fn a_run_without_stages_or_decisions_has_empty_lists() {
     let mut conn = testing::connection().await.unwrap();
     let run = insert_run(&mut conn, "summarize", RunStatus::Pending, at(0)).await;
+    assert!(repository::stages(&mut conn, run).await.unwrap().is_empty());
     assert!(
-        repository::get_stages(&mut conn, run)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        repository::get_decisions(&mut conn, run)
+        repository::decisions(&mut conn, run)
             .await
             .unwrap()
             .is_empty()
@@ -465,9 +457,9 @@ async fn a_run_without_stages_or_decisions_has_empty_lists() {
 async fn stages_and_decisions_of_an_unknown_run_are_a_404() {
     let mut conn = testing::connection().await.unwrap();
     let id = unknown_run();
-    let err = repository::get_stages(&mut conn, id).await.unwrap_err();
+    let err = repository::stages(&mut conn, id).await.unwrap_err();
     assert!(matches!(err, Error::RunNotFound { .. }), "{err:?}");
-    let err = repository::get_decisions(&mut conn, id).await.unwrap_err();
+    let err = repository::decisions(&mut conn, id).await.unwrap_err();
     assert!(matches!(err, Error::RunNotFound { .. }), "{err:?}");
 }
 

@@ -72,12 +72,12 @@ fn executor(
     let gate = Arc::new(Gate(Notify::new()));
     let executor = Executor::builder(pool.clone(), registry())
         .runtime(Runtime::builder().with_arc(Arc::clone(&gate)).build())
-        .config(ExecutorConfig {
-            owner: owner.to_owned(),
-            lease,
-            heartbeat,
-            ..ExecutorConfig::default()
-        })
+        .config(
+            ExecutorConfig::default()
+                .owner(owner.to_owned())
+                .lease(lease)
+                .heartbeat(heartbeat),
+        )
         .build();
     (executor, gate)
 }
@@ -142,7 +142,7 @@ async fn until_started(pool: &Pool, id: RunId, node: &str) {
 
 async fn steps(pool: &Pool, id: RunId) -> Vec<(String, i32, StageStatus)> {
     let mut conn = pool.get().await.unwrap();
-    repository::get_stages(&mut conn, id)
+    repository::stages(&mut conn, id)
         .await
         .unwrap()
         .into_iter()
@@ -254,10 +254,7 @@ async fn two_workers_share_the_pending_runs_and_run_each_once() {
     for _ in 0..40 {
         ids.push(a.submit("quick", json!({}), None).await.unwrap().id);
     }
-    let config = WorkerConfig {
-        concurrency: 4,
-        ..WorkerConfig::default()
-    };
+    let config = WorkerConfig::default().concurrency(4);
     let (wa, wb) = (worker(a, config.clone()), worker(b, config));
     let stop = Arc::new(Notify::new());
     let (sa, sb) = (Arc::clone(&stop), Arc::clone(&stop));
@@ -398,10 +395,7 @@ async fn past_the_recovery_limit_a_run_fails_saying_so() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let (b, _) = executor(schema.pool(), "b", SECOND, SECOND / 4);
-    let config = WorkerConfig {
-        max_recoveries: 3,
-        ..WorkerConfig::default()
-    };
+    let config = WorkerConfig::default().max_recoveries(3);
     assert_eq!(worker(b, config).fill().await.unwrap(), 0);
     let run = run_of(schema.pool(), id).await;
     assert_eq!(run.status, RunStatus::Failed);
@@ -559,10 +553,7 @@ async fn pruning_deletes_old_finished_runs_and_nothing_else() {
         .await
         .unwrap();
 
-    let month = Retention {
-        runs_after: Some(Duration::from_secs(30 * 86_400)),
-        ..Retention::default()
-    };
+    let month = Retention::default().runs_after(Duration::from_secs(30 * 86_400));
     let report = retention::prune(&mut conn, &month).await.unwrap();
     assert_eq!(
         report,
@@ -593,10 +584,7 @@ async fn pruning_checkpoints_keeps_the_runs() {
     let mut conn = schema.pool().get().await.unwrap();
     let old = finished_run(&mut conn, RunStatus::Completed, 10).await;
     let recent = finished_run(&mut conn, RunStatus::Failed, 1).await;
-    let week = Retention {
-        checkpoints_after: Some(Duration::from_secs(7 * 86_400)),
-        ..Retention::default()
-    };
+    let week = Retention::default().checkpoints_after(Duration::from_secs(7 * 86_400));
     assert_eq!(
         retention::prune(&mut conn, &week).await.unwrap(),
         PruneReport {
@@ -620,11 +608,9 @@ async fn an_interrupted_prune_leaves_no_orphans() {
     for days in 10..15 {
         finished_run(&mut conn, RunStatus::Completed, days).await;
     }
-    let small = Retention {
-        runs_after: Some(Duration::from_secs(86_400)),
-        batch_size: 2,
-        ..Retention::default()
-    };
+    let small = Retention::default()
+        .runs_after(Duration::from_secs(86_400))
+        .batch_size(2);
     // One batch, then the pruner "dies": what it did is whole, the rest untouched.
     assert_eq!(
         retention::prune_batch(&mut conn, &small)
@@ -644,10 +630,7 @@ async fn a_stopping_worker_hands_its_unfinished_runs_to_another() {
     let schema = IsolatedSchema::create().await.unwrap();
     let (a, _) = executor(schema.pool(), "a", SECOND * 3600, SECOND * 1800);
     let id = a.submit("gated", json!({}), None).await.unwrap().id;
-    let config = WorkerConfig {
-        drain: Duration::from_millis(100),
-        ..WorkerConfig::default()
-    };
+    let config = WorkerConfig::default().drain(Duration::from_millis(100));
     let worker_a = worker(a, config);
     let pool = schema.pool().clone();
     let report = worker_a
@@ -886,12 +869,10 @@ async fn a_pool_smaller_than_the_concurrency_keeps_every_lease() {
         ))
         .await
         .unwrap();
-    let small = workflows::DbConfig {
-        max_connections: 2,
-        ..workflows::DbConfig::new(schema.database_url())
-    }
-    .build_pool()
-    .unwrap();
+    let small = workflows::DbConfig::new(schema.database_url())
+        .max_connections(2)
+        .build_pool()
+        .unwrap();
     let lease = Duration::from_millis(800);
     let (small_executor, _) = executor(&small, "small", lease, Duration::from_millis(100));
     let mut ids = Vec::new();
@@ -904,13 +885,7 @@ async fn a_pool_smaller_than_the_concurrency_keeps_every_lease() {
                 .id,
         );
     }
-    let small_worker = worker(
-        small_executor,
-        WorkerConfig {
-            concurrency: 8,
-            ..WorkerConfig::default()
-        },
-    );
+    let small_worker = worker(small_executor, WorkerConfig::default().concurrency(8));
     assert_eq!(
         small_worker.fill().await.unwrap(),
         8,
@@ -920,11 +895,9 @@ async fn a_pool_smaller_than_the_concurrency_keeps_every_lease() {
     let (rescuer, _) = executor(schema.pool(), "rescuer", SECOND * 30, SECOND);
     let rescuer = worker(
         rescuer,
-        WorkerConfig {
-            poll_interval: Duration::from_millis(20),
-            listen: false,
-            ..WorkerConfig::default()
-        },
+        WorkerConfig::default()
+            .poll_interval(Duration::from_millis(20))
+            .listen(false),
     );
     let stop = Arc::new(Notify::new());
     let (small_done, rescuer_done) = tokio::join!(
@@ -1002,13 +975,7 @@ async fn fills_called_at_once_claim_no_more_runs_than_there_are_slots() {
     for _ in 0..6 {
         executor.submit("gated", json!({}), None).await.unwrap();
     }
-    let worker = worker(
-        executor.clone(),
-        WorkerConfig {
-            concurrency: 2,
-            ..WorkerConfig::default()
-        },
-    );
+    let worker = worker(executor.clone(), WorkerConfig::default().concurrency(2));
     let (a, b, c) = tokio::join!(worker.fill(), worker.fill(), worker.fill());
     assert_eq!(a.unwrap() + b.unwrap() + c.unwrap(), 2);
     let running: i64 = runs::table
@@ -1031,7 +998,7 @@ async fn pruning_keeps_the_checkpoints_of_runs_that_can_be_resumed_unless_told_o
     let completed = finished_run(&mut conn, RunStatus::Completed, 10).await;
     let failed = finished_run(&mut conn, RunStatus::Failed, 10).await;
     let cancelled = finished_run(&mut conn, RunStatus::Cancelled, 10).await;
-    let week = Some(Duration::from_secs(7 * 86_400));
+    let week = Duration::from_secs(7 * 86_400);
     let left = async |conn: &mut AsyncPgConnection| -> Vec<RunId> {
         let mut ids: Vec<RunId> = checkpoints::table
             .select(checkpoints::run_id)
@@ -1041,10 +1008,7 @@ async fn pruning_keeps_the_checkpoints_of_runs_that_can_be_resumed_unless_told_o
         ids.sort();
         ids
     };
-    let completed_only = Retention {
-        checkpoints_after: week,
-        ..Retention::default()
-    };
+    let completed_only = Retention::default().checkpoints_after(week);
     assert_eq!(
         retention::prune(&mut conn, &completed_only)
             .await
@@ -1056,10 +1020,7 @@ async fn pruning_keeps_the_checkpoints_of_runs_that_can_be_resumed_unless_told_o
     resumable.sort();
     assert_eq!(left(&mut conn).await, resumable);
 
-    let resumable_too = Retention {
-        resumable_checkpoints_after: week,
-        ..Retention::default()
-    };
+    let resumable_too = Retention::default().resumable_checkpoints_after(week);
     assert_eq!(
         retention::prune(&mut conn, &resumable_too)
             .await

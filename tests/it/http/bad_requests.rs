@@ -81,10 +81,7 @@ async fn a_wrong_content_type_is_a_415() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_oversized_body_is_a_413() {
-    let limits = HttpLimits {
-        body_bytes: 1024,
-        ..HttpLimits::default()
-    };
+    let limits = HttpLimits::default().body_bytes(1024);
     let server = TestServer::with(Options {
         limits,
         ..Options::default()

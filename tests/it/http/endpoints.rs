@@ -328,10 +328,7 @@ async fn the_router_serves_under_a_prefix_with_its_contract_and_pages_pointing_t
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_slower_than_the_timeout_is_a_503_with_a_message() {
-    let limits = HttpLimits {
-        request_timeout: std::time::Duration::ZERO,
-        ..HttpLimits::default()
-    };
+    let limits = HttpLimits::default().request_timeout(std::time::Duration::ZERO);
     let server = TestServer::with(Options {
         limits,
         ..Options::default()

@@ -167,7 +167,7 @@ async fn a_client_that_disconnects_leaves_a_completed_and_fully_recorded_run() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(run.status, RunStatus::Completed);
-    let stages = repository::get_stages(&mut conn, id).await.unwrap();
+    let stages = repository::stages(&mut conn, id).await.unwrap();
     let steps: Vec<_> = stages
         .iter()
         .map(|s| (s.node_name.as_str(), s.status))
@@ -180,13 +180,7 @@ async fn a_client_that_disconnects_leaves_a_completed_and_fully_recorded_run() {
             ("c", StageStatus::Completed)
         ]
     );
-    assert_eq!(
-        repository::get_decisions(&mut conn, id)
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(repository::decisions(&mut conn, id).await.unwrap().len(), 3);
     drop(conn);
     server.stop().await;
 }

@@ -1,0 +1,287 @@
+//! One attempt at a run, on its own task: the hot start (params, the factory's graph, where
+//! a resumed run continues), the engine, and the post-commit that reads the run as recorded.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::engine::{Engine, Outcome};
+use super::events::Event;
+use super::execution::read_run;
+use super::executor::Inner;
+use super::observer::{ChannelObserver, Observer, Observers};
+use crate::error::{Error, Result};
+use crate::graph::GraphBuilder;
+use crate::graph::routing::{Step, panic_message, route};
+use crate::model::{Run, RunId};
+use crate::store::journal::Journal;
+use crate::store::journal_pg::{PgJournal, ResumePoint};
+use crate::store::lease_deadline::LeaseDeadline;
+use crate::store::runs::Lease;
+use crate::workflow::params::Params;
+use crate::workflow::registry::WorkflowDef;
+
+/// Where an attempt starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// A new run: from the entry point.
+    Fresh,
+    /// A resumed or recovered run: after its checkpoint. `previous_error` is what the run
+    /// had failed with before a resume, kept for the message if the resume fails too.
+    Resume { previous_error: Option<String> },
+}
+
+impl Attempt {
+    /// A recovery (a takeover): no earlier error to keep.
+    pub(crate) const RECOVERY: Attempt = Attempt::Resume {
+        previous_error: None,
+    };
+}
+
+/// Executes one attempt at `run` under `lease`, telling its events to `events` and the
+/// executor's observers; returns the run as recorded at the end.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn execute(
+    inner: Arc<Inner>,
+    def: WorkflowDef,
+    run: Run,
+    lease: Lease,
+    deadline: LeaseDeadline,
+    attempt: Attempt,
+    events: mpsc::UnboundedSender<Event>,
+    cancel: CancellationToken,
+) -> Result<Run> {
+    let observer = Observers::new()
+        .with(Arc::new(inner.observers.clone()))
+        .with(Arc::new(ChannelObserver(events)));
+    let journal = PgJournal::new(
+        inner.connections.clone(),
+        inner.config.keep_checkpoints,
+        lease,
+        deadline,
+    );
+    // A panic in a factory or an observer fails the run instead of leaving it `running`
+    // with no task behind it.
+    let attempt = execute_attempt(&inner, &journal, &def, &run, attempt, &observer, &cancel);
+    let outcome = match AssertUnwindSafe(attempt).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let message = format!("the run panicked: {}", panic_message(panic.as_ref()));
+            fail(&journal, run.id, message).await
+        }
+    };
+    finish(&inner, &journal, run.id, outcome, &observer).await
+}
+
+/// Fails the run with `message` between nodes; `Superseded` if it was no longer this
+/// executor's to fail (cancelled or taken over meanwhile).
+async fn fail(journal: &PgJournal, run_id: RunId, message: String) -> Result<Outcome> {
+    Ok(if journal.run_failed(run_id, &message).await? {
+        Outcome::Failed(message)
+    } else {
+        Outcome::Superseded
+    })
+}
+
+/// Why a resume could not go on, keeping what the run had failed with before it.
+fn resume_failure(why: impl std::fmt::Display, previous_error: Option<&str>) -> String {
+    match previous_error {
+        Some(previous) => {
+            format!(
+                "resuming failed: {why} (before this resume, the run had failed with: {previous})"
+            )
+        }
+        None => format!("resuming failed: {why}"),
+    }
+}
+
+/// Hot start and execution of one attempt. An `Err` is a write that failed.
+async fn execute_attempt(
+    inner: &Inner,
+    journal: &PgJournal,
+    def: &WorkflowDef,
+    run: &Run,
+    attempt: Attempt,
+    observer: &dyn Observer,
+    cancel: &CancellationToken,
+) -> Result<Outcome> {
+    let previous_error = match &attempt {
+        Attempt::Resume { previous_error } => previous_error.as_deref(),
+        Attempt::Fresh => None,
+    };
+    let params = match run.params.as_ref().map(|p| p.to_value()).transpose() {
+        Ok(value) => Params::from_value(value.unwrap_or(Value::Null)),
+        Err(e) => Err(Error::Value {
+            container: "params",
+            key: String::new(),
+            reason: format!("as stored, cannot be read: {e}"),
+        }),
+    };
+    let params = match params {
+        Ok(params) => params,
+        Err(e) => {
+            let why = format!("its params cannot be read: {e}");
+            return fail(
+                journal,
+                run.id,
+                resume_failure_or(why, &attempt, previous_error),
+            )
+            .await;
+        }
+    };
+    let mut builder = GraphBuilder::new();
+    builder.set_max_iterations(inner.config.max_iterations);
+    let (graph, mut state) = match def.build(builder, &inner.runtime, params).await {
+        Ok(built) => built,
+        Err(e) => {
+            return fail(
+                journal,
+                run.id,
+                resume_failure_or(e.to_string(), &attempt, previous_error),
+            )
+            .await;
+        }
+    };
+    state.set_run_id(run.id);
+
+    let (node, state, iteration, resumed) = match attempt {
+        Attempt::Fresh => (graph.entry_point().to_owned(), state, 1, false),
+        Attempt::Resume { .. } => {
+            let point = match journal.resume_point().await {
+                Ok(point) => point,
+                Err(e) if e.is_connection_lost() => return Err(e),
+                Err(e) => {
+                    let why = format!("its checkpoint could not be read: {e}");
+                    return fail(journal, run.id, resume_failure(why, previous_error)).await;
+                }
+            };
+            let ResumePoint {
+                next_iteration,
+                completed,
+                checkpoint,
+            } = point;
+            match checkpoint {
+                None if completed > 0 => {
+                    let why = Error::NotResumable {
+                        run_id: run.id,
+                        reason: format!(
+                            "{completed} of its nodes completed, but its checkpoint is gone, so it would start again at the entry point and run them all again"
+                        ),
+                    };
+                    return fail(journal, run.id, resume_failure(why, previous_error)).await;
+                }
+                None => (graph.entry_point().to_owned(), state, next_iteration, true),
+                Some(mut saved) => {
+                    saved.set_run_id(run.id);
+                    let after = saved.checkpoint_node().unwrap_or_default().to_owned();
+                    observer.on_event(&Event::CheckpointLoaded {
+                        run_id: run.id,
+                        node: after.clone(),
+                        iteration: saved.iteration(),
+                    });
+                    let next = route(&graph, &after, &saved);
+                    match (next.step, next.to) {
+                        (Step::Continue, Some(to)) => (to, saved, next_iteration, true),
+                        (Step::Fail(message) | Step::CycleBound(message), _) => {
+                            return fail(journal, run.id, message).await;
+                        }
+                        // An exit point's checkpoint belongs to a run that completed (and
+                        // could not record it): finish it as it would have finished.
+                        _ => {
+                            return Ok(
+                                if journal.run_completed(run.id, &saved.data_value()).await? {
+                                    Outcome::Completed
+                                } else {
+                                    Outcome::Superseded
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if resumed {
+        observer.on_event(&Event::Resumed {
+            run_id: run.id,
+            node: node.clone(),
+            iteration,
+        });
+    }
+    observer.on_event(&Event::GraphStarted {
+        run_id: run.id,
+        workflow: def.name().to_owned(),
+        node: node.clone(),
+        iteration,
+        resumed,
+    });
+    let engine = Engine {
+        graph: &graph,
+        journal,
+        observer,
+        cancel,
+        run_id: run.id,
+    };
+    engine.run(node, state, iteration).await
+}
+
+/// `why`, as a resume's failure when the attempt is a resume.
+fn resume_failure_or(why: String, attempt: &Attempt, previous_error: Option<&str>) -> String {
+    match attempt {
+        Attempt::Fresh => why,
+        Attempt::Resume { .. } => resume_failure(why, previous_error),
+    }
+}
+
+/// Post-commit: makes sure a failed write fails the run (unless the database was out of
+/// reach for as long as the lease held: then the run is left to be taken over), reads the
+/// run as recorded, and ends the progress stream with [`Event::GraphCompleted`] (or
+/// [`Event::Handover`] if the run goes on elsewhere).
+async fn finish(
+    inner: &Inner,
+    journal: &PgJournal,
+    run_id: RunId,
+    outcome: Result<Outcome>,
+    observer: &dyn Observer,
+) -> Result<Run> {
+    let mut handover = None;
+    if let Err(error) = &outcome {
+        if error.is_connection_lost() {
+            handover = Some(format!(
+                "the database stayed out of reach for as long as the run's lease held ({error}); a worker will take the run over"
+            ));
+        } else {
+            let message = format!("recording the run failed, so it was stopped: {error}");
+            match journal.run_failed(run_id, &message).await {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(%run_id, error = %e, "could not mark the run failed; a worker will take it over when its lease expires")
+                }
+            }
+        }
+    }
+    let run = read_run(&inner.pool, run_id, inner.config.lease).await;
+    match &run {
+        Ok(run) if run.status.is_terminal() => observer.on_event(&Event::GraphCompleted {
+            run_id,
+            status: run.status,
+            result: run.result.as_ref().and_then(|r| r.to_value().ok()),
+            error: run.error_message.clone(),
+        }),
+        Ok(_) => observer.on_event(&Event::Handover {
+            run_id,
+            reason: handover.unwrap_or_else(|| {
+                "this executor no longer holds the run's lease (it stalled for longer than the lease, and a worker took the run over, or it handed the run back)".to_owned()
+            }),
+        }),
+        Err(e) => observer.on_event(&Event::Handover {
+            run_id,
+            reason: format!("the run's record could not be read: {e}"),
+        }),
+    }
+    run
+}

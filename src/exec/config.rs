@@ -1,0 +1,96 @@
+//! How an executor runs workflows: iterations, checkpoints, its name, its leases.
+
+use std::time::Duration;
+
+use crate::graph::DEFAULT_MAX_ITERATIONS;
+
+/// How an executor runs workflows. Build one from [`ExecutorConfig::default`] and its
+/// setters; the fields are public to read.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = workflows::ExecutorConfig::default()
+///     .owner("worker-7")
+///     .lease(Duration::from_secs(60))
+///     .heartbeat(Duration::from_secs(20));
+/// assert_eq!(config.owner.as_deref(), Some("worker-7"));
+/// assert_eq!(workflows::ExecutorConfig::default(), workflows::ExecutorConfig::default());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExecutorConfig {
+    /// The `max_iterations` a graph gets unless its factory sets one (default 1000).
+    pub max_iterations: u32,
+    /// Whether a completed run keeps its last checkpoint (default true); failed and cancelled
+    /// runs always keep theirs, to resume from.
+    pub keep_checkpoints: bool,
+    /// Who this executor is, as recorded in `runs.owner`. `None` (the default): the host,
+    /// the process id and a random suffix, chosen when the executor is built
+    /// ([`Executor::owner`](crate::Executor::owner) says which).
+    pub owner: Option<String>,
+    /// How long a lease on a running run lasts without a heartbeat (default 30 s). After
+    /// that, any worker may take the run over.
+    pub lease: Duration,
+    /// How often leases are renewed (default 10 s); well below `lease`.
+    pub heartbeat: Duration,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            max_iterations: DEFAULT_MAX_ITERATIONS,
+            keep_checkpoints: true,
+            owner: None,
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ExecutorConfig {
+    /// The `max_iterations` of graphs whose factory sets none.
+    pub fn max_iterations(mut self, max_iterations: u32) -> Self {
+        self.max_iterations = max_iterations;
+        self
+    }
+
+    /// Whether completed runs keep their last checkpoint.
+    pub fn keep_checkpoints(mut self, keep: bool) -> Self {
+        self.keep_checkpoints = keep;
+        self
+    }
+
+    /// The name recorded in `runs.owner`.
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
+    /// How long a lease lasts without a heartbeat.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How often leases are renewed.
+    pub fn heartbeat(mut self, heartbeat: Duration) -> Self {
+        self.heartbeat = heartbeat;
+        self
+    }
+
+    /// `owner`, or a name made up now: `host:pid:random`, so that two executors in one
+    /// process are told apart too.
+    pub(crate) fn owner_or_default(&self) -> String {
+        if let Some(owner) = &self.owner {
+            return owner.clone();
+        }
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned());
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        format!("{host}:{}:{}", std::process::id(), &suffix[..8])
+    }
+}

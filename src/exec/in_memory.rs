@@ -1,0 +1,185 @@
+//! Running a workflow in memory, without a database: for unit tests of a workflow's graph.
+//!
+//! The engine is the executor's own (the same routing, cycle bound, failures and panics);
+//! only its journal keeps each step in memory instead of writing it to the tables.
+//!
+//! ```
+//! use workflows::{run_in_memory, GraphBuilder, Params, Predicate, RunStatus, Runtime, State, WorkflowDef, BoxError};
+//!
+//! async fn countdown(g: &mut GraphBuilder, _: &Runtime, p: Params) -> Result<State, BoxError> {
+//!     g.add_node("tick", |mut s: State, _| async move {
+//!         let left: u32 = s.require("left")?;
+//!         s.set("left", left - 1);
+//!         Ok(s)
+//!     })
+//!     .add_conditional_edge("tick", "tick", Predicate::new("more", |s: &State| s.value("left") != Some(&0.into())))
+//!     .set_entry_point("tick")
+//!     .add_exit_point("tick");
+//!     Ok(State::new().with("left", p.require::<u32>("from")?))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> workflows::Result<()> {
+//! let def = WorkflowDef::new("countdown", "Counts down", |g, r, p| Box::pin(countdown(g, r, p)));
+//! let run = run_in_memory(&def, &Runtime::new(), serde_json::json!({"from": 3})).await?;
+//! assert_eq!(run.status, RunStatus::Completed);
+//! assert_eq!(run.state.require::<u32>("left")?, 0);
+//! let path: Vec<_> = run.steps.iter().map(|s| (s.node.as_str(), s.iteration)).collect();
+//! assert_eq!(path, [("tick", 1), ("tick", 2), ("tick", 3)]);
+//! assert_eq!(run.steps[2].reason, "exit point reached: more did not hold");
+//! # Ok(()) }
+//! ```
+
+use std::sync::Mutex;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::engine::{Engine, Outcome};
+use super::observer::Observers;
+use crate::error::Result;
+use crate::graph::{BoxFuture, GraphBuilder, State};
+use crate::model::{RunId, RunStatus};
+use crate::store::journal::{Journal, Next, NodeCommit, NodeFailure};
+use crate::workflow::params::Params;
+use crate::workflow::registry::WorkflowDef;
+use crate::workflow::runtime::Runtime;
+
+/// How a run in memory ended, and the steps it took.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct MemoryRun {
+    /// `completed` or `failed`.
+    pub status: RunStatus,
+    /// The state after the last node that completed.
+    pub state: State,
+    /// Why the run failed, if it did.
+    pub error: Option<String>,
+    /// Each node that completed, in order, with the edge taken after it.
+    pub steps: Vec<MemoryStep>,
+}
+
+/// One completed node of a run in memory, and what followed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemoryStep {
+    /// The node.
+    pub node: String,
+    /// Its step number, from 1.
+    pub iteration: u32,
+    /// The node that followed; `None` when the run ended here.
+    pub to: Option<String>,
+    /// The predicate of the edge taken, or the last one that did not hold.
+    pub predicate: Option<String>,
+    /// Why, in words (as a decision records it).
+    pub reason: String,
+}
+
+/// Runs `def` with `params` to its end, in memory: the factory, then every node, as the
+/// executor would, without writing anything anywhere. Bad params and a factory's error are
+/// an `Err`, as [`Executor::start`](crate::Executor::start) would report them; a node that
+/// fails fails the run (`status: failed`, `error`).
+pub async fn run_in_memory(
+    def: &WorkflowDef,
+    runtime: &Runtime,
+    params: Value,
+) -> Result<MemoryRun> {
+    let params = Params::from_value(params)?;
+    let (graph, initial) = def.build(GraphBuilder::new(), runtime, params).await?;
+    let run_id = RunId::from_uuid(uuid::Uuid::new_v4());
+    let journal = MemoryJournal::default();
+    let engine = Engine {
+        graph: &graph,
+        journal: &journal,
+        observer: &Observers::new(),
+        cancel: &CancellationToken::new(),
+        run_id,
+    };
+    let outcome = engine
+        .run(graph.entry_point().to_owned(), initial.clone(), 1)
+        .await?;
+    let recorded = journal.into_inner();
+    let (status, error) = match outcome {
+        Outcome::Completed => (RunStatus::Completed, None),
+        Outcome::Failed(message) => (RunStatus::Failed, Some(message)),
+        Outcome::Cancelled | Outcome::Superseded => (RunStatus::Cancelled, None),
+    };
+    Ok(MemoryRun {
+        status,
+        state: recorded.state.unwrap_or(initial),
+        error,
+        steps: recorded.steps,
+    })
+}
+
+/// What a run in memory recorded.
+#[derive(Default)]
+struct Recorded {
+    steps: Vec<MemoryStep>,
+    state: Option<State>,
+}
+
+/// A journal that keeps each step in memory, and never refuses one.
+#[derive(Default)]
+struct MemoryJournal(Mutex<Recorded>);
+
+impl MemoryJournal {
+    fn recorded(&self) -> std::sync::MutexGuard<'_, Recorded> {
+        // Steps are pushed whole: a poisoned lock still holds whole ones.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn into_inner(self) -> Recorded {
+        self.0
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Journal for MemoryJournal {
+    fn node_started<'a>(
+        &'a self,
+        _run_id: RunId,
+        _node: &'a str,
+        _iteration: u32,
+        _input: &'a Value,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async { Ok(true) })
+    }
+
+    fn node_completed<'a>(&'a self, commit: &'a NodeCommit<'a>) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let mut recorded = self.recorded();
+            recorded.steps.push(MemoryStep {
+                node: commit.node.to_owned(),
+                iteration: commit.iteration,
+                to: match commit.next {
+                    Next::Node { node, .. } => Some(node.to_owned()),
+                    _ => None,
+                },
+                predicate: commit.transition.predicate.map(str::to_owned),
+                reason: commit.transition.reason.to_owned(),
+            });
+            recorded.state = Some(commit.checkpoint.clone());
+            Ok(true)
+        })
+    }
+
+    fn node_failed<'a>(&'a self, _failure: &'a NodeFailure<'a>) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async { Ok(true) })
+    }
+
+    fn run_failed<'a>(&'a self, _run_id: RunId, _message: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async { Ok(true) })
+    }
+
+    fn run_completed<'a>(
+        &'a self,
+        _run_id: RunId,
+        _result: &'a Value,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async { Ok(true) })
+    }
+}

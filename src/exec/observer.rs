@@ -1,0 +1,140 @@
+//! Observers: whatever wants to hear a run's [`Event`]s (progress streams, logs, metrics).
+//!
+//! Observers are told after the fact and cannot fail a run: what must not be lost is written
+//! to the database before any observer hears of it.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::exec::events::Event;
+
+/// Hears the events of runs. Called on the run's task: keep it quick.
+pub trait Observer: Send + Sync {
+    /// One event.
+    fn on_event(&self, event: &Event);
+}
+
+impl<F: Fn(&Event) + Send + Sync> Observer for F {
+    fn on_event(&self, event: &Event) {
+        self(event)
+    }
+}
+
+/// Tells several observers, in order.
+#[derive(Clone, Default)]
+pub struct Observers {
+    observers: Vec<Arc<dyn Observer>>,
+}
+
+impl Observers {
+    /// No observers yet.
+    pub fn new() -> Self {
+        Observers::default()
+    }
+
+    /// Adds one.
+    pub fn with(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observers.push(observer);
+        self
+    }
+}
+
+impl Observer for Observers {
+    fn on_event(&self, event: &Event) {
+        for observer in &self.observers {
+            observer.on_event(event);
+        }
+    }
+}
+
+/// Logs each event through `tracing`: node and edge events at `debug`, the end of a run at
+/// `info` (or `warn` when it did not complete).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TracingObserver;
+
+impl Observer for TracingObserver {
+    fn on_event(&self, event: &Event) {
+        match event {
+            Event::GraphStarted {
+                run_id,
+                workflow,
+                node,
+                resumed,
+                ..
+            } => {
+                tracing::info!(%run_id, workflow, node, resumed, "run started")
+            }
+            Event::NodeStarted {
+                run_id,
+                node,
+                iteration,
+                ..
+            } => {
+                tracing::debug!(%run_id, node, iteration, "node started")
+            }
+            Event::NodeCompleted {
+                run_id,
+                node,
+                iteration,
+                duration_ms,
+                error,
+                ..
+            } => {
+                tracing::debug!(%run_id, node, iteration, duration_ms, error, "node completed")
+            }
+            Event::EdgeTransition {
+                run_id,
+                from,
+                to,
+                predicate,
+                ..
+            } => {
+                tracing::debug!(%run_id, from, to, predicate, "edge taken")
+            }
+            Event::CheckpointSaved { run_id, node, .. } => {
+                tracing::trace!(%run_id, node, "checkpoint saved")
+            }
+            Event::CheckpointLoaded { run_id, node, .. } => {
+                tracing::debug!(%run_id, node, "checkpoint loaded")
+            }
+            Event::Resumed {
+                run_id,
+                node,
+                iteration,
+            } => {
+                tracing::info!(%run_id, node, iteration, "run resumed")
+            }
+            Event::CycleDetected {
+                run_id,
+                node,
+                max_iterations,
+                ..
+            } => {
+                tracing::warn!(%run_id, node, max_iterations, "cycle bound reached")
+            }
+            Event::Handover { run_id, reason } => {
+                tracing::warn!(%run_id, reason, "run handed over")
+            }
+            Event::GraphCompleted {
+                run_id,
+                status,
+                error,
+                ..
+            } => match error {
+                None => tracing::info!(%run_id, %status, "run ended"),
+                Some(error) => tracing::warn!(%run_id, %status, error, "run ended"),
+            },
+        }
+    }
+}
+
+/// Forwards events to a channel: the progress stream of an execution. A receiver that went
+/// away is not an error: the run goes on.
+pub(crate) struct ChannelObserver(pub(crate) mpsc::UnboundedSender<Event>);
+
+impl Observer for ChannelObserver {
+    fn on_event(&self, event: &Event) {
+        let _ = self.0.send(event.clone());
+    }
+}

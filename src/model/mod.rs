@@ -1,0 +1,24 @@
+//! The records a workflow leaves behind: runs, stages and decisions, their ids and statuses.
+//! Plain data: how they are stored is the [`store`](crate::store)'s business.
+//!
+//! Field names and JSON shape are those of the Go original's `run.go`: an absent optional
+//! field is omitted from JSON (not `null`), statuses are lower-case strings and timestamps are
+//! RFC 3339.
+
+mod decision;
+mod invalid;
+mod raw_json;
+mod run;
+mod run_id;
+mod stage;
+mod status;
+mod workflow_info;
+
+pub use decision::Decision;
+pub use invalid::InvalidValue;
+pub use raw_json::RawJson;
+pub use run::Run;
+pub use run_id::RunId;
+pub use stage::Stage;
+pub use status::{RunStatus, StageStatus};
+pub use workflow_info::WorkflowInfo;

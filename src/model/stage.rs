@@ -1,0 +1,38 @@
+//! A stage: one execution of one node of a run.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{RawJson, RunId, StageStatus};
+
+/// One execution of one node of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
+pub struct Stage {
+    /// The stage's id.
+    pub id: Uuid,
+    /// The run it belongs to.
+    pub run_id: RunId,
+    /// The node executed.
+    pub node_name: String,
+    /// The run's step number when the node executed, from 1; unique per (run, node).
+    pub iteration: i32,
+    /// Its outcome.
+    pub status: StageStatus,
+    /// The state the node received, as stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_snapshot: Option<RawJson>,
+    /// The state the node returned, as stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_snapshot: Option<RawJson>,
+    /// How long the node took, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i32>,
+    /// The node's error, if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// When the node started.
+    pub created_at: DateTime<Utc>,
+}

@@ -1,0 +1,94 @@
+//! What the engine writes durably while a run executes, in the units that must commit
+//! together.
+
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::graph::BoxFuture;
+use crate::graph::State;
+use crate::model::RunId;
+
+/// The edge a completed node is followed by, or why there is none: a decision row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Transition<'a> {
+    /// The next node; `None` when the run ends here.
+    pub(crate) to: Option<&'a str>,
+    /// The predicate of the edge taken.
+    pub(crate) predicate: Option<&'a str>,
+    /// What the predicate returned.
+    pub(crate) result: Option<bool>,
+    /// Why, in words.
+    pub(crate) reason: &'a str,
+}
+
+/// What follows a completed node.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Next<'a> {
+    /// The run goes on at `node`, whose stage starts now.
+    Node { node: &'a str, iteration: u32 },
+    /// The node was an exit point: the run completes with `result`.
+    Complete { result: &'a Value },
+    /// The run cannot go on: it fails with `message`.
+    Fail { message: &'a str },
+}
+
+/// A node that returned a new state: its stage, its checkpoint, its decision and what
+/// follows, recorded all together or not at all.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NodeCommit<'a> {
+    pub(crate) run_id: RunId,
+    pub(crate) node: &'a str,
+    pub(crate) iteration: u32,
+    pub(crate) duration_ms: i32,
+    /// The state's data the node returned.
+    pub(crate) output: &'a Value,
+    /// The whole state, saved as the run's checkpoint.
+    pub(crate) checkpoint: &'a State,
+    pub(crate) transition: Transition<'a>,
+    pub(crate) next: Next<'a>,
+}
+
+/// A node that returned an error, panicked or was interrupted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NodeFailure<'a> {
+    pub(crate) run_id: RunId,
+    pub(crate) node: &'a str,
+    pub(crate) iteration: u32,
+    pub(crate) duration_ms: i32,
+    /// What the stage records.
+    pub(crate) error: &'a str,
+    /// What the run fails with; `None` when the run was cancelled: then only the stage is
+    /// closed, and only if the run's status is `cancelled`.
+    pub(crate) run_error: Option<&'a str>,
+}
+
+/// Durable writes of an executing run. Each returns whether the run was still running under
+/// this attempt's lease when the write was made: `false` means someone else changed it (a
+/// cancel, or a takeover after this attempt lost its lease) and nothing was written, so the
+/// attempt must stop. An `Err` is a write that failed: the database refused it, or stayed
+/// out of reach for as long as the lease surely held.
+pub(crate) trait Journal: Send + Sync {
+    /// The stage of `node` starts (the first node of an attempt; later ones start in
+    /// [`Journal::node_completed`]).
+    fn node_started<'a>(
+        &'a self,
+        run_id: RunId,
+        node: &'a str,
+        iteration: u32,
+        input: &'a Value,
+    ) -> BoxFuture<'a, Result<bool>>;
+
+    /// A node completed: see [`NodeCommit`].
+    fn node_completed<'a>(&'a self, commit: &'a NodeCommit<'a>) -> BoxFuture<'a, Result<bool>>;
+
+    /// A node failed: its stage fails, and the run with it unless it was cancelled.
+    fn node_failed<'a>(&'a self, failure: &'a NodeFailure<'a>) -> BoxFuture<'a, Result<bool>>;
+
+    /// The run fails before or between nodes (its factory failed, say).
+    fn run_failed<'a>(&'a self, run_id: RunId, message: &'a str) -> BoxFuture<'a, Result<bool>>;
+
+    /// The run completes between nodes with `result` (a resumed run whose checkpoint was
+    /// taken at an exit point).
+    fn run_completed<'a>(&'a self, run_id: RunId, result: &'a Value)
+    -> BoxFuture<'a, Result<bool>>;
+}

@@ -1,0 +1,491 @@
+//! The PostgreSQL journal: each durable step of a run as one statement, fenced by the run's
+//! lease and retried while the database is out of reach and the lease still holds.
+//!
+//! A completed node is one [`AtomicStatement`]: it locks the run under this journal's lease
+//! (see [`fence`](crate::fence)), completes the node's stage (only from `started`), and, if
+//! and only if that stage was completed, writes the decision, the checkpoint, and either the
+//! next node's `started` stage or the run's final status. After any crash, the stages,
+//! decisions and checkpoint of a run agree; a run cancelled or taken over elsewhere gets no
+//! write from its former executor.
+//!
+//! **A database that goes away.** A statement that fails because the connection broke (the
+//! server restarted, the network dropped) may or may not have committed. The recorder waits
+//! (with backoff) and tries again while the run's [`LeaseDeadline`] holds: first it asks
+//! whether the write already landed, and if not it sends the statement again, which is
+//! idempotent (it completes a stage only from `started`, and everything else depends on
+//! that). Past the deadline another worker may own the run, so it stops trying.
+
+use diesel::dsl::exists;
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::query_builder::{QueryFragment, QueryId};
+use diesel::sql_types::{Bool, Integer, Jsonb, Nullable, Text};
+use diesel::upsert::excluded;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::error::{Error, Result};
+use crate::graph::BoxFuture;
+use crate::graph::State;
+use crate::model::{RunId, RunStatus, StageStatus};
+use crate::store::atomic_statement::{AtomicStatement, Part};
+use crate::store::backoff::Backoff;
+use crate::store::checkpoints::PgCheckpointStore;
+use crate::store::checkpoints::state_to_json;
+use crate::store::fence::{
+    self, CHECKPOINTED, COMPLETED_STAGE, DECIDED, HELD_RUN, checkpointed, completed_stage, decided,
+    held_run,
+};
+use crate::store::journal::{Journal, Next, NodeCommit, NodeFailure};
+use crate::store::lease_deadline::LeaseDeadline;
+use crate::store::run_connections::RunConnections;
+use crate::store::runs::Lease;
+use crate::store::schema::{checkpoints, decisions, runs, stages};
+use crate::store::sql_functions::clock_timestamp;
+
+/// Writes one run's steps to the workflow tables, under its lease.
+pub(crate) struct PgJournal {
+    pool: RunConnections,
+    keep_checkpoints: bool,
+    lease: Lease,
+    deadline: LeaseDeadline,
+}
+
+/// Where a resumed or recovered run continues, as its new executor reads it.
+#[derive(Debug)]
+pub(crate) struct ResumePoint {
+    /// The step number after every recorded one.
+    pub(crate) next_iteration: u32,
+    /// How many of its stages completed.
+    pub(crate) completed: i64,
+    /// Its checkpoint, if it has one.
+    pub(crate) checkpoint: Option<State>,
+}
+
+/// What a write looks like once it has landed: how to tell, after a connection broke,
+/// whether the statement it was sending had committed.
+#[derive(Debug, Clone, Copy)]
+enum Landed<'a> {
+    /// The stage of `node` at step `iteration` has `status`.
+    Stage {
+        node: &'a str,
+        iteration: u32,
+        status: StageStatus,
+    },
+    /// The run has `status` and this journal's token.
+    Run(RunStatus),
+}
+
+impl PgJournal {
+    /// A journal for the run `lease` holds, retrying writes while `deadline` holds. With
+    /// `keep_checkpoints` false, a completed run's checkpoint is deleted in the statement
+    /// that completes it.
+    pub(crate) fn new(
+        pool: RunConnections,
+        keep_checkpoints: bool,
+        lease: Lease,
+        deadline: LeaseDeadline,
+    ) -> Self {
+        PgJournal {
+            pool,
+            keep_checkpoints,
+            lease,
+            deadline,
+        }
+    }
+
+    /// Executes the statement `build` makes; whether its last part wrote a row. Retried, as
+    /// the module explains, while the connection breaks and the lease holds.
+    async fn write<S>(&self, build: impl Fn() -> S, landed: Landed<'_>) -> Result<bool>
+    where
+        S: QueryFragment<Pg> + QueryId + Send,
+    {
+        let mut backoff = Backoff::for_writes();
+        let mut broke = false;
+        loop {
+            let attempt = async {
+                let mut conn = self.pool.get().await?;
+                if broke && self.has_landed(&mut conn, landed).await? {
+                    return Ok(true);
+                }
+                let written = build().execute(&mut *conn).await? > 0;
+                // Sent again after a break, an idempotent statement writes nothing if the
+                // first one committed meanwhile: tell that from a refusal.
+                if !written && broke {
+                    return self.has_landed(&mut conn, landed).await;
+                }
+                Ok(written)
+            }
+            .await;
+            match attempt {
+                Err(e) if e.is_connection_lost() => {
+                    let left = self.deadline.remaining();
+                    if left.is_zero() {
+                        tracing::warn!(run_id = %self.lease.run_id, error = %e, "the database stayed out of reach until the run's lease ran out; leaving the run to be taken over");
+                        return Err(e);
+                    }
+                    if !broke {
+                        tracing::warn!(run_id = %self.lease.run_id, error = %e, "could not record a step; retrying while the run's lease holds");
+                    }
+                    broke = true;
+                    tokio::time::sleep(backoff.next_pause().min(left)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Where the run continues, read under its lease (so nothing changes it meanwhile),
+    /// retried like a write while the connection breaks and the lease holds.
+    pub(crate) async fn resume_point(&self) -> Result<ResumePoint> {
+        let mut backoff = Backoff::for_writes();
+        loop {
+            let read = async {
+                let mut conn = self.pool.get().await?;
+                let of_run = stages::table.filter(stages::run_id.eq(self.lease.run_id));
+                let last: Option<i32> = of_run
+                    .select(diesel::dsl::max(stages::iteration))
+                    .first(&mut *conn)
+                    .await?;
+                let completed: i64 = of_run
+                    .filter(stages::status.eq(StageStatus::Completed))
+                    .count()
+                    .get_result(&mut *conn)
+                    .await?;
+                let checkpoint = PgCheckpointStore::load_with(&mut conn, self.lease.run_id).await?;
+                let next_iteration = u32::try_from(last.unwrap_or(0)).unwrap_or(0) + 1;
+                Ok::<_, Error>(ResumePoint {
+                    next_iteration,
+                    completed,
+                    checkpoint,
+                })
+            }
+            .await;
+            match read {
+                Err(e) if e.is_connection_lost() && !self.deadline.remaining().is_zero() => {
+                    tokio::time::sleep(backoff.next_pause().min(self.deadline.remaining())).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether the write described by `landed` is in the database.
+    async fn has_landed(&self, conn: &mut AsyncPgConnection, landed: Landed<'_>) -> Result<bool> {
+        Ok(match landed {
+            Landed::Stage {
+                node,
+                iteration,
+                status,
+            } => {
+                diesel::select(exists(
+                    stages::table
+                        .filter(stages::run_id.eq(self.lease.run_id))
+                        .filter(stages::node_name.eq(node))
+                        .filter(stages::iteration.eq(step(iteration)))
+                        .filter(stages::status.eq(status)),
+                ))
+                .get_result(conn)
+                .await?
+            }
+            Landed::Run(status) => {
+                diesel::select(exists(
+                    runs::table
+                        .find(self.lease.run_id)
+                        .filter(runs::status.eq(status))
+                        .filter(runs::lease_token.eq(self.lease.token)),
+                ))
+                .get_result(conn)
+                .await?
+            }
+        })
+    }
+}
+
+/// Inserts the `started` stage of `$node` at step `$iteration` for the run found in
+/// `$source` (the locked run, or the stage a commit completed).
+macro_rules! start_stage {
+    ($source:ident :: $run_id:ident, $node:expr, $iteration:expr, $input:expr) => {
+        diesel::insert_into(stages::table)
+            .values($source::table.select((
+                $source::$run_id,
+                $node.into_sql::<Text>(),
+                step($iteration).into_sql::<Integer>(),
+                StageStatus::Started.into_sql::<Text>(),
+                Some($input).into_sql::<Nullable<Jsonb>>(),
+            )))
+            .into_columns((
+                stages::run_id,
+                stages::node_name,
+                stages::iteration,
+                stages::status,
+                stages::input_snapshot,
+            ))
+    };
+}
+
+/// The run found in `$source` (the part before) → `$status`, with the result or the error.
+macro_rules! end_run {
+    ($source:ident :: $run_id:ident, $status:expr, $result:expr, $error:expr) => {
+        diesel::update(runs::table.filter(runs::id.eq_any($source::table.select($source::$run_id))))
+            .set((
+                runs::status.eq($status),
+                runs::result.eq($result),
+                runs::error_message.eq($error),
+                runs::completed_at.eq(clock_timestamp().nullable()),
+            ))
+    };
+}
+
+fn step(i: u32) -> i32 {
+    i32::try_from(i).unwrap_or(i32::MAX)
+}
+
+impl Journal for PgJournal {
+    fn node_started<'a>(
+        &'a self,
+        run_id: RunId,
+        node: &'a str,
+        iteration: u32,
+        input: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<bool>> {
+        debug_assert_eq!(run_id, self.lease.run_id);
+        let lease = self.lease;
+        Box::pin(self.write(
+            move || {
+                AtomicStatement::new(start_stage!(held_run::id, node, iteration, input))
+                    .with_named(HELD_RUN, fence::running_under(lease))
+            },
+            Landed::Stage {
+                node,
+                iteration,
+                status: StageStatus::Started,
+            },
+        ))
+    }
+
+    fn node_completed<'a>(&'a self, c: &'a NodeCommit<'a>) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let state = state_to_json(c.checkpoint)?;
+            let (keep, lease) = (self.keep_checkpoints, self.lease);
+            let landed = Landed::Stage {
+                node: c.node,
+                iteration: c.iteration,
+                status: StageStatus::Completed,
+            };
+            self.write(|| commit(c, lease, &state, keep), landed).await
+        })
+    }
+
+    fn node_failed<'a>(&'a self, f: &'a NodeFailure<'a>) -> BoxFuture<'a, Result<bool>> {
+        let lease = self.lease;
+        let fail_stage = move || {
+            diesel::update(
+                stages::table
+                    .filter(stages::run_id.eq(f.run_id))
+                    .filter(stages::node_name.eq(f.node))
+                    .filter(stages::iteration.eq(step(f.iteration)))
+                    .filter(stages::status.eq(StageStatus::Started))
+                    .filter(exists(held_run::table.select(held_run::id))),
+            )
+            .set((
+                stages::status.eq(StageStatus::Failed),
+                stages::duration_ms.eq(f.duration_ms),
+                stages::error_message.eq(f.error),
+            ))
+        };
+        let landed = Landed::Stage {
+            node: f.node,
+            iteration: f.iteration,
+            status: StageStatus::Failed,
+        };
+        Box::pin(async move {
+            match f.run_error {
+                Some(message) => {
+                    self.write(
+                        || {
+                            AtomicStatement::new(end_held_run(
+                                RunStatus::Failed,
+                                None,
+                                Some(message),
+                            ))
+                            .with_named(HELD_RUN, fence::running_under(lease))
+                            .with(fail_stage())
+                        },
+                        landed,
+                    )
+                    .await
+                }
+                // Cancelled: close the stage of a run that is cancelled under this lease (and
+                // only then: a run taken over by another worker is not ours to touch).
+                None => {
+                    self.write(
+                        || {
+                            AtomicStatement::new(fail_stage())
+                                .with_named(HELD_RUN, fence::cancelled_under(lease))
+                        },
+                        landed,
+                    )
+                    .await
+                }
+            }
+        })
+    }
+
+    fn run_failed<'a>(&'a self, run_id: RunId, message: &'a str) -> BoxFuture<'a, Result<bool>> {
+        debug_assert_eq!(run_id, self.lease.run_id);
+        let lease = self.lease;
+        Box::pin(self.write(
+            move || {
+                AtomicStatement::new(end_held_run(
+                    RunStatus::Failed,
+                    None::<&serde_json::Value>,
+                    Some(message),
+                ))
+                .with_named(HELD_RUN, fence::running_under(lease))
+            },
+            Landed::Run(RunStatus::Failed),
+        ))
+    }
+
+    fn run_completed<'a>(
+        &'a self,
+        run_id: RunId,
+        result: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<bool>> {
+        debug_assert_eq!(run_id, self.lease.run_id);
+        let lease = self.lease;
+        Box::pin(self.write(
+            move || {
+                AtomicStatement::new(end_held_run(
+                    RunStatus::Completed,
+                    Some(result),
+                    None::<&str>,
+                ))
+                .with_named(HELD_RUN, fence::running_under(lease))
+            },
+            Landed::Run(RunStatus::Completed),
+        ))
+    }
+}
+
+/// A node's commit, one part after another, each written only if the one before was: the
+/// lock, the stage completion (from `started` only), the decision, the checkpoint (deleted
+/// instead, when the run completes and `keep` is false), then what follows (the next stage,
+/// or the run's end).
+fn commit<'a>(
+    c: &'a NodeCommit<'a>,
+    lease: Lease,
+    state: &'a serde_json::Value,
+    keep: bool,
+) -> AtomicStatement<'a, Part<'a>> {
+    let complete_stage = diesel::update(
+        stages::table
+            .filter(stages::run_id.eq(c.run_id))
+            .filter(stages::node_name.eq(c.node))
+            .filter(stages::iteration.eq(step(c.iteration)))
+            .filter(stages::status.eq(StageStatus::Started))
+            .filter(exists(held_run::table.select(held_run::id))),
+    )
+    .set((
+        stages::status.eq(StageStatus::Completed),
+        stages::duration_ms.eq(c.duration_ms),
+        stages::output_snapshot.eq(c.output),
+    ))
+    .returning(stages::run_id);
+    let t = c.transition;
+    let decide = diesel::insert_into(decisions::table)
+        .values(completed_stage::table.select((
+            completed_stage::run_id,
+            c.node.into_sql::<Text>(),
+            t.to.into_sql::<Nullable<Text>>(),
+            t.predicate.into_sql::<Nullable<Text>>(),
+            t.result.into_sql::<Nullable<Bool>>(),
+            Some(t.reason).into_sql::<Nullable<Text>>(),
+        )))
+        .into_columns((
+            decisions::run_id,
+            decisions::from_node,
+            decisions::to_node,
+            decisions::predicate_name,
+            decisions::predicate_result,
+            decisions::reason,
+        ))
+        .returning(decisions::run_id);
+    let saves_checkpoint = keep || !matches!(c.next, Next::Complete { .. });
+    let last: Part<'a> = match (c.next, saves_checkpoint) {
+        (Next::Node { node, iteration }, _) => Box::new(start_stage!(
+            completed_stage::run_id,
+            node,
+            iteration,
+            c.output
+        )),
+        (Next::Complete { result }, true) => Box::new(end_run!(
+            checkpointed::run_id,
+            RunStatus::Completed,
+            Some(result),
+            None::<&str>
+        )),
+        (Next::Complete { result }, false) => Box::new(end_run!(
+            decided::run_id,
+            RunStatus::Completed,
+            Some(result),
+            None::<&str>
+        )),
+        (Next::Fail { message }, _) => Box::new(end_run!(
+            checkpointed::run_id,
+            RunStatus::Failed,
+            None::<&serde_json::Value>,
+            Some(message)
+        )),
+    };
+    let statement = AtomicStatement::new(last)
+        .with_named(HELD_RUN, fence::running_under(lease))
+        .with_named(COMPLETED_STAGE, complete_stage)
+        .with_named(DECIDED, decide);
+    if saves_checkpoint {
+        statement.with_named(CHECKPOINTED, save_checkpoint(c.node, state))
+    } else {
+        statement.with(diesel::delete(checkpoints::table.filter(
+            checkpoints::run_id.eq_any(decided::table.select(decided::run_id)),
+        )))
+    }
+}
+
+/// Upserts the checkpoint of the run whose decision the commit recorded.
+fn save_checkpoint<'a>(
+    node: &'a str,
+    state: &'a serde_json::Value,
+) -> impl QueryFragment<Pg> + Send + Sync + 'a {
+    diesel::insert_into(checkpoints::table)
+        .values(decided::table.select((
+            decided::run_id,
+            state.into_sql::<Jsonb>(),
+            node.into_sql::<Text>(),
+        )))
+        .into_columns((
+            checkpoints::run_id,
+            checkpoints::state_data,
+            checkpoints::checkpoint_node,
+        ))
+        .on_conflict(checkpoints::run_id)
+        .do_update()
+        .set((
+            checkpoints::state_data.eq(excluded(checkpoints::state_data)),
+            checkpoints::checkpoint_node.eq(excluded(checkpoints::checkpoint_node)),
+        ))
+        .returning(checkpoints::run_id)
+}
+
+/// The locked run → `status`, with the result or the error.
+fn end_held_run<'a>(
+    status: RunStatus,
+    result: Option<&'a serde_json::Value>,
+    error: Option<&'a str>,
+) -> impl QueryFragment<Pg> + QueryId + Send + Sync + 'a {
+    diesel::update(runs::table.filter(runs::id.eq_any(held_run::table.select(held_run::id)))).set((
+        runs::status.eq(status),
+        runs::result.eq(result),
+        runs::error_message.eq(error),
+        runs::completed_at.eq(clock_timestamp().nullable()),
+    ))
+}

@@ -1,0 +1,569 @@
+//! Every change of a run's status, and the leases that go with them: the one module that
+//! writes `runs.status` (the journal's node commits take their run's end from here too).
+//!
+//! Every transition names the statuses it may start from in its `WHERE` clause, so the check
+//! and the change are one atomic step: of two writers racing to change one run, exactly one
+//! wins, and the other gets [`Error::InvalidStatus`] (400) naming the status it found.
+//!
+//! ```text
+//! pending ──claim──▶ running ──complete──▶ completed
+//!    │                 │  └──────fail────▶ failed ────┐
+//!    └─────cancel──────┴──────cancel─────▶ cancelled ─┴─resume─▶ running
+//! ```
+//!
+//! **Leases.** A running run carries an owner, a lease token and a lease expiry. Every write
+//! the owner makes for the run starts by locking the run's row under its token (see
+//! [`fence`](super::fence)), so an executor that lost its lease (it paused, or lost the
+//! database, for longer than the lease) writes nothing more. Expiry is reckoned by the
+//! database's clock, never a worker's. The statements that give a run to a new owner (a
+//! takeover, a resume, giving up on a run) are rare, and each is a short transaction that
+//! first locks the run's row: a node commit in flight finishes before them, and they then
+//! see everything it wrote.
+//!
+//! The transitions into `running` and the ends of a running run belong to the executor
+//! holding its lease; anyone may cancel a run ([`cancel_run`]) or delete a finished one
+//! ([`delete_run`]), each one statement that locks the run's row: a node commit in flight
+//! finishes first, and its executor's next write is refused.
+
+use std::time::Duration;
+
+use diesel::dsl::{case_when, exists};
+use diesel::pg::data_types::PgInterval;
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::atomic_statement::AtomicStatement;
+use super::fence::{HELD_RUN, held_run};
+use super::rows::RunRow;
+use super::schema::{checkpoints, runs, stages};
+use super::sql_functions::{clock_timestamp, db_now, gen_random_uuid};
+use crate::error::{Error, Result};
+use crate::model::{Run, RunId, RunStatus, StageStatus};
+
+use RunStatus::{Cancelled, Completed, Failed, Pending, Running};
+
+/// What a stage left `started` by a stopped attempt is marked with when its run resumes or
+/// is taken over.
+const INTERRUPTED: &str = "interrupted: the run stopped while this node was executing";
+
+/// The run `seen` still as it was seen: running, its lease expired, taken over as often.
+/// Of two workers acting on it at once, only one finds it so.
+macro_rules! still_as_seen {
+    ($seen:expr) => {
+        runs::table
+            .find($seen.run_id)
+            .filter(runs::status.eq(Running))
+            .filter(runs::lease_expires_at.lt(db_now().nullable()))
+            .filter(runs::recoveries.eq($seen.recoveries))
+    };
+}
+
+/// The columns that give a run to `$owner` under a fresh lease lasting `$lease`: a new
+/// token, a heartbeat now, an expiry by the database's clock.
+macro_rules! new_lease {
+    ($owner:expr, $lease:expr) => {
+        (
+            runs::owner.eq($owner),
+            runs::lease_token.eq(gen_random_uuid().nullable()),
+            runs::heartbeat_at.eq(clock_timestamp().nullable()),
+            runs::lease_expires_at.eq((clock_timestamp() + interval($lease)).nullable()),
+        )
+    };
+}
+
+/// The hold an executor has on a running run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Lease {
+    pub(crate) run_id: RunId,
+    pub(crate) token: Uuid,
+}
+
+/// How long a lease lasts, as a PostgreSQL interval.
+fn interval(lease: Duration) -> PgInterval {
+    PgInterval::from_microseconds(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// A run with the token its statement just gave it.
+fn leased((run, token): (RunRow, Option<Uuid>)) -> Result<(Run, Lease)> {
+    let run = Run::from(run);
+    let token = token.ok_or_else(|| Error::Value {
+        container: "run",
+        key: run.id.to_string(),
+        reason: "was leased without a token".to_owned(),
+    })?;
+    let lease = Lease {
+        run_id: run.id,
+        token,
+    };
+    Ok((run, lease))
+}
+
+/// Inserts a run to execute right here: `running`, leased to `owner`. It is never visible
+/// as `pending`, so no worker can claim it first.
+pub(crate) async fn insert_running(
+    conn: &mut AsyncPgConnection,
+    workflow: &str,
+    params: &serde_json::Value,
+    owner: &str,
+    lease: Duration,
+) -> Result<(Run, Lease)> {
+    let row = diesel::insert_into(runs::table)
+        .values((
+            runs::workflow_name.eq(workflow),
+            runs::status.eq(Running),
+            runs::params.eq(params),
+            runs::started_at.eq(clock_timestamp().nullable()),
+            new_lease!(owner, lease),
+        ))
+        .returning((RunRow::as_returning(), runs::lease_token))
+        .get_result(conn)
+        .await?;
+    leased(row)
+}
+
+/// Inserts a `pending` run for a worker to claim. With an idempotency key, a second call
+/// with the same key returns the first run instead of creating another; the same key with
+/// another workflow or other params is [`Error::InvalidInput`].
+pub(crate) async fn insert_pending(
+    conn: &mut AsyncPgConnection,
+    workflow: &str,
+    params: &serde_json::Value,
+    key: Option<&str>,
+) -> Result<Run> {
+    let inserted = diesel::insert_into(runs::table)
+        .values((
+            runs::workflow_name.eq(workflow),
+            runs::status.eq(Pending),
+            runs::params.eq(params),
+            runs::idempotency_key.eq(key),
+        ))
+        .on_conflict(runs::idempotency_key)
+        .do_nothing()
+        .returning(RunRow::as_returning())
+        .get_result::<RunRow>(conn)
+        .await
+        .optional()?;
+    if let Some(run) = inserted {
+        return Ok(run.into());
+    }
+    // Only a key can conflict: the run it names already exists.
+    let key = key.unwrap_or_default();
+    let existing: Run = runs::table
+        .filter(runs::idempotency_key.eq(key))
+        .select(RunRow::as_select())
+        .first::<RunRow>(conn)
+        .await?
+        .into();
+    let same_params = existing.params.as_ref().is_some_and(|p| p == params);
+    if existing.workflow_name == workflow && same_params {
+        Ok(existing)
+    } else {
+        Err(Error::invalid_input(
+            "idempotency key",
+            key,
+            format_args!(
+                "already used by run {} of workflow {:?} with other params; use a new key for a new run",
+                existing.id, existing.workflow_name
+            ),
+        ))
+    }
+}
+
+/// Claims up to `limit` pending runs of `workflows`, oldest first, for `owner`. Rows another
+/// worker is claiming at the same moment are skipped, not waited for.
+pub(crate) async fn claim_pending(
+    conn: &mut AsyncPgConnection,
+    workflows: &[String],
+    owner: &str,
+    lease: Duration,
+    limit: i64,
+) -> Result<Vec<(Run, Lease)>> {
+    let pending = diesel::alias!(runs as pending);
+    let oldest = pending
+        .select(pending.field(runs::id))
+        .filter(pending.field(runs::status).eq(Pending))
+        .filter(pending.field(runs::workflow_name).eq_any(workflows))
+        .order_by(pending.field(runs::created_at).asc())
+        .limit(limit)
+        .for_update()
+        .skip_locked();
+    let rows: Vec<(RunRow, Option<Uuid>)> =
+        diesel::update(runs::table.filter(runs::id.eq_any(oldest)))
+            .set((
+                runs::status.eq(Running),
+                runs::started_at.eq(clock_timestamp().nullable()),
+                new_lease!(owner, lease),
+            ))
+            .returning((RunRow::as_returning(), runs::lease_token))
+            .get_results(conn)
+            .await?;
+    rows.into_iter().map(leased).collect()
+}
+
+/// A running run whose lease expired, and how often it was taken over already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Expired {
+    pub(crate) run_id: RunId,
+    pub(crate) recoveries: i32,
+    /// Handed back by a stopping worker ([`release`]) rather than lost: taking it over is
+    /// not a recovery.
+    pub(crate) released: bool,
+}
+
+/// Up to `limit` running runs of `workflows` whose lease expired, longest expired first.
+pub(crate) async fn expired(
+    conn: &mut AsyncPgConnection,
+    workflows: &[String],
+    limit: i64,
+) -> Result<Vec<Expired>> {
+    let rows: Vec<(RunId, i32, bool)> = runs::table
+        .filter(runs::status.eq(Running))
+        .filter(runs::workflow_name.eq_any(workflows))
+        .filter(runs::lease_expires_at.lt(db_now().nullable()))
+        .order_by(runs::lease_expires_at.asc())
+        .select((runs::id, runs::recoveries, runs::owner.is_null()))
+        .limit(limit)
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(run_id, recoveries, released)| Expired {
+            run_id,
+            recoveries,
+            released,
+        })
+        .collect())
+}
+
+/// Marks the stages of `run_id` left `started` as `failed` (interrupted). Called inside a
+/// transaction that holds the run's row lock, after any node commit in flight, so it sees
+/// every stage that commit started.
+async fn close_interrupted(conn: &mut AsyncPgConnection, run_id: RunId) -> Result<usize> {
+    Ok(diesel::update(
+        stages::table
+            .filter(stages::run_id.eq(run_id))
+            .filter(stages::status.eq(StageStatus::Started)),
+    )
+    .set((
+        stages::status.eq(StageStatus::Failed),
+        stages::error_message.eq(INTERRUPTED),
+    ))
+    .execute(conn)
+    .await?)
+}
+
+/// Takes over an expired run for `owner`: a new token and lease, one more recovery (unless
+/// the run was released rather than lost), and the stages its former owner left `started`
+/// marked `failed`. Conditional on the run being as `seen` (still running, still expired,
+/// recovered as often): of two workers taking over at once, one gets it and the other
+/// `None`.
+pub(crate) async fn take_over(
+    conn: &mut AsyncPgConnection,
+    seen: Expired,
+    owner: &str,
+    lease: Duration,
+) -> Result<Option<(Run, Lease)>> {
+    conn.transaction::<_, Error, _>(async |conn| {
+        let locked: Option<RunId> = still_as_seen!(seen)
+            .select(runs::id)
+            .for_no_key_update()
+            .first(conn)
+            .await
+            .optional()?;
+        if locked.is_none() {
+            return Ok(None);
+        }
+        close_interrupted(conn, seen.run_id).await?;
+        let row = diesel::update(runs::table.find(seen.run_id))
+            .set((
+                new_lease!(owner, lease),
+                runs::recoveries.eq(runs::recoveries
+                    + case_when::<_, _, diesel::sql_types::Integer>(runs::owner.is_null(), 0)
+                        .otherwise(1)),
+            ))
+            .returning((RunRow::as_returning(), runs::lease_token))
+            .get_result(conn)
+            .await?;
+        leased(row).map(Some)
+    })
+    .await
+}
+
+/// Fails an expired run that has been taken over too often, if it is still as `seen`.
+pub(crate) async fn give_up(
+    conn: &mut AsyncPgConnection,
+    seen: Expired,
+    message: &str,
+) -> Result<bool> {
+    conn.transaction::<_, Error, _>(async |conn| {
+        let locked: Option<RunId> = still_as_seen!(seen)
+            .select(runs::id)
+            .for_no_key_update()
+            .first(conn)
+            .await
+            .optional()?;
+        if locked.is_none() {
+            return Ok(false);
+        }
+        close_interrupted(conn, seen.run_id).await?;
+        diesel::update(runs::table.find(seen.run_id))
+            .set((
+                runs::status.eq(Failed),
+                runs::error_message.eq(message),
+                runs::completed_at.eq(clock_timestamp().nullable()),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(true)
+    })
+    .await
+}
+
+/// A run reopened for a resume: its record, its new lease, and the error it had failed
+/// with before (kept for the message if the resume fails too).
+pub(crate) struct Reopened {
+    pub(crate) run: Run,
+    pub(crate) lease: Lease,
+    pub(crate) previous_error: Option<String>,
+}
+
+/// `failed` or `cancelled` → `running` again, leased to `owner`, clearing the error and end
+/// time; stages the interrupted attempt left `started` are marked `failed`. Refused with
+/// [`Error::NotResumable`] (and nothing changed) when nodes of the run completed but its
+/// checkpoint is gone: resuming would run them all again.
+pub(crate) async fn reopen(
+    conn: &mut AsyncPgConnection,
+    id: RunId,
+    owner: &str,
+    lease: Duration,
+) -> Result<Reopened> {
+    let reopened = conn
+        .transaction::<_, Error, _>(async |conn| {
+            let locked: Option<Option<String>> = runs::table
+                .find(id)
+                .filter(runs::status.eq_any([Failed, Cancelled]))
+                .select(runs::error_message)
+                .for_no_key_update()
+                .first(conn)
+                .await
+                .optional()?;
+            let Some(previous_error) = locked else {
+                return Ok(None);
+            };
+            refuse_without_checkpoint(conn, id).await?;
+            close_interrupted(conn, id).await?;
+            let row = diesel::update(runs::table.find(id))
+                .set((
+                    runs::status.eq(Running),
+                    runs::error_message.eq(None::<String>),
+                    runs::completed_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+                    new_lease!(owner, lease),
+                ))
+                .returning((RunRow::as_returning(), runs::lease_token))
+                .get_result(conn)
+                .await?;
+            let (run, lease) = leased(row)?;
+            Ok(Some(Reopened {
+                run,
+                lease,
+                previous_error,
+            }))
+        })
+        .await?;
+    match reopened {
+        Some(reopened) => Ok(reopened),
+        None => Err(refusal(conn, id, "resume").await),
+    }
+}
+
+/// [`Error::NotResumable`] if nodes of the run completed but it has no checkpoint to resume
+/// after (retention pruned it, or someone deleted it).
+pub(crate) async fn refuse_without_checkpoint(
+    conn: &mut AsyncPgConnection,
+    id: RunId,
+) -> Result<()> {
+    let (completed, has_checkpoint): (i64, bool) = diesel::select((
+        stages::table
+            .filter(stages::run_id.eq(id))
+            .filter(stages::status.eq(StageStatus::Completed))
+            .count()
+            .single_value()
+            .assume_not_null(),
+        exists(checkpoints::table.find(id)),
+    ))
+    .get_result(conn)
+    .await?;
+    if completed > 0 && !has_checkpoint {
+        return Err(Error::NotResumable {
+            run_id: id,
+            reason: format!(
+                "{completed} of its nodes completed, but its checkpoint is gone (pruned by \
+                 retention, or deleted), so it would start again at the entry point and run \
+                 them all again; start a new run instead"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// What a heartbeat found of the leases it renewed.
+#[derive(Debug, Default)]
+pub(crate) struct Renewal {
+    /// Leases extended from now.
+    pub(crate) renewed: Vec<Uuid>,
+    /// Leases still held but not extended: their run's row was locked by a write in flight
+    /// (its own executor's node commit, whose lock no takeover can pass meanwhile).
+    pub(crate) busy: Vec<Uuid>,
+}
+
+impl Renewal {
+    /// Whether the lease with `token` is still held.
+    pub(crate) fn holds(&self, token: &Uuid) -> bool {
+        self.renewed.contains(token) || self.busy.contains(token)
+    }
+}
+
+/// Extends the leases whose tokens are given, for runs still running. A token in neither
+/// list of the answer lost its run: it was cancelled, ended, or taken over by another
+/// worker. Rows locked by a write in flight are skipped rather than waited for, so that one
+/// slow node commit does not hold up the renewal of every other run.
+pub(crate) async fn renew(
+    conn: &mut AsyncPgConnection,
+    tokens: &[Uuid],
+    lease: Duration,
+) -> Result<Renewal> {
+    let free = diesel::alias!(runs as free);
+    let lockable = free
+        .select(free.field(runs::id))
+        .filter(free.field(runs::lease_token).eq_any(tokens))
+        .filter(free.field(runs::status).eq(Running))
+        .for_no_key_update()
+        .skip_locked();
+    let renewed: Vec<Option<Uuid>> = diesel::update(runs::table.filter(runs::id.eq_any(lockable)))
+        .set((
+            runs::heartbeat_at.eq(clock_timestamp().nullable()),
+            runs::lease_expires_at.eq((clock_timestamp() + interval(lease)).nullable()),
+        ))
+        .returning(runs::lease_token)
+        .get_results(conn)
+        .await?;
+    let renewed: Vec<Uuid> = renewed.into_iter().flatten().collect();
+    let skipped: Vec<Uuid> = tokens
+        .iter()
+        .filter(|t| !renewed.contains(t))
+        .copied()
+        .collect();
+    let busy = if skipped.is_empty() {
+        Vec::new()
+    } else {
+        let busy: Vec<Option<Uuid>> = runs::table
+            .filter(runs::lease_token.eq_any(&skipped))
+            .filter(runs::status.eq(Running))
+            .select(runs::lease_token)
+            .load(conn)
+            .await?;
+        busy.into_iter().flatten().collect()
+    };
+    Ok(Renewal { renewed, busy })
+}
+
+/// Ends the leases with these tokens now, for runs still running, so that another worker
+/// takes them over at once (without counting a recovery: the owner is cleared); returns the
+/// runs released.
+pub(crate) async fn release(conn: &mut AsyncPgConnection, tokens: &[Uuid]) -> Result<Vec<RunId>> {
+    Ok(diesel::update(
+        runs::table
+            .filter(runs::lease_token.eq_any(tokens))
+            .filter(runs::status.eq(Running)),
+    )
+    .set((
+        runs::lease_expires_at.eq(db_now().nullable()),
+        runs::owner.eq(None::<String>),
+    ))
+    .returning(runs::id)
+    .get_results(conn)
+    .await?)
+}
+
+/// `pending` or `running` → `cancelled`. A running run's executor sees it at its next write
+/// at the latest (the [`Executor`](crate::Executor) also interrupts it at once when it runs
+/// in this process).
+pub async fn cancel_run(conn: &mut AsyncPgConnection, id: RunId) -> Result<Run> {
+    // Locked first, so that `completed_at` is read off the clock once a node commit in
+    // flight has committed: the run ends after everything it recorded.
+    let cancellable = runs::table
+        .find(id)
+        .filter(runs::status.eq_any([Pending, Running]))
+        .select(runs::id)
+        .for_no_key_update();
+    let cancel =
+        diesel::update(runs::table.filter(runs::id.eq_any(held_run::table.select(held_run::id))))
+            .set((
+                runs::status.eq(Cancelled),
+                runs::completed_at.eq(clock_timestamp().nullable()),
+            ))
+            .returning(RunRow::as_returning());
+    let run = AtomicStatement::new(cancel)
+        .with_named(HELD_RUN, cancellable)
+        .get_result::<RunRow>(conn)
+        .await
+        .optional()?
+        .map(Run::from);
+    accepted(conn, id, "cancel", run).await
+}
+
+/// Deletes a finished run with its stages, decisions and checkpoint. A `pending` or
+/// `running` run is refused: cancel it first.
+pub async fn delete_run(conn: &mut AsyncPgConnection, id: RunId) -> Result<()> {
+    let deleted = diesel::delete(
+        runs::table
+            .find(id)
+            .filter(runs::status.eq_any([Completed, Failed, Cancelled])),
+    )
+    .returning(runs::id)
+    .get_result::<RunId>(conn)
+    .await
+    .optional()?;
+    if deleted.is_some() {
+        Ok(())
+    } else {
+        Err(refusal(conn, id, "delete (cancel it first)").await)
+    }
+}
+
+/// The run the transition returned, or the reason it was refused.
+async fn accepted(
+    conn: &mut AsyncPgConnection,
+    id: RunId,
+    action: &'static str,
+    run: Option<Run>,
+) -> Result<Run> {
+    match run {
+        Some(run) => Ok(run),
+        None => Err(refusal(conn, id, action).await),
+    }
+}
+
+/// Why a conditional change matched no row: the run does not exist, or is in another status.
+pub(crate) async fn refusal(
+    conn: &mut AsyncPgConnection,
+    id: RunId,
+    action: &'static str,
+) -> Error {
+    let status = runs::table
+        .find(id)
+        .select(runs::status)
+        .first::<RunStatus>(conn)
+        .await
+        .optional();
+    match status {
+        Ok(Some(status)) => Error::InvalidStatus {
+            run_id: id,
+            status,
+            action,
+        },
+        Ok(None) => Error::RunNotFound { id },
+        Err(e) => Error::from(e),
+    }
+}
