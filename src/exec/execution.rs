@@ -13,7 +13,7 @@ use crate::query::repository;
 use crate::store::backoff::Backoff;
 use crate::store::db::Pool;
 
-/// A run started by [`Executor::start`] or [`Executor::resume`]: its record, its progress
+/// A run started by [`Executor::start`](crate::Executor::start) or [`Executor::resume`](crate::Executor::resume): its record, its progress
 /// events, and its end. Dropping it does not stop the run.
 pub struct Execution {
     pub(super) run: Run,

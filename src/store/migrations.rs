@@ -64,7 +64,7 @@ where
     SyncConnection<C>:
         diesel::Connection<Backend = Pg> + diesel::migration::MigrationConnection + Send,
 {
-    /// A migrator working on `conn` (an [`AsyncPgConnection`] or a [`PooledConnection`]).
+    /// A migrator working on `conn` (an [`AsyncPgConnection`](diesel_async::AsyncPgConnection) or a [`PooledConnection`](crate::PooledConnection)).
     pub fn new(conn: C) -> Self {
         Migrator {
             conn: Some(AsyncConnectionWrapper::from(conn)),
