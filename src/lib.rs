@@ -51,9 +51,10 @@ pub use graph::{
 pub use model::{
     Decision, InvalidValue, RawJson, Run, RunId, RunStatus, Stage, StageStatus, WorkflowInfo,
 };
-pub use query::page::{KeysetPage, PageConfig, PageRequest, PageResult, SortField};
+pub use query::page::{PageConfig, PageRequest, PageResult, SortField};
+pub use query::query_string::QueryParams;
 pub use query::repository;
-pub use query::run_cursor::RunCursor;
+pub use query::run_cursor::{KeysetPage, RunCursor};
 pub use query::run_filters::{RunFilters, RunSortField};
 pub use store::checkpoints::{CheckpointInfo, PgCheckpointStore};
 pub use store::retention::{self, PruneReport, Retention};

@@ -11,16 +11,17 @@
 //!   concurrent writers, cancel from another task), which one transaction cannot hold: a
 //!   fresh schema with its own tables, dropped afterwards.
 //!
-//! ```no_run
-//! use workflows::{repository, testing, RunId};
+//! ```
+//! use workflows::{repository, testing, ErrorKind, RunId};
 //!
-//! #[tokio::test]
-//! async fn an_unknown_run_is_not_found() {
-//!     let mut conn = testing::connection().await.unwrap();
-//!     let id = RunId::from_uuid(uuid::Uuid::new_v4());
-//!     let err = repository::find_run(&mut conn, id).await.unwrap_err();
-//!     assert_eq!(err.status(), http::StatusCode::NOT_FOUND);
-//! }
+//! # #[tokio::main]
+//! # async fn main() {
+//! // In a #[tokio::test] function:
+//! let mut conn = testing::connection().await.unwrap();
+//! let id = RunId::from_uuid(uuid::Uuid::new_v4());
+//! let err = repository::find_run(&mut conn, id).await.unwrap_err();
+//! assert_eq!(err.kind(), ErrorKind::NotFound);
+//! # }
 //! ```
 
 use std::sync::Arc;
@@ -130,11 +131,15 @@ pub async fn pool() -> Result<Pool> {
 /// need several connections at once. Its connections see only its tables. The schema is
 /// dropped with the value (or explicitly with [`IsolatedSchema::drop_schema`]).
 ///
-/// ```no_run
-/// # async fn example() -> workflows::Result<()> {
+/// ```
+/// use diesel_async::RunQueryDsl;
+/// # #[tokio::main]
+/// # async fn main() -> workflows::Result<()> {
 /// let schema = workflows::testing::IsolatedSchema::create().await?;
 /// let (mut a, mut b) = (schema.pool().get().await?, schema.pool().get().await?);
-/// // ... two connections, committed writes, visible to each other ...
+/// diesel::sql_query("INSERT INTO runs (workflow_name) VALUES ('seen')").execute(&mut a).await?;
+/// let seen = diesel::sql_query("SELECT 1 FROM runs").execute(&mut b).await?;
+/// assert_eq!(seen, 1, "a write committed on one connection is seen on the other");
 /// schema.drop_schema().await?;
 /// # Ok(()) }
 /// ```

@@ -359,10 +359,23 @@ async fn a_worker_started_before_the_database_is_reachable_waits_for_it_saying_s
     let said = worker.expect_line("stderr: worker: cannot reach the database yet");
     assert!(said.contains("retrying in"), "{said}");
 
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let proxy = tokio::spawn(forward(listener, server));
+    // The proxy runs on a thread and runtime of its own: this test's thread blocks while it
+    // reads the worker's output, and must not hold up the worker's connections meanwhile.
+    let proxy = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .unwrap();
+            tokio::select! {
+                () = forward(listener, server) => {}
+                () = tokio::time::sleep(HANG) => {}
+            }
+        });
+    });
     worker.expect_line("worker early started");
     let ids = pending(&url, 1, json!({"nodes": 2})).await;
     until(&url, "the run completed", async |conn| {
@@ -370,6 +383,6 @@ async fn a_worker_started_before_the_database_is_reachable_waits_for_it_saying_s
     })
     .await;
     assert!(worker.stop().success());
-    proxy.abort();
+    drop(proxy);
     schema.drop_schema().await.unwrap();
 }

@@ -11,18 +11,35 @@
 //! 3. **post-commit**: the run ends `completed` with its result, `failed` with the error, or
 //!    `cancelled`, and the progress stream ends with [`Event::GraphCompleted`].
 //!
-//! ```no_run
-//! use workflows::{Executor, Registry};
+//! ```
+//! use workflows::{Event, Executor, Registry, RunStatus};
 //! use serde_json::json;
-//!
-//! # async fn example(pool: workflows::Pool) -> workflows::Result<()> {
-//! let executor = Executor::builder(pool, Registry::from_compiled()?).build();
-//! let mut execution = executor.start("summarize", json!({"text": "..."})).await?;
+//! # use workflows::{BoxError, GraphBuilder, Params, Runtime, State, WorkflowDef};
+//! # async fn hello(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, BoxError> {
+//! #     g.add_node("greet", |s: State, _| async move { Ok(s.with("greeting", "hello")) })
+//! #         .set_entry_point("greet")
+//! #         .add_exit_point("greet");
+//! #     Ok(State::new())
+//! # }
+//! # fn registry() -> workflows::Result<Registry> {
+//! #     let mut registry = Registry::new();
+//! #     registry.register(WorkflowDef::new("hello", "Greets", |g, r, p| Box::pin(hello(g, r, p))))?;
+//! #     Ok(registry)
+//! # }
+//! # #[tokio::main]
+//! # async fn main() -> workflows::Result<()> {
+//! # let pool = workflows::testing::pool().await?;
+//! let executor = Executor::builder(pool, registry()?).build();
+//! let mut execution = executor.start("hello", json!({})).await?;
 //! println!("run {}", execution.run_id());
+//! let mut last = None;
 //! while let Some(event) = execution.next_event().await {
 //!     println!("{event:?}");
+//!     last = Some(event);
 //! }
+//! assert!(matches!(last, Some(Event::GraphCompleted { status: RunStatus::Completed, .. })));
 //! let run = execution.wait().await?;
+//! assert_eq!(run.status, RunStatus::Completed);
 //! # Ok(()) }
 //! ```
 
@@ -43,13 +60,15 @@ use super::config::ExecutorConfig;
 use super::execution::Execution;
 use super::heartbeat;
 use super::observer::{Observer, Observers, TracingObserver};
+use super::shared::{Active, Inner};
 use crate::error::{Error, Result};
 use crate::model::{Run, RunId};
 use crate::query::repository;
 use crate::store::db::Pool;
-use crate::store::lease_deadline::LeaseDeadline;
+use crate::store::lease::Lease;
+use crate::store::lease::LeaseDeadline;
 use crate::store::run_connections::RunConnections;
-use crate::store::runs::{self, Lease};
+use crate::store::runs;
 use crate::workflow::params::Params;
 use crate::workflow::registry::{Registry, WorkflowDef};
 use crate::workflow::runtime::Runtime;
@@ -111,48 +130,6 @@ impl ExecutorBuilder {
 #[derive(Clone)]
 pub struct Executor {
     inner: Arc<Inner>,
-}
-
-pub(super) struct Inner {
-    pub(super) pool: Pool,
-    /// The pool as the runs use it: all of it but one connection, kept for the heartbeat.
-    pub(super) connections: RunConnections,
-    pub(super) registry: Registry,
-    pub(super) runtime: Runtime,
-    pub(super) config: ExecutorConfig,
-    /// Who it is, as recorded in `runs.owner`.
-    pub(super) owner: String,
-    pub(super) observers: Observers,
-    /// The attempts executing in this process, by lease token: one run may have two for a
-    /// moment (cancelled and resumed at once, or taken over from this very process after it
-    /// stalled), and each must keep its own heartbeat and interrupt.
-    active: Mutex<HashMap<uuid::Uuid, Active>>,
-    pub(super) tasks: TaskTracker,
-    closing: AtomicBool,
-    /// Held (shared) from a start's check of `closing` until its task is spawned; shutdown
-    /// takes it exclusively once `closing` is set, so that every run it must drain has been
-    /// spawned.
-    starting: RwLock<()>,
-    /// Starts the heartbeat task once, on the first run.
-    heartbeat: std::sync::Once,
-    /// Stops the heartbeat task.
-    pub(super) stopped: CancellationToken,
-}
-
-/// An attempt executing here.
-pub(super) struct Active {
-    pub(super) run_id: RunId,
-    pub(super) cancel: CancellationToken,
-    pub(super) deadline: LeaseDeadline,
-}
-
-impl Inner {
-    pub(super) fn active(&self) -> std::sync::MutexGuard<'_, HashMap<uuid::Uuid, Active>> {
-        // The map stays consistent even if a holder panicked: each operation is one call.
-        self.active
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 /// What [`Executor::shutdown`] did.

@@ -11,3 +11,4 @@ pub(crate) mod executor;
 pub(crate) mod heartbeat;
 pub(crate) mod in_memory;
 pub mod observer;
+pub(crate) mod shared;

@@ -11,9 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::Value;
 
 use super::api_error::ApiError;
-use crate::error::Error;
-use crate::model::RunId;
-use crate::query::query_string::QueryParams;
+use crate::{Error, QueryParams, RunId};
 
 /// The `{id}` of a run's path.
 pub(crate) struct RunIdPath(pub(crate) RunId);

@@ -5,18 +5,24 @@
 //! [`HttpApi::router`] is a plain `axum::Router`: mount it under any prefix of an existing
 //! application, sharing its executor (and so its pool and registry).
 //!
-//! ```no_run
+//! ```
 //! use workflows::http::HttpApi;
-//! use workflows::{DbConfig, Executor, Registry};
+//! use workflows::{Executor, Registry};
 //!
-//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! let pool = DbConfig::new("postgres://localhost/app").connect().await?;
-//! let executor = Executor::builder(pool, Registry::from_compiled()?).build();
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let pool = workflows::testing::pool().await?;
+//! let executor = Executor::builder(pool, Registry::new()).build();
 //! let app = axum::Router::new()
 //!     .route("/health", axum::routing::get(|| async { "ok" }))
 //!     .nest("/api", HttpApi::new(executor.clone()).router());
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, app).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! # let base = format!("http://{}", listener.local_addr()?);
+//! # let client = tokio::spawn(async move {
+//! #     reqwest::get(format!("{base}/api/workflows/runs/nope")).await.unwrap().text().await.unwrap()
+//! # });
+//! # let shutdown_signal = async { let _ = client.await; };
+//! axum::serve(listener, app).with_graceful_shutdown(shutdown_signal).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -46,8 +52,7 @@ use utoipa_axum::routes;
 pub use api_error::ErrorBody;
 pub use progress::{ProgressMessage, StreamError};
 
-use crate::exec::executor::Executor;
-use crate::query::page::PageConfig;
+use crate::{Executor, PageConfig};
 use api_error::ApiError;
 
 /// The bounds a server puts on requests: [`HttpLimits::default`] and its setters.
@@ -230,6 +235,6 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         (name = "workflows", description = "The registered workflows, and starting a run"),
         (name = "runs", description = "Recorded runs, their stages and decisions"),
     ),
-    components(schemas(ErrorBody, StreamError, ProgressMessage, crate::exec::events::Event))
+    components(schemas(ErrorBody, StreamError, ProgressMessage, crate::Event))
 )]
 struct ApiDoc;

@@ -16,9 +16,7 @@ use futures_util::stream::{self, Stream};
 use serde::{Deserialize, Serialize};
 
 use super::api_error::ApiError;
-use crate::exec::events::Event;
-use crate::exec::execution::Execution;
-use crate::model::{Run, RunStatus};
+use crate::{Event, Execution, Run, RunStatus};
 
 /// The header that carries the run's id, so a client can find the run again.
 pub(crate) const RUN_ID_HEADER: HeaderName = HeaderName::from_static("x-run-id");

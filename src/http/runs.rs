@@ -10,13 +10,10 @@ use super::ApiState;
 use super::api_error::{ApiError, ErrorBody, RunLookupErrors, ServerErrors};
 use super::extract::{RunIdPath, wait_requested};
 use super::progress::{ProgressMessage, respond};
-use crate::model::{Decision, Run, RunStatus, Stage};
-use crate::query::page::{KeysetPage, PageRequest, PageResult};
-use crate::query::query_string::QueryParams;
-use crate::query::repository;
-use crate::query::run_cursor::RunCursor;
-use crate::query::run_filters::RunFilters;
-use crate::store::runs;
+use crate::{
+    Decision, KeysetPage, PageRequest, PageResult, QueryParams, Run, RunCursor, RunFilters,
+    RunStatus, Stage, lifecycle, repository,
+};
 
 /// The query parameters of `GET /workflows/runs`, for the OpenAPI contract. (They are read
 /// by the parsers behind [`PageRequest::from_query`] and [`RunFilters::from_query`], whose
@@ -227,7 +224,7 @@ pub(crate) async fn delete_run(
     RunIdPath(id): RunIdPath,
 ) -> Result<StatusCode, ApiError> {
     let mut conn = api.conn().await?;
-    runs::delete_run(&mut conn, id).await?;
+    lifecycle::delete_run(&mut conn, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

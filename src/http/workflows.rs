@@ -13,7 +13,7 @@ use super::extract::{params_body, wait_requested};
 use super::params_schema::RunParams;
 use super::progress::{ProgressMessage, respond};
 use super::runs::WaitQuery;
-use crate::model::{Run, WorkflowInfo};
+use crate::{Run, WorkflowInfo};
 
 /// The registered workflows, sorted by name.
 #[utoipa::path(

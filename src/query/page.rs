@@ -1,6 +1,6 @@
 //! Pagination: what a caller asks for ([`PageRequest`]), the limits that apply
-//! ([`PageConfig`]) and what comes back ([`PageResult`] for numbered pages, [`KeysetPage`]
-//! for cursor pages).
+//! ([`PageConfig`]) and what comes back for numbered pages ([`PageResult`]; cursor pages are
+//! [`KeysetPage`](crate::KeysetPage)s).
 //!
 //! The rules are the Go original's: a page below 1 becomes 1; a page size below 1 becomes the
 //! default (20), above the maximum (100) the maximum; `total_pages` is at least 1; `data` is
@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::query::query_string::QueryParams;
-use crate::query::run_cursor::RunCursor;
 
 /// Default and maximum page sizes: [`PageConfig::default`] (20 and 100) and its setters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +162,8 @@ impl PageRequest {
         Self::from_params(&QueryParams::parse(query)?)
     }
 
-    pub(crate) fn from_params(params: &QueryParams) -> Result<Self> {
+    /// Like [`PageRequest::from_query`], from a query string already parsed.
+    pub fn from_params(params: &QueryParams) -> Result<Self> {
         let number = |key: &str, default: i64| -> Result<i64> {
             match params.get(key) {
                 None => Ok(default),
@@ -241,18 +241,6 @@ impl<T> PageResult<T> {
             total_pages: total_pages.max(1),
         }
     }
-}
-
-/// One page of runs read by cursor: no total and no page number (counting is what makes
-/// deep numbered pages slow), but where the next page starts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
-pub struct KeysetPage<T> {
-    /// The items of this page; empty, never `null`, after the last one.
-    pub data: Vec<T>,
-    /// Pass it back for the next page; absent on the last page.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<RunCursor>,
 }
 
 #[cfg(test)]

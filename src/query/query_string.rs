@@ -4,14 +4,27 @@ use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 
-/// The parameters of one query string, each given at most once.
+/// The parameters of one query string, each given at most once: what
+/// [`PageRequest::from_params`](crate::PageRequest::from_params) and
+/// [`RunFilters::from_params`](crate::RunFilters::from_params) read, so that a handler
+/// parses its query string once.
+///
+/// ```
+/// let params = workflows::QueryParams::parse("?page=2&search=&status=failed").unwrap();
+/// assert_eq!(params.get("page"), Some("2"));
+/// assert_eq!(params.text("search"), None);
+/// let page = workflows::PageRequest::from_params(&params).unwrap();
+/// let filters = workflows::RunFilters::from_params(&params).unwrap();
+/// assert_eq!((page.page, filters.status), (2, Some(workflows::RunStatus::Failed)));
+/// assert!(workflows::QueryParams::parse("page=1&page=2").is_err());
+/// ```
 #[derive(Debug, Default)]
-pub(crate) struct QueryParams(HashMap<String, String>);
+pub struct QueryParams(HashMap<String, String>);
 
 impl QueryParams {
     /// Decodes `query` (with or without its leading `?`). A parameter given twice is an
     /// error: which of two pages or sorts a caller meant cannot be guessed.
-    pub(crate) fn parse(query: &str) -> Result<Self> {
+    pub fn parse(query: &str) -> Result<Self> {
         let query = query.strip_prefix('?').unwrap_or(query);
         let mut params = HashMap::new();
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
@@ -36,12 +49,12 @@ impl QueryParams {
 
     /// The value of `key` as given, if given (`page=` gives `Some("")`: for a number or a
     /// status, an empty value is a mistake to report, not an absence).
-    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+    pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
     }
 
     /// The value of free-text `key`, if given and not empty (`search=` searches nothing).
-    pub(crate) fn text(&self, key: &str) -> Option<&str> {
+    pub fn text(&self, key: &str) -> Option<&str> {
         self.get(key).filter(|v| !v.is_empty())
     }
 }

@@ -5,10 +5,12 @@
 //! [`PooledConnection`](crate::PooledConnection) from a pool, as `&mut conn`) and tests (a
 //! connection inside a test transaction, see the `testing` module).
 //!
-//! ```no_run
+//! ```
 //! use workflows::{repository, PageConfig, PageRequest, RunFilters, RunStatus};
 //!
-//! # async fn example(pool: workflows::Pool) -> workflows::Result<()> {
+//! # #[tokio::main]
+//! # async fn main() -> workflows::Result<()> {
+//! # let pool = workflows::testing::pool().await?;
 //! let mut conn = pool.get().await?;
 //! let failed = RunFilters { status: Some(RunStatus::Failed), ..Default::default() };
 //! let page = repository::list_runs(&mut conn, &PageConfig::default(), PageRequest::new(1, 20), &failed).await?;
@@ -16,15 +18,18 @@
 //!     let stages = repository::stages(&mut conn, run.id).await?;
 //!     println!("{} {} ({} stages)", run.id, run.workflow_name, stages.len());
 //! }
+//! assert_eq!((page.total, page.total_pages), (0, 1), "a test transaction starts empty");
 //! # Ok(()) }
 //! ```
 //!
 //! Deep pages are read by cursor: each page costs the same however far into the list it is.
 //!
-//! ```no_run
+//! ```
 //! use workflows::{repository, PageConfig, PageRequest, RunFilters};
 //!
-//! # async fn example(pool: workflows::Pool) -> workflows::Result<()> {
+//! # #[tokio::main]
+//! # async fn main() -> workflows::Result<()> {
+//! # let pool = workflows::testing::pool().await?;
 //! let mut conn = pool.get().await?;
 //! let (config, request, filters) = (PageConfig::default(), PageRequest::new(1, 100), RunFilters::default());
 //! let mut after = None;
@@ -48,8 +53,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionM
 
 use crate::error::{Error, Result};
 use crate::model::{Decision, Run, RunId, Stage};
-use crate::query::page::{KeysetPage, PageConfig, PageRequest, PageResult};
-use crate::query::run_cursor::{KeysetKey, KeysetSort, RunCursor};
+use crate::query::page::{PageConfig, PageRequest, PageResult};
+use crate::query::run_cursor::{KeysetKey, KeysetPage, KeysetSort, RunCursor};
 use crate::query::run_filters::{RunFilters, order_runs, run_sort};
 use crate::store::rows::{DecisionRow, RunRow, StageRow};
 use crate::store::schema::{self, runs};

@@ -207,6 +207,18 @@ impl utoipa::ToSchema for RunCursor {}
 #[cfg(feature = "http")]
 const CURSOR_PATTERN: &str = r"^((asc|desc)\.(created_at\.-?[0-9]{1,16}\.|id\.)[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$";
 
+/// One page of runs read by cursor: no total and no page number (counting is what makes
+/// deep numbered pages slow), but where the next page starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
+pub struct KeysetPage<T> {
+    /// The items of this page; empty, never `null`, after the last one.
+    pub data: Vec<T>,
+    /// Pass it back for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<RunCursor>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,7 +40,8 @@ impl RunFilters {
         Self::from_params(&QueryParams::parse(query)?)
     }
 
-    pub(crate) fn from_params(params: &QueryParams) -> Result<Self> {
+    /// Like [`RunFilters::from_query`], from a query string already parsed.
+    pub fn from_params(params: &QueryParams) -> Result<Self> {
         Ok(RunFilters {
             workflow_name: params.text("workflow_name").map(str::to_owned),
             status: params.text("status").map(str::parse).transpose()?,

@@ -22,7 +22,7 @@ use diesel::prelude::*;
 use diesel::query_builder::QueryFragment;
 
 use crate::model::{RunId, RunStatus};
-use crate::store::runs::Lease;
+use crate::store::lease::Lease;
 use crate::store::schema::{checkpoints, decisions, runs, stages};
 
 /// The name of the part that locks the run: what [`held_run`] reads.

@@ -36,9 +36,9 @@ use crate::store::fence::{
     held_run,
 };
 use crate::store::journal::{Journal, Next, NodeCommit, NodeFailure};
-use crate::store::lease_deadline::LeaseDeadline;
+use crate::store::lease::Lease;
+use crate::store::lease::LeaseDeadline;
 use crate::store::run_connections::RunConnections;
-use crate::store::runs::Lease;
 use crate::store::schema::{checkpoints, decisions, runs, stages};
 use crate::store::sql_functions::clock_timestamp;
 

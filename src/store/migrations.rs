@@ -25,10 +25,17 @@ const MIGRATION_LOCK_KEY: i64 = 0x776f_726b_666c_6f77;
 /// Applies every pending migration, using one connection of `pool`. Returns the versions
 /// applied (none if the database was up to date).
 ///
-/// ```no_run
-/// # async fn example() -> workflows::Result<()> {
-/// let pool = workflows::DbConfig::new("postgres://localhost/app").connect().await?;
-/// workflows::db::run_pending_migrations(&pool).await?;
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> workflows::Result<()> {
+/// # let schema = workflows::testing::IsolatedSchema::create_unmigrated().await?;
+/// # let url = schema.database_url();
+/// let pool = workflows::DbConfig::new(url).connect().await?;
+/// let applied = workflows::db::run_pending_migrations(&pool).await?;
+/// assert!(applied.contains(&"20261125000001".to_owned()));
+/// assert!(workflows::db::run_pending_migrations(&pool).await?.is_empty(), "nothing is left to do");
+/// # drop(pool);
+/// # schema.drop_schema().await?;
 /// # Ok(()) }
 /// ```
 pub async fn run_pending_migrations(pool: &Pool) -> Result<Vec<String>> {

@@ -13,7 +13,7 @@ pub(crate) mod db;
 pub(crate) mod fence;
 pub(crate) mod journal;
 pub(crate) mod journal_pg;
-pub(crate) mod lease_deadline;
+pub(crate) mod lease;
 pub(crate) mod listener;
 pub(crate) mod migrations;
 pub mod retention;

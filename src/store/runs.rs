@@ -35,6 +35,7 @@ use uuid::Uuid;
 
 use super::atomic_statement::AtomicStatement;
 use super::fence::{HELD_RUN, held_run};
+use super::lease::Lease;
 use super::rows::RunRow;
 use super::schema::{checkpoints, runs, stages};
 use super::sql_functions::{clock_timestamp, db_now, gen_random_uuid};
@@ -70,13 +71,6 @@ macro_rules! new_lease {
             runs::lease_expires_at.eq((clock_timestamp() + interval($lease)).nullable()),
         )
     };
-}
-
-/// The hold an executor has on a running run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Lease {
-    pub(crate) run_id: RunId,
-    pub(crate) token: Uuid,
 }
 
 /// How long a lease lasts, as a PostgreSQL interval.

@@ -8,14 +8,38 @@
 //! notifications (a run was submitted or cancelled) and also polls, so it works where
 //! notifications are lost or unavailable.
 //!
-//! ```no_run
-//! use workflows::{Executor, Registry, Worker, WorkerConfig};
-//!
-//! # async fn example(pool: workflows::Pool) -> workflows::Result<()> {
-//! let executor = Executor::builder(pool, Registry::from_compiled()?).build();
+//! ```
+//! use workflows::{Executor, Registry, RunStatus, Worker, WorkerConfig, repository};
+//! # use workflows::{BoxError, GraphBuilder, Params, Runtime, State, WorkflowDef};
+//! # async fn hello(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, BoxError> {
+//! #     g.add_node("greet", |s: State, _| async move { Ok(s.with("greeting", "hello")) })
+//! #         .set_entry_point("greet")
+//! #         .add_exit_point("greet");
+//! #     Ok(State::new())
+//! # }
+//! # fn registry() -> workflows::Result<Registry> {
+//! #     let mut registry = Registry::new();
+//! #     registry.register(WorkflowDef::new("hello", "Greets", |g, r, p| Box::pin(hello(g, r, p))))?;
+//! #     Ok(registry)
+//! # }
+//! # #[tokio::main]
+//! # async fn main() -> workflows::Result<()> {
+//! # let schema = workflows::testing::IsolatedSchema::create().await?;
+//! # let pool = schema.pool().clone();
+//! let executor = Executor::builder(pool.clone(), registry()?).build();
+//! let run = executor.submit("hello", serde_json::json!({}), None).await?;
 //! let worker = Worker::new(executor, WorkerConfig::default().concurrency(16));
-//! let stop = std::future::pending::<()>(); // in practice: a shutdown signal (SIGTERM, Ctrl-C)
-//! worker.run_until(stop).await?;
+//! # let stop = async {
+//! #     let mut conn = pool.get().await.unwrap();
+//! #     while !repository::find_run(&mut conn, run.id).await.unwrap().status.is_terminal() {
+//! #         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+//! #     }
+//! # };
+//! worker.run_until(stop).await?; // `stop`: a shutdown signal (SIGTERM, Ctrl-C)
+//! let run = repository::find_run(&mut *pool.get().await?, run.id).await?;
+//! assert_eq!(run.status, RunStatus::Completed);
+//! # drop(worker);
+//! # schema.drop_schema().await?;
 //! # Ok(()) }
 //! ```
 
@@ -32,9 +56,10 @@ use crate::exec::attempt::Attempt;
 use crate::exec::executor::{Executor, ShutdownReport};
 use crate::model::Run;
 use crate::store::db::Pool;
+use crate::store::lease::Lease;
 use crate::store::listener::{self, Wakeup};
 use crate::store::retention::{self, Retention};
-use crate::store::runs::{self, Expired, Lease};
+use crate::store::runs::{self, Expired};
 
 /// How a worker works: [`WorkerConfig::default`] and its setters.
 ///

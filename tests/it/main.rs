@@ -11,6 +11,7 @@ mod fixtures;
 mod http;
 mod integrity;
 mod keyset;
+mod layers;
 mod migrations;
 mod model_json;
 mod registry;

@@ -1,4 +1,4 @@
-//! `src/schema.rs` against what the migrations create: a column added, dropped, renamed,
+//! `src/store/schema.rs` against what the migrations create: a column added, dropped, renamed,
 //! retyped or made (not) nullable on one side only fails this test.
 //!
 //! For each table, the column list of `schema.rs` (names, PostgreSQL type OIDs as Diesel maps
@@ -118,7 +118,7 @@ async fn schema_rs_matches_the_migrated_database() {
         assert_eq!(
             &in_database(&mut conn, table).await,
             columns,
-            "table {table}: src/schema.rs differs from the migrations; regenerate it with ./scripts/schema"
+            "table {table}: src/store/schema.rs differs from the migrations; regenerate it with ./scripts/schema"
         );
     }
 
@@ -141,7 +141,7 @@ async fn schema_rs_matches_the_migrated_database() {
     let declared_names: Vec<_> = declared_tables.iter().map(|(t, _)| *t).collect();
     assert_eq!(
         tables, declared_names,
-        "tables in the database vs src/schema.rs"
+        "tables in the database vs src/store/schema.rs"
     );
 }
 

@@ -99,12 +99,16 @@ impl WorkerProcess {
 
     pub fn expect_line(&self, prefix: &str) -> String {
         let deadline = Instant::now() + HANG;
+        let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) if line.starts_with(prefix) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("no line starting with {prefix:?}: {e}"),
+                Ok(line) => seen.push(line),
+                Err(e) => panic!(
+                    "no line starting with {prefix:?}: {e}; the lines before:\n{}",
+                    seen[seen.len().saturating_sub(30)..].join("\n")
+                ),
             }
         }
     }

@@ -1,4 +1,5 @@
-//! Until when this process may count on a run's lease, by its own monotonic clock.
+//! A lease: the hold an executor has on a running run (the token every write of the run is
+//! fenced by), and until when this process may count on it, by its own monotonic clock.
 //!
 //! The database reckons a lease's expiry by its own clock, from the moment the statement
 //! that granted or renewed it ran. This process cannot see that moment, but it knows when it
@@ -11,6 +12,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::model::RunId;
+
+/// The hold an executor has on a running run: the run, and the token its row carries while
+/// this executor holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Lease {
+    pub(crate) run_id: RunId,
+    pub(crate) token: Uuid,
+}
 
 /// A run's lease deadline, shared by the attempt executing the run (which retries its
 /// writes until it) and the heartbeat (which moves it on each renewal).
