@@ -139,7 +139,7 @@ async fn main() -> Result<(), Fail> {
     registry.register(WorkflowDef::new("bench-one", "one node", |g, r, p| {
         Box::pin(one_node(g, r, p))
     }))?;
-    let executor = Executor::builder(pool, registry).build();
+    let executor = Executor::builder(pool, registry).build()?;
     let worker = Worker::new(
         executor.clone(),
         WorkerConfig::default().concurrency(1).listen(false),

@@ -54,7 +54,7 @@ async fn main() -> Result<(), Fail> {
         "one node that waits",
         |g, r, p| Box::pin(waiting(g, r, p)),
     ))?;
-    let executor = Executor::builder(pool, registry).build();
+    let executor = Executor::builder(pool, registry).build()?;
 
     // Warm-up: connections opened, statements prepared, runtime threads started.
     GATE.add_permits(20);

@@ -104,7 +104,7 @@ async fn main() -> Result<(), Fail> {
     registry.register(WorkflowDef::new("w", "workload W", |g, r, p| {
         Box::pin(workload_w(g, r, p))
     }))?;
-    let executor = Executor::builder(pool, registry).build();
+    let executor = Executor::builder(pool, registry).build()?;
 
     for i in 0..5 {
         one_run(&executor, i).await?; // warm-up: connections, prepared statements

@@ -139,12 +139,12 @@ pub enum Error {
     },
 
     /// A workflow asked the [`Runtime`](crate::Runtime) for a dependency it does not hold.
-    #[error(
-        "the runtime has no `{type_name}`; add one with Runtime::builder().with(value) before running workflows that need it"
-    )]
+    #[error("{}", missing_dependency(type_name, workflow.as_deref()))]
     MissingDependency {
         /// The Rust type that was asked for.
         type_name: &'static str,
+        /// The workflow whose nodes need it, when the executor's build found it missing.
+        workflow: Option<String>,
     },
 
     /// A workflow's factory built a graph that cannot run.
@@ -188,6 +188,18 @@ pub enum Error {
         /// What is wrong, and what is accepted.
         reason: String,
     },
+}
+
+/// The message of [`Error::MissingDependency`].
+fn missing_dependency(type_name: &str, workflow: Option<&str>) -> String {
+    match workflow {
+        Some(workflow) => format!(
+            "workflow {workflow:?} needs a `{type_name}`, which the runtime does not have; add one with Runtime::builder().with(value) and give the runtime to Executor::builder(..).runtime(..)"
+        ),
+        None => format!(
+            "the runtime has no `{type_name}`; add one with Runtime::builder().with(value) before running workflows that need it"
+        ),
+    }
 }
 
 impl Error {

@@ -46,10 +46,12 @@ pub use exec::executor::{Executor, ExecutorBuilder, ShutdownReport};
 pub use exec::in_memory::{MemoryRun, MemoryStep, run_in_memory};
 pub use exec::observer::{self, Observer, Observers, TracingObserver};
 pub use graph::{
-    BoxError, BoxFuture, Graph, GraphBuilder, GraphError, NodeContext, Predicate, State, ValueError,
+    BoxError, BoxFuture, Graph, GraphBuilder, GraphError, NodeContext, NodeHandle, Predicate,
+    SnapshotPolicy, State, ValueError, WorkflowState,
 };
 pub use model::{
-    Decision, InvalidValue, RawJson, Run, RunId, RunStatus, Stage, StageStatus, WorkflowInfo,
+    Decision, InvalidValue, RawJson, Run, RunId, RunStatus, Stage, StageStatus, StateUpdate,
+    WorkflowInfo,
 };
 pub use query::page::{PageConfig, PageRequest, PageResult, SortField};
 pub use query::query_string::QueryParams;
@@ -60,8 +62,10 @@ pub use store::checkpoints::{CheckpointInfo, PgCheckpointStore};
 pub use store::retention::{self, PruneReport, Retention};
 pub use store::schema;
 pub use worker::{Worker, WorkerConfig};
-pub use workflow::params::Params;
-pub use workflow::registry::{Factory, Registry, WorkflowDef};
+pub use workflow::json::Factory;
+pub use workflow::params::{NoParams, Params};
+pub use workflow::registry::{Registry, WorkflowDef};
+pub use workflow::typed::{GraphFn, TypedFactory};
 pub use workflow::runtime::{Runtime, RuntimeBuilder};
 
 /// Registers a workflow factory at compile time.
@@ -95,8 +99,18 @@ pub use workflow::runtime::{Runtime, RuntimeBuilder};
 /// two workflows with one name are reported by [`Registry::from_compiled`].
 pub use workflows_macros::workflow;
 
+/// Derives [`WorkflowState`] for a struct with named fields: see there.
+pub use workflows_macros::WorkflowState;
+
+/// The JSON Schema derive for a typed workflow's params (`#[derive(JsonSchema)]`), from
+/// [`schemars`].
+pub use schemars;
+
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::workflow::registry::{FactoryOutput, WORKFLOWS};
+    pub use crate::workflow::registry::{
+        FactoryOutput, WORKFLOWS, WorkflowDecl, WorkflowImpl, built_once, json, per_run,
+    };
+    pub use crate::workflow::typed::BuilderTypes;
     pub use linkme;
 }

@@ -8,7 +8,7 @@ use crate::Outcome;
 use crate::output::outln;
 
 fn executor(pool: Pool) -> workflows::Result<Executor> {
-    Ok(Executor::builder(pool, Registry::from_compiled()?).build())
+    Executor::builder(pool, Registry::from_compiled()?).build()
 }
 
 /// Params given on the command line, as JSON.

@@ -75,7 +75,7 @@ pub(crate) async fn work(pool: Pool, args: WorkerArgs) -> workflows::Result<Outc
     }
     let executor = Executor::builder(pool, Registry::from_compiled()?)
         .config(executor_config)
-        .build();
+        .build()?;
     let mut retention = Retention::default();
     if let Some(secs) = args.prune_checkpoints_after_secs {
         retention = retention.checkpoints_after(Duration::from_secs(secs));
@@ -163,7 +163,7 @@ pub(crate) async fn submit(
     key: Option<&str>,
 ) -> workflows::Result<Outcome> {
     let params = crate::execute::parse_params(params)?;
-    let executor = Executor::builder(pool, Registry::from_compiled()?).build();
+    let executor = Executor::builder(pool, Registry::from_compiled()?).build()?;
     let run = executor.submit(name, params, key).await?;
     outln!("run {} is {}", run.id, run.status);
     Ok(Outcome::Success)

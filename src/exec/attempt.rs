@@ -9,14 +9,13 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::engine::{Engine, Outcome};
+use super::engine::{Cursor, Engine, Outcome};
 use super::events::Event;
 use super::execution::read_run;
 use super::observer::{ChannelObserver, Observer, Observers};
 use super::shared::Inner;
 use crate::error::{Error, Result};
-use crate::graph::GraphBuilder;
-use crate::graph::routing::{Step, panic_message, route};
+use crate::graph::routing::{Step, panic_message};
 use crate::model::{Run, RunId};
 use crate::store::journal::Journal;
 use crate::store::journal_pg::{PgJournal, ResumePoint};
@@ -133,10 +132,8 @@ async fn execute_attempt(
             .await;
         }
     };
-    let mut builder = GraphBuilder::new();
-    builder.set_max_iterations(inner.config.max_iterations);
-    let (graph, mut state) = match def.build(builder, &inner.runtime, params).await {
-        Ok(built) => built,
+    let instance = match def.instantiate(&inner.runtime, params).await {
+        Ok(instance) => instance,
         Err(e) => {
             return fail(
                 journal,
@@ -146,10 +143,20 @@ async fn execute_attempt(
             .await;
         }
     };
-    state.set_run_id(run.id);
+    let graph = &*instance.graph;
+    let max_iterations = graph
+        .max_iterations()
+        .unwrap_or(inner.config.max_iterations);
+    let fresh = |iteration| match Cursor::fresh(run.id, instance.initial) {
+        Ok(cursor) => Ok((graph.entry_point().to_owned(), cursor, iteration)),
+        Err(e) => Err(format!("its initial state cannot be stored: {e}")),
+    };
 
-    let (node, state, iteration, resumed) = match attempt {
-        Attempt::Fresh => (graph.entry_point().to_owned(), state, 1, false),
+    let (node, cursor, iteration, resumed) = match attempt {
+        Attempt::Fresh => match fresh(1) {
+            Ok((node, cursor, iteration)) => (node, cursor, iteration, false),
+            Err(why) => return fail(journal, run.id, why).await,
+        },
         Attempt::Resume { .. } => {
             let point = match journal.resume_point().await {
                 Ok(point) => point,
@@ -174,31 +181,49 @@ async fn execute_attempt(
                     };
                     return fail(journal, run.id, resume_failure(why, previous_error)).await;
                 }
-                None => (graph.entry_point().to_owned(), state, next_iteration, true),
-                Some(mut saved) => {
-                    saved.set_run_id(run.id);
+                None => match fresh(next_iteration) {
+                    Ok((node, cursor, iteration)) => (node, cursor, iteration, true),
+                    Err(why) => {
+                        return fail(journal, run.id, resume_failure(why, previous_error)).await;
+                    }
+                },
+                Some(saved) => {
                     let after = saved.checkpoint_node().unwrap_or_default().to_owned();
                     observer.on_event(&Event::CheckpointLoaded {
                         run_id: run.id,
                         node: after.clone(),
                         iteration: saved.iteration(),
                     });
-                    let next = route(&graph, &after, &saved);
+                    let cursor = match Cursor::resumed(run.id, graph, saved) {
+                        Ok(cursor) => cursor,
+                        Err(e) => {
+                            let why = format!(
+                                "its checkpoint does not fit the workflow's state: {e}"
+                            );
+                            return fail(journal, run.id, resume_failure(why, previous_error))
+                                .await;
+                        }
+                    };
+                    let next = graph.route(
+                        &after,
+                        &*cursor.state,
+                        cursor.position.steps(),
+                        max_iterations,
+                    );
                     match (next.step, next.to) {
-                        (Step::Continue, Some(to)) => (to, saved, next_iteration, true),
+                        (Step::Continue, Some(to)) => (to, cursor, next_iteration, true),
                         (Step::Fail(message) | Step::CycleBound(message), _) => {
                             return fail(journal, run.id, message).await;
                         }
                         // An exit point's checkpoint belongs to a run that completed (and
                         // could not record it): finish it as it would have finished.
                         _ => {
-                            return Ok(
-                                if journal.run_completed(run.id, &saved.data_value()).await? {
-                                    Outcome::Completed
-                                } else {
-                                    Outcome::Superseded
-                                },
-                            );
+                            let result = cursor.position.data_value();
+                            return Ok(if journal.run_completed(run.id, &result).await? {
+                                Outcome::Completed
+                            } else {
+                                Outcome::Superseded
+                            });
                         }
                     }
                 }
@@ -220,13 +245,15 @@ async fn execute_attempt(
         resumed,
     });
     let engine = Engine {
-        graph: &graph,
+        graph,
+        deps: &instance.deps,
+        max_iterations,
         journal,
         observer,
         cancel,
         run_id: run.id,
     };
-    engine.run(node, state, iteration).await
+    engine.run(node, cursor, iteration).await
 }
 
 /// `why`, as a resume's failure when the attempt is a resume.

@@ -12,9 +12,10 @@ use tracing::Instrument;
 use crate::error::{Error, Result};
 use crate::exec::events::Event;
 use crate::exec::observer::Observer;
-use crate::graph::routing::{Route, Step, panic_message, route};
-use crate::graph::{Graph, NodeContext, State};
-use crate::model::RunId;
+use crate::graph::State;
+use crate::graph::erased::{AnyDeps, AnyGraph, DynState, NodeCall};
+use crate::graph::routing::{Route, Step, panic_message};
+use crate::model::{RunId, StateUpdate};
 use crate::store::journal::{Journal, Next, NodeCommit, NodeFailure, Transition};
 
 /// What the stage of a node interrupted by a cancel records.
@@ -41,23 +42,65 @@ fn millis(since: Instant) -> (u64, i32) {
 
 /// Executes one attempt of a run.
 pub(crate) struct Engine<'a> {
-    pub(crate) graph: &'a Graph,
+    pub(crate) graph: &'a dyn AnyGraph,
+    pub(crate) deps: &'a AnyDeps,
+    /// The bound on completed nodes: the graph's, or the executor's default.
+    pub(crate) max_iterations: u32,
     pub(crate) journal: &'a dyn Journal,
     pub(crate) observer: &'a dyn Observer,
     pub(crate) cancel: &'a CancellationToken,
     pub(crate) run_id: RunId,
 }
 
+/// Where a run is, and its state: `position` holds the state's data as stored (and is what
+/// the checkpoint saves), `state` the workflow's own value of it.
+pub(crate) struct Cursor {
+    pub(crate) position: State,
+    pub(crate) state: Box<dyn DynState>,
+}
+
+impl Cursor {
+    /// A new run's cursor, at its `initial` state.
+    pub(crate) fn fresh(run_id: RunId, mut initial: Box<dyn DynState>) -> Result<Cursor> {
+        let mut position = State::from_map(initial.to_data()?);
+        position.set_run_id(run_id);
+        initial.set_position(&position);
+        Ok(Cursor {
+            position,
+            state: initial,
+        })
+    }
+
+    /// A resumed run's cursor, at the state `saved` in its checkpoint, read as `graph`'s
+    /// state type (an error naming the field that does not fit it).
+    pub(crate) fn resumed(run_id: RunId, graph: &dyn AnyGraph, mut saved: State) -> Result<Cursor> {
+        saved.set_run_id(run_id);
+        let mut state = graph.state_from_data(saved.data().clone())?;
+        state.set_position(&saved);
+        Ok(Cursor {
+            position: saved,
+            state,
+        })
+    }
+}
+
 impl Engine<'_> {
-    /// Runs from `node`, at step `iteration`, with `state`, until the run ends. An `Err` is a
-    /// failed write: the journal could not record a step, and nothing after it ran.
+    /// Runs from `node`, at step `iteration`, from `cursor`, until the run ends. An `Err` is
+    /// a failed write: the journal could not record a step, and nothing after it ran.
     pub(crate) async fn run(
         &self,
         mut node: String,
-        mut state: State,
+        cursor: Cursor,
         mut iteration: u32,
     ) -> Result<Outcome> {
-        let mut input = state.data_value();
+        let Cursor {
+            mut position,
+            mut state,
+        } = cursor;
+        let snapshots = self.graph.snapshots();
+        // The first stage of an attempt stores the whole state it starts from: what the
+        // updates after it apply to.
+        let mut input = Value::Object(position.data().clone());
         if !self
             .journal
             .node_started(self.run_id, &node, iteration, &input)
@@ -72,14 +115,20 @@ impl Engine<'_> {
                 iteration,
                 input,
             });
-            let func = self.graph.node(&node).ok_or_else(|| Error::Value {
+            let call = NodeCall {
+                run_id: self.run_id,
+                node: &node,
+                iteration,
+                cancel: self.cancel.clone(),
+                deps: self.deps,
+            };
+            let running = self.graph.run_node(&*state, call).ok_or_else(|| Error::Value {
                 container: "graph",
                 key: node.clone(),
                 reason: "no such node".to_owned(),
             })?;
-            let ctx = NodeContext::new(self.run_id, &node, iteration, self.cancel.clone());
             let started = Instant::now();
-            let execution = AssertUnwindSafe(func(state, ctx))
+            let execution = AssertUnwindSafe(running)
                 .catch_unwind()
                 .instrument(tracing::info_span!("node", node = %node, iteration));
             let result = tokio::select! {
@@ -87,34 +136,46 @@ impl Engine<'_> {
                 () = self.cancel.cancelled() => None,
                 result = execution => Some(result),
             };
-            let (duration_ms, duration_db) = millis(started);
+            let duration = millis(started);
 
-            state = match result {
+            let update = match result {
                 None => {
-                    self.close_cancelled(&node, iteration, duration_db).await?;
-                    self.node_failed(&node, iteration, duration_ms, CANCELLED);
+                    self.close_cancelled(&node, iteration, duration.1).await?;
+                    self.node_failed(&node, iteration, duration.0, CANCELLED);
                     return Ok(Outcome::Cancelled);
                 }
                 Some(Err(panic)) => {
                     let message =
                         format!("node {node} panicked: {}", panic_message(panic.as_ref()));
-                    return self
-                        .fail(&node, iteration, (duration_ms, duration_db), message)
-                        .await;
+                    return self.fail(&node, iteration, duration, message).await;
                 }
                 Some(Ok(Err(e))) => {
                     let message = format!("node {node} failed: {e}");
-                    return self
-                        .fail(&node, iteration, (duration_ms, duration_db), message)
-                        .await;
+                    return self.fail(&node, iteration, duration, message).await;
                 }
-                Some(Ok(Ok(output))) => output,
+                Some(Ok(Ok(update))) => update,
             };
-
-            state.set_checkpoint(&node, iteration);
-            state.count_step();
-            let output = state.data_value();
-            let route = route(self.graph, &node, &state);
+            let applied = state
+                .apply_update(update)
+                .map_err(|e| e.to_string())
+                .and_then(|()| state.to_data().map_err(|e| e.to_string()));
+            let data = match applied {
+                Ok(data) => data,
+                Err(e) => {
+                    let message = format!("node {node}'s update could not be applied and stored: {e}");
+                    return self.fail(&node, iteration, duration, message).await;
+                }
+            };
+            let before = position.replace_data(data);
+            let update = StateUpdate::between(&before, position.data());
+            drop(before);
+            position.set_checkpoint(&node, iteration);
+            position.count_step();
+            state.set_position(&position);
+            let output = Value::Object(position.data().clone());
+            let route = self
+                .graph
+                .route(&node, &*state, position.steps(), self.max_iterations);
             let next = match &route.step {
                 Step::Continue => Next::Node {
                     node: route.to.as_deref().unwrap_or_default(),
@@ -123,13 +184,22 @@ impl Engine<'_> {
                 Step::Complete => Next::Complete { result: &output },
                 Step::Fail(message) | Step::CycleBound(message) => Next::Fail { message },
             };
+            let update = serde_json::to_value(&update).map_err(|e| Error::Value {
+                container: "state",
+                key: String::new(),
+                reason: format!("its update cannot be stored as JSON: {e}"),
+            })?;
             let commit = NodeCommit {
                 run_id: self.run_id,
                 node: &node,
                 iteration,
-                duration_ms: duration_db,
-                output: &output,
-                checkpoint: &state,
+                duration_ms: duration.1,
+                update: &update,
+                output_snapshot: snapshots
+                    .keeps_output(position.steps())
+                    .then_some(&output),
+                next_input: snapshots.keeps_every_input().then_some(&output),
+                checkpoint: &position,
                 transition: Transition {
                     to: route.to.as_deref(),
                     predicate: route.predicate.as_deref(),
@@ -139,9 +209,9 @@ impl Engine<'_> {
                 next,
             };
             if !self.journal.node_completed(&commit).await? {
-                return self.superseded(&node, iteration, duration_db).await;
+                return self.superseded(&node, iteration, duration.1).await;
             }
-            self.node_committed(&node, iteration, duration_ms, &output, &route);
+            self.node_committed(&node, iteration, duration.0, &output, &route);
 
             match route.step {
                 Step::Continue => {
@@ -156,7 +226,7 @@ impl Engine<'_> {
                         run_id: self.run_id,
                         node: route.to.unwrap_or_default(),
                         iteration: iteration + 1,
-                        max_iterations: self.graph.max_iterations(),
+                        max_iterations: self.max_iterations,
                     });
                     return Ok(Outcome::Failed(message));
                 }

@@ -29,7 +29,7 @@
 //! # #[tokio::main]
 //! # async fn main() -> workflows::Result<()> {
 //! # let pool = workflows::testing::pool().await?;
-//! let executor = Executor::builder(pool, registry()?).build();
+//! let executor = Executor::builder(pool, registry()?).build()?;
 //! let mut execution = executor.start("hello", json!({})).await?;
 //! println!("run {}", execution.run_id());
 //! let mut last = None;
@@ -102,9 +102,20 @@ impl ExecutorBuilder {
         self
     }
 
-    /// The executor.
-    pub fn build(self) -> Executor {
-        Executor {
+    /// The executor; [`Error::MissingDependency`] naming the workflow and the type if a
+    /// workflow's nodes need a dependency the runtime does not hold.
+    pub fn build(self) -> Result<Executor> {
+        for def in self.registry.iter() {
+            if let Some(dependency) = def.dependency()
+                && self.runtime.get_dependency(dependency).is_none()
+            {
+                return Err(Error::MissingDependency {
+                    type_name: dependency.type_name,
+                    workflow: Some(def.name().to_owned()),
+                });
+            }
+        }
+        Ok(Executor {
             inner: Arc::new(Inner {
                 connections: RunConnections::new(self.pool.clone()),
                 owner: self.config.owner_or_default(),
@@ -122,7 +133,7 @@ impl ExecutorBuilder {
                 heartbeat: std::sync::Once::new(),
                 stopped: CancellationToken::new(),
             }),
-        }
+        })
     }
 }
 
@@ -201,8 +212,9 @@ impl Executor {
     /// begun (a start already under way then is drained like any other run).
     pub async fn start(&self, workflow: &str, params: Value) -> Result<Execution> {
         let _starting = self.start_guard().await?;
-        let def = *self.inner.registry.get(workflow)?;
+        let def = self.inner.registry.get(workflow)?.clone();
         let params = Params::from_value(params)?;
+        def.check_params(&params)?;
         let granted = Instant::now();
         let (run, lease) = {
             let mut conn = self.inner.pool.get().await?;
@@ -224,8 +236,9 @@ impl Executor {
     /// same run instead of creating another (and the same key with another workflow or
     /// params is [`Error::InvalidInput`]).
     pub async fn submit(&self, workflow: &str, params: Value, key: Option<&str>) -> Result<Run> {
-        self.inner.registry.get(workflow)?;
+        let def = self.inner.registry.get(workflow)?;
         let params = Params::from_value(params)?;
+        def.check_params(&params)?;
         if let Some(key) = key
             && key.trim().is_empty()
         {
@@ -280,7 +293,7 @@ impl Executor {
         let _starting = self.start_guard().await?;
         let mut conn = self.inner.pool.get().await?;
         let run = repository::find_run(&mut conn, run_id).await?;
-        let def = *self.inner.registry.get(&run.workflow_name)?;
+        let def = self.inner.registry.get(&run.workflow_name)?.clone();
         let config = &self.inner.config;
         let granted = Instant::now();
         let reopened = runs::reopen(&mut conn, run_id, &self.inner.owner, config.lease).await?;
@@ -306,7 +319,7 @@ impl Executor {
                 .inner
                 .registry
                 .get(&run.workflow_name)
-                .copied()
+                .cloned()
                 .map(|def| (guard, def)),
             Err(e) => Err(e),
         };

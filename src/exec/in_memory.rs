@@ -35,11 +35,11 @@ use std::sync::Mutex;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::engine::{Engine, Outcome};
+use super::engine::{Cursor, Engine, Outcome};
 use super::observer::Observers;
 use crate::error::Result;
-use crate::graph::{BoxFuture, GraphBuilder, State};
-use crate::model::{RunId, RunStatus};
+use crate::graph::{BoxFuture, DEFAULT_MAX_ITERATIONS, State, WorkflowState};
+use crate::model::{RunId, RunStatus, StateUpdate};
 use crate::store::journal::{Journal, Next, NodeCommit, NodeFailure};
 use crate::workflow::params::Params;
 use crate::workflow::registry::WorkflowDef;
@@ -60,11 +60,13 @@ pub struct MemoryRun {
 }
 
 /// One completed node of a run in memory, and what followed it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct MemoryStep {
     /// The node.
     pub node: String,
+    /// What it changed in the state, as its stage would store it.
+    pub update: StateUpdate,
     /// Its step number, from 1.
     pub iteration: u32,
     /// The node that followed; `None` when the run ended here.
@@ -85,18 +87,26 @@ pub async fn run_in_memory(
     params: Value,
 ) -> Result<MemoryRun> {
     let params = Params::from_value(params)?;
-    let (graph, initial) = def.build(GraphBuilder::new(), runtime, params).await?;
+    def.check_params(&params)?;
+    let instance = def.instantiate(runtime, params).await?;
     let run_id = RunId::from_uuid(uuid::Uuid::new_v4());
     let journal = MemoryJournal::default();
     let engine = Engine {
-        graph: &graph,
+        graph: &*instance.graph,
+        deps: &instance.deps,
+        max_iterations: instance
+            .graph
+            .max_iterations()
+            .unwrap_or(DEFAULT_MAX_ITERATIONS),
         journal: &journal,
         observer: &Observers::new(),
         cancel: &CancellationToken::new(),
         run_id,
     };
+    let cursor = Cursor::fresh(run_id, instance.initial)?;
+    let initial = cursor.position.clone();
     let outcome = engine
-        .run(graph.entry_point().to_owned(), initial.clone(), 1)
+        .run(instance.graph.entry_point().to_owned(), cursor, 1)
         .await?;
     let recorded = journal.into_inner();
     let (status, error) = match outcome {
@@ -110,6 +120,14 @@ pub async fn run_in_memory(
         error,
         steps: recorded.steps,
     })
+}
+
+impl MemoryRun {
+    /// The final state as the workflow's state type (an error naming the field that does
+    /// not fit it).
+    pub fn state_as<S: WorkflowState>(&self) -> Result<S> {
+        Ok(S::__from_data(self.state.data().clone())?)
+    }
 }
 
 /// What a run in memory recorded.
@@ -152,8 +170,10 @@ impl Journal for MemoryJournal {
     fn node_completed<'a>(&'a self, commit: &'a NodeCommit<'a>) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let mut recorded = self.recorded();
+            let update = serde_json::from_value(commit.update.clone()).unwrap_or_default();
             recorded.steps.push(MemoryStep {
                 node: commit.node.to_owned(),
+                update,
                 iteration: commit.iteration,
                 to: match commit.next {
                     Next::Node { node, .. } => Some(node.to_owned()),

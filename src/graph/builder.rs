@@ -1,12 +1,17 @@
 //! Declaring a graph, and the checks that make it runnable.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::node::node_from_fn;
-use super::{BoxError, Edge, Graph, Node, NodeContext, Predicate, State};
+use super::{
+    BoxError, Edge, Graph, Node, NodeContext, Predicate, SnapshotPolicy, State, WorkflowState,
+};
 
-/// How many node executions a run may make unless its factory says otherwise.
+/// How many node executions a run may make unless its factory or executor says otherwise.
 pub const DEFAULT_MAX_ITERATIONS: u32 = 1000;
 
 /// Why a declared graph cannot run. Every variant names the node concerned.
@@ -14,13 +19,13 @@ pub const DEFAULT_MAX_ITERATIONS: u32 = 1000;
 #[non_exhaustive]
 pub enum GraphError {
     /// No node was added.
-    #[error("the graph has no nodes; add some with add_node")]
+    #[error("the graph has no nodes; add some with node (or add_node)")]
     NoNodes,
     /// No entry point was set.
-    #[error("the graph has no entry point; call set_entry_point")]
+    #[error("the graph has no entry point; call start_at (or set_entry_point)")]
     NoEntryPoint,
     /// No exit point was added.
-    #[error("the graph has no exit point; call add_exit_point with the node that ends a run")]
+    #[error("the graph has no exit point; call end_at (or add_exit_point) with the node that ends a run")]
     NoExitPoint,
     /// A node name is empty.
     #[error("a node name is empty")]
@@ -41,6 +46,14 @@ pub enum GraphError {
     /// `max_iterations` was set to 0.
     #[error("max_iterations must be at least 1")]
     ZeroMaxIterations,
+    /// A [`NodeHandle`] of another builder was given.
+    #[error(
+        "an edge, entry point or exit point was given a node handle from another graph builder; use the handles this builder's `node` returned"
+    )]
+    ForeignHandle,
+    /// `SnapshotPolicy::Every(0)` was set.
+    #[error("SnapshotPolicy::Every needs an interval of at least 1 step")]
+    ZeroSnapshotInterval,
     /// An exit point has an edge that is always taken, so a run could never end there.
     #[error(
         "node {node:?} is an exit point, but its edge to {to:?} has no predicate, so a run would always take it and never end at {node:?}; give the edge a predicate (a run ends at an exit point when none of its edges holds), or stop making {node:?} an exit point"
@@ -53,9 +66,68 @@ pub enum GraphError {
     },
 }
 
-/// Collects the nodes, edges, entry and exit points of a graph.
+/// A node added with [`GraphBuilder::node`]: what edges, the entry point and exit points
+/// take, so that an edge can only lead to a node that exists, of the graph's state type.
+pub struct NodeHandle<S = State> {
+    builder: u64,
+    index: usize,
+    state: PhantomData<fn() -> S>,
+}
+
+impl<S> Clone for NodeHandle<S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for NodeHandle<S> {}
+
+impl<S> fmt::Debug for NodeHandle<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("NodeHandle").field(&self.index).finish()
+    }
+}
+
+/// Tells builders apart, so that a handle of one is refused by another.
+static BUILDERS: AtomicU64 = AtomicU64::new(0);
+
+/// Collects the nodes, edges, entry and exit points of a graph whose state is `S` and whose
+/// nodes reach dependencies `D` through their [`NodeContext`].
 ///
-/// Methods chain; mistakes are reported all at once by [`GraphBuilder::build`].
+/// Nodes are added with [`node`](GraphBuilder::node), which returns a [`NodeHandle`] that
+/// edges take, so an edge cannot name a node that was not added:
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use workflows::{BoxError, GraphBuilder, NodeContext, Predicate, WorkflowState};
+///
+/// #[derive(Clone, Default, Serialize, Deserialize, WorkflowState)]
+/// struct Doc {
+///     draft: String,
+///     approved: bool,
+/// }
+///
+/// async fn write(doc: Doc, _: NodeContext) -> Result<DocUpdate, BoxError> {
+///     Ok(DocUpdate::default().draft(format!("{}.", doc.draft)))
+/// }
+///
+/// async fn review(doc: Doc, _: NodeContext) -> Result<DocUpdate, BoxError> {
+///     Ok(DocUpdate::default().approved(doc.draft.len() > 3))
+/// }
+///
+/// let mut graph: GraphBuilder<Doc> = GraphBuilder::default();
+/// let draft = graph.node("draft", write);
+/// let check = graph.node("review", review);
+/// graph
+///     .start_at(draft)
+///     .edge(draft, check)
+///     .edge_if(check, draft, Predicate::new("rejected", |d: &Doc| !d.approved))
+///     .end_at(check);
+/// let graph = graph.build().unwrap();
+/// assert_eq!(graph.edges_from("review").len(), 1);
+/// ```
+///
+/// Graphs built from data (a JSON workflow's) name their nodes with strings instead:
 ///
 /// ```
 /// use workflows::{GraphBuilder, Predicate, State};
@@ -75,43 +147,131 @@ pub enum GraphError {
 /// assert_eq!(graph.edges_from("review").len(), 2);
 ///
 /// let err = GraphBuilder::new().build().unwrap_err();
-/// assert_eq!(err.to_string(), "the graph has no nodes; add some with add_node");
+/// assert_eq!(err.to_string(), "the graph has no nodes; add some with node (or add_node)");
 /// ```
-#[derive(Default)]
-pub struct GraphBuilder {
-    nodes: HashMap<String, Node>,
+///
+/// Methods chain; mistakes are reported all at once by [`GraphBuilder::build`].
+pub struct GraphBuilder<S: WorkflowState = State, D = ()> {
+    id: u64,
+    nodes: HashMap<String, Node<S, D>>,
     node_order: Vec<String>,
-    edges: Vec<Edge>,
+    edges: Vec<Edge<S>>,
     entry_point: Option<String>,
     exit_points: Vec<String>,
     max_iterations: Option<u32>,
+    snapshots: SnapshotPolicy,
     duplicate: Option<String>,
+    foreign_handle: bool,
+}
+
+impl<S: WorkflowState, D> Default for GraphBuilder<S, D> {
+    fn default() -> Self {
+        GraphBuilder {
+            id: BUILDERS.fetch_add(1, Ordering::Relaxed),
+            nodes: HashMap::new(),
+            node_order: Vec::new(),
+            edges: Vec::new(),
+            entry_point: None,
+            exit_points: Vec::new(),
+            max_iterations: None,
+            snapshots: SnapshotPolicy::default(),
+            duplicate: None,
+            foreign_handle: false,
+        }
+    }
 }
 
 impl GraphBuilder {
-    /// An empty builder with the default `max_iterations`.
+    /// An empty builder of a graph on the JSON [`State`]. (For another state type, use
+    /// `GraphBuilder::<MyState, MyDeps>::default()`.)
     pub fn new() -> Self {
         GraphBuilder::default()
     }
+}
 
-    /// Adds a node: an async function that takes the state and returns the next one. Its
+impl<S: WorkflowState, D: Send + Sync + 'static> GraphBuilder<S, D> {
+    /// Adds a node, and returns its handle for edges: an async function that takes the state
+    /// and its context and returns its update (for the JSON [`State`], the next state). Its
     /// error is a [`BoxError`], so `?` works on any error type.
-    pub fn add_node<F, Fut>(&mut self, name: impl Into<String>, node: F) -> &mut Self
+    pub fn node<F, Fut>(&mut self, name: impl Into<String>, node: F) -> NodeHandle<S>
     where
-        F: Fn(State, NodeContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<State, BoxError>> + Send + 'static,
+        F: Fn(S, NodeContext<D>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<S::Update, BoxError>> + Send + 'static,
     {
         let name = name.into();
         let node = node_from_fn(node);
-        if self.nodes.insert(name.clone(), node).is_some() {
-            self.duplicate.get_or_insert(name);
-        } else {
-            self.node_order.push(name);
+        let index = match self.node_order.iter().position(|n| *n == name) {
+            Some(index) => {
+                self.duplicate.get_or_insert(name);
+                index
+            }
+            None => {
+                self.nodes.insert(name.clone(), node);
+                self.node_order.push(name);
+                self.node_order.len() - 1
+            }
+        };
+        NodeHandle {
+            builder: self.id,
+            index,
+            state: PhantomData,
         }
+    }
+
+    /// Adds a node by name (for graphs built from data); see [`GraphBuilder::node`].
+    pub fn add_node<F, Fut>(&mut self, name: impl Into<String>, node: F) -> &mut Self
+    where
+        F: Fn(S, NodeContext<D>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<S::Update, BoxError>> + Send + 'static,
+    {
+        self.node(name, node);
         self
+    }
+}
+
+impl<S: WorkflowState, D> GraphBuilder<S, D> {
+    /// The name of the node `handle` stands for, if it is one of this builder's.
+    fn name_of(&mut self, handle: NodeHandle<S>) -> String {
+        match self.node_order.get(handle.index) {
+            Some(name) if handle.builder == self.id => name.clone(),
+            _ => {
+                self.foreign_handle = true;
+                String::new()
+            }
+        }
     }
 
     /// Adds an edge that is always taken (unless an earlier edge from `from` was).
+    pub fn edge(&mut self, from: NodeHandle<S>, to: NodeHandle<S>) -> &mut Self {
+        let (from, to) = (self.name_of(from), self.name_of(to));
+        self.add_edge(from, to)
+    }
+
+    /// Adds an edge taken when `predicate` holds. Edges leaving a node are tried in the order
+    /// they were added.
+    pub fn edge_if(
+        &mut self,
+        from: NodeHandle<S>,
+        to: NodeHandle<S>,
+        predicate: Predicate<S>,
+    ) -> &mut Self {
+        let (from, to) = (self.name_of(from), self.name_of(to));
+        self.add_conditional_edge(from, to, predicate)
+    }
+
+    /// Sets the node a run starts at.
+    pub fn start_at(&mut self, node: NodeHandle<S>) -> &mut Self {
+        let node = self.name_of(node);
+        self.set_entry_point(node)
+    }
+
+    /// Adds a node whose completion completes the run (when none of its edges holds).
+    pub fn end_at(&mut self, node: NodeHandle<S>) -> &mut Self {
+        let node = self.name_of(node);
+        self.add_exit_point(node)
+    }
+
+    /// Adds an edge by node names; see [`GraphBuilder::edge`].
     pub fn add_edge(&mut self, from: impl Into<String>, to: impl Into<String>) -> &mut Self {
         self.edges.push(Edge {
             from: from.into(),
@@ -121,13 +281,12 @@ impl GraphBuilder {
         self
     }
 
-    /// Adds an edge taken when `predicate` holds. Edges leaving a node are tried in the order
-    /// they were added.
+    /// Adds a conditional edge by node names; see [`GraphBuilder::edge_if`].
     pub fn add_conditional_edge(
         &mut self,
         from: impl Into<String>,
         to: impl Into<String>,
-        predicate: Predicate,
+        predicate: Predicate<S>,
     ) -> &mut Self {
         self.edges.push(Edge {
             from: from.into(),
@@ -137,26 +296,33 @@ impl GraphBuilder {
         self
     }
 
-    /// Sets the node a run starts at.
+    /// Sets the entry point by name; see [`GraphBuilder::start_at`].
     pub fn set_entry_point(&mut self, node: impl Into<String>) -> &mut Self {
         self.entry_point = Some(node.into());
         self
     }
 
-    /// Adds a node whose completion completes the run.
+    /// Adds an exit point by name; see [`GraphBuilder::end_at`].
     pub fn add_exit_point(&mut self, node: impl Into<String>) -> &mut Self {
         self.exit_points.push(node.into());
         self
     }
 
-    /// Bounds how many node executions a run may make (default 1000).
+    /// Bounds how many node executions a run may make (default: the executor's
+    /// [`max_iterations`](crate::ExecutorConfig::max_iterations), 1000 unless set).
     pub fn set_max_iterations(&mut self, max_iterations: u32) -> &mut Self {
         self.max_iterations = Some(max_iterations);
         self
     }
 
+    /// What the stages of its runs store besides each node's update (default: nothing).
+    pub fn snapshots(&mut self, policy: SnapshotPolicy) -> &mut Self {
+        self.snapshots = policy;
+        self
+    }
+
     /// Checks the declaration and returns the runnable graph.
-    pub fn build(self) -> Result<Graph, GraphError> {
+    pub fn build(self) -> Result<Graph<S, D>, GraphError> {
         if self.nodes.is_empty() {
             return Err(GraphError::NoNodes);
         }
@@ -166,9 +332,14 @@ impl GraphBuilder {
         if let Some(name) = self.duplicate {
             return Err(GraphError::DuplicateNode(name));
         }
-        let max_iterations = self.max_iterations.unwrap_or(DEFAULT_MAX_ITERATIONS);
-        if max_iterations == 0 {
+        if self.foreign_handle {
+            return Err(GraphError::ForeignHandle);
+        }
+        if self.max_iterations == Some(0) {
             return Err(GraphError::ZeroMaxIterations);
+        }
+        if self.snapshots == SnapshotPolicy::Every(0) {
+            return Err(GraphError::ZeroSnapshotInterval);
         }
         let known = |node: &str, role: &'static str| {
             if self.nodes.contains_key(node) {
@@ -204,7 +375,7 @@ impl GraphBuilder {
             });
         }
 
-        let mut edges: HashMap<String, Vec<Edge>> = HashMap::new();
+        let mut edges: HashMap<String, Vec<Edge<S>>> = HashMap::new();
         for edge in self.edges {
             edges.entry(edge.from.clone()).or_default().push(edge);
         }
@@ -214,7 +385,8 @@ impl GraphBuilder {
             edges,
             entry_point,
             exit_points: self.exit_points,
-            max_iterations,
+            max_iterations: self.max_iterations,
+            snapshots: self.snapshots,
         })
     }
 }
@@ -241,7 +413,7 @@ mod tests {
         assert_eq!(graph.node_names().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(graph.entry_point(), "a");
         assert!(graph.is_exit_point("b"));
-        assert_eq!(graph.max_iterations(), DEFAULT_MAX_ITERATIONS);
+        assert_eq!(graph.max_iterations(), None);
     }
 
     #[test]

@@ -8,7 +8,19 @@ use serde_json::Value;
 
 use super::State;
 
-/// A named condition on a [`State`], deciding whether an edge is taken.
+/// A named condition on a state, deciding whether an edge is taken.
+///
+/// A typed predicate is a closure on the workflow's own state:
+///
+/// ```
+/// use workflows::Predicate;
+/// struct Summary { summary: String }
+/// let too_long = Predicate::new("too_long", |s: &Summary| s.summary.len() > 200);
+/// assert!(!too_long.test(&Summary { summary: "short".into() }));
+/// assert_eq!(too_long.name(), "too_long");
+/// ```
+///
+/// On the JSON [`State`], ready-made ones read keys:
 ///
 /// ```
 /// use workflows::{Predicate, State};
@@ -18,17 +30,25 @@ use super::State;
 /// assert!(ready.test(&state));
 /// assert!(!ready.not().test(&state));
 /// ```
-#[derive(Clone)]
-pub struct Predicate {
+pub struct Predicate<S = State> {
     name: Cow<'static, str>,
-    test: Arc<dyn Fn(&State) -> bool + Send + Sync>,
+    test: Arc<dyn Fn(&S) -> bool + Send + Sync>,
 }
 
-impl Predicate {
+impl<S> Clone for Predicate<S> {
+    fn clone(&self) -> Self {
+        Predicate {
+            name: self.name.clone(),
+            test: Arc::clone(&self.test),
+        }
+    }
+}
+
+impl<S: 'static> Predicate<S> {
     /// A custom predicate. `name` should say what it checks: decisions record it.
     pub fn new(
         name: impl Into<Cow<'static, str>>,
-        test: impl Fn(&State) -> bool + Send + Sync + 'static,
+        test: impl Fn(&S) -> bool + Send + Sync + 'static,
     ) -> Self {
         Predicate {
             name: name.into(),
@@ -41,20 +61,6 @@ impl Predicate {
         Predicate::new("always", |_| true)
     }
 
-    /// Holds when the state has `key` (even if `null`).
-    pub fn key_exists(key: impl Into<String>) -> Self {
-        let key = key.into();
-        Predicate::new(format!("key_exists({key})"), move |s| s.contains(&key))
-    }
-
-    /// Holds when the state's `key` equals `value`.
-    pub fn key_equals(key: impl Into<String>, value: impl Into<Value>) -> Self {
-        let (key, value) = (key.into(), value.into());
-        Predicate::new(format!("key_equals({key}, {value})"), move |s| {
-            s.value(&key) == Some(&value)
-        })
-    }
-
     /// Holds when `self` does not.
     #[allow(clippy::should_implement_trait)]
     pub fn not(self) -> Self {
@@ -62,31 +68,51 @@ impl Predicate {
     }
 
     /// Holds when both hold.
-    pub fn and(self, other: Predicate) -> Self {
+    pub fn and(self, other: Predicate<S>) -> Self {
         Predicate::new(format!("and({}, {})", self.name, other.name), move |s| {
             self.test(s) && other.test(s)
         })
     }
 
     /// Holds when either holds.
-    pub fn or(self, other: Predicate) -> Self {
+    pub fn or(self, other: Predicate<S>) -> Self {
         Predicate::new(format!("or({}, {})", self.name, other.name), move |s| {
             self.test(s) || other.test(s)
         })
     }
+}
 
+impl<S> Predicate<S> {
     /// Its name, as recorded in `decisions.predicate_name`.
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// Whether it holds for `state`.
-    pub fn test(&self, state: &State) -> bool {
+    pub fn test(&self, state: &S) -> bool {
         (self.test)(state)
     }
 }
 
-impl fmt::Debug for Predicate {
+impl Predicate<State> {
+    /// Holds when the state has `key` (even if `null`).
+    pub fn key_exists(key: impl Into<String>) -> Self {
+        let key = key.into();
+        Predicate::new(format!("key_exists({key})"), move |s: &State| {
+            s.contains(&key)
+        })
+    }
+
+    /// Holds when the state's `key` equals `value`.
+    pub fn key_equals(key: impl Into<String>, value: impl Into<Value>) -> Self {
+        let (key, value) = (key.into(), value.into());
+        Predicate::new(format!("key_equals({key}, {value})"), move |s: &State| {
+            s.value(&key) == Some(&value)
+        })
+    }
+}
+
+impl<S> fmt::Debug for Predicate<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Predicate").field(&self.name).finish()
     }

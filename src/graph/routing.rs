@@ -3,7 +3,7 @@
 
 use std::panic::AssertUnwindSafe;
 
-use super::{Graph, State};
+use super::{Graph, WorkflowState};
 
 /// Where a completed node leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +13,19 @@ pub(crate) struct Route {
     pub(crate) result: Option<bool>,
     pub(crate) reason: String,
     pub(crate) step: Step,
+}
+
+impl Route {
+    /// The run cannot go on after the node, for `message`.
+    pub(crate) fn failure(message: String) -> Route {
+        Route {
+            to: None,
+            predicate: None,
+            result: None,
+            reason: message.clone(),
+            step: Step::Fail(message),
+        }
+    }
 }
 
 /// What the run does after a completed node.
@@ -28,11 +41,17 @@ pub(crate) enum Step {
     CycleBound(String),
 }
 
-/// Chooses the edge taken after `node` produced `state`: the first edge (in the order
-/// added) whose predicate holds; if none holds, the run completes when `node` is an exit
-/// point and fails otherwise. The run may not complete more than `max_iterations` nodes on
-/// its path.
-pub(crate) fn route(graph: &Graph, node: &str, state: &State) -> Route {
+/// Chooses the edge taken after `node` produced `state`, the run's `steps`-th completed node
+/// on its path: the first edge (in the order added) whose predicate holds; if none holds, the
+/// run completes when `node` is an exit point and fails otherwise. The run may not complete
+/// more than `max_iterations` nodes on its path.
+pub(crate) fn route<S: WorkflowState, D>(
+    graph: &Graph<S, D>,
+    node: &str,
+    state: &S,
+    steps: u32,
+    max_iterations: u32,
+) -> Route {
     let mut rejected = Vec::new();
     for edge in graph.edges_from(node) {
         let (predicate, holds) = match edge.predicate() {
@@ -71,8 +90,8 @@ pub(crate) fn route(graph: &Graph, node: &str, state: &State) -> Route {
             reason.push_str(&format!("; {} did not", rejected.join(", ")));
         }
         let to = edge.to().to_owned();
-        let max = graph.max_iterations();
-        let step = if state.steps() >= max {
+        let max = max_iterations;
+        let step = if steps >= max {
             Step::CycleBound(format!(
                 "the run reached max_iterations ({max}) at node {node}: is there a cycle without an exit?"
             ))
@@ -126,10 +145,15 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::{BoxError, GraphBuilder, NodeContext, Predicate};
+    use crate::graph::{BoxError, GraphBuilder, NodeContext, Predicate, State};
 
     async fn pass(state: State, _ctx: NodeContext) -> std::result::Result<State, BoxError> {
         Ok(state)
+    }
+
+    /// The route after the first completed node, under the default cycle bound.
+    fn at(graph: &Graph, node: &str, state: &State) -> Route {
+        route(graph, node, state, 1, 1000)
     }
 
     fn graph(configure: impl FnOnce(&mut GraphBuilder)) -> Graph {
@@ -148,11 +172,11 @@ mod tests {
         let g = graph(|g| {
             g.add_conditional_edge("c", "a", Predicate::key_exists("again"));
         });
-        let r = route(&g, "c", &State::new().with("again", true));
+        let r = at(&g, "c", &State::new().with("again", true));
         assert_eq!((r.step, r.to.as_deref()), (Step::Continue, Some("a")));
         assert_eq!(r.reason, "key_exists(again) held");
 
-        let r = route(&g, "c", &State::new());
+        let r = at(&g, "c", &State::new());
         assert_eq!((r.step, r.to), (Step::Complete, None));
         assert_eq!(
             (r.predicate.as_deref(), r.result),
@@ -163,7 +187,7 @@ mod tests {
             "exit point reached: key_exists(again) did not hold"
         );
 
-        let r = route(&graph(|_| {}), "c", &State::new());
+        let r = at(&graph(|_| {}), "c", &State::new());
         assert_eq!(
             (r.step, r.reason.as_str()),
             (Step::Complete, "exit point reached")
@@ -177,7 +201,7 @@ mod tests {
                 .add_conditional_edge("a", "c", Predicate::key_exists("y"))
                 .add_edge("a", "b");
         });
-        let r = route(&g, "a", &State::new().with("y", 1));
+        let r = at(&g, "a", &State::new().with("y", 1));
         assert_eq!(r.to.as_deref(), Some("c"));
         assert_eq!(
             (r.predicate.as_deref(), r.result),
@@ -185,7 +209,7 @@ mod tests {
         );
         assert_eq!(r.reason, "key_exists(y) held; key_exists(x) did not");
 
-        let r = route(&g, "a", &State::new());
+        let r = at(&g, "a", &State::new());
         assert_eq!(
             (r.to.as_deref(), r.predicate, r.result),
             (Some("b"), None, None)
@@ -199,7 +223,7 @@ mod tests {
     #[test]
     fn a_node_without_edges_that_is_not_an_exit_fails() {
         let g = graph(|_| {});
-        let r = route(&g, "b", &State::new());
+        let r = at(&g, "b", &State::new());
         assert_eq!(
             r.step,
             Step::Fail("node b is not an exit point and has no outgoing edge".into())
@@ -209,15 +233,15 @@ mod tests {
     #[test]
     fn the_cycle_bound_counts_completed_nodes_on_the_path() {
         let g = graph(|g| {
-            g.add_edge("a", "a").set_max_iterations(3);
+            g.add_edge("a", "a");
         });
-        let mut state = State::new();
-        for _ in 0..2 {
-            state.count_step();
-            assert_eq!(route(&g, "a", &state).step, Step::Continue);
+        for steps in 1..3 {
+            assert_eq!(route(&g, "a", &State::new(), steps, 3).step, Step::Continue);
         }
-        state.count_step();
-        assert!(matches!(route(&g, "a", &state).step, Step::CycleBound(_)));
+        assert!(matches!(
+            route(&g, "a", &State::new(), 3, 3).step,
+            Step::CycleBound(_)
+        ));
     }
 
     #[test]
@@ -229,7 +253,7 @@ mod tests {
                 Predicate::new("explodes", |_| panic!("bad predicate")),
             );
         });
-        let r = route(&g, "a", &State::new());
+        let r = at(&g, "a", &State::new());
         let Step::Fail(message) = r.step else {
             panic!("{r:?}")
         };

@@ -5,13 +5,17 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::WorkflowState;
 use super::value::{ValueError, read_key, require_key};
 use crate::model::{InvalidValue, RunId};
 
-/// A run's state: a JSON object of the workflow's data, plus where the run is.
+/// A run's state as a JSON object of the workflow's data, plus where the run is: the
+/// [`WorkflowState`] of workflows whose data is only known at run time, and what a checkpoint
+/// stores (for every workflow: a typed state's data is its serialization).
 ///
-/// Nodes take the state by value and return the next one. The whole value serialises into a
-/// checkpoint, so a run can continue from it after a failure, a cancel or a crash.
+/// Nodes of a JSON workflow take the state by value and return the next one. The whole value
+/// serialises into a checkpoint, so a run can continue from it after a failure, a cancel or a
+/// crash.
 ///
 /// ```
 /// use workflows::State;
@@ -66,6 +70,14 @@ impl State {
                 &other.to_string(),
                 "must be a JSON object",
             )),
+        }
+    }
+
+    /// A state holding `data`.
+    pub(crate) fn from_map(data: Map<String, Value>) -> Self {
+        State {
+            data,
+            ..State::new()
         }
     }
 
@@ -160,6 +172,11 @@ impl State {
         self.steps = self.steps.saturating_add(1);
     }
 
+    /// Replaces the workflow's data, returning what it was.
+    pub(crate) fn replace_data(&mut self, data: Map<String, Value>) -> Map<String, Value> {
+        std::mem::replace(&mut self.data, data)
+    }
+
     /// The workflow's data as one JSON value: what stage snapshots record.
     pub fn data_value(&self) -> Value {
         Value::Object(self.data.clone())
@@ -178,5 +195,31 @@ impl State {
         self.checkpoint_node = Some(node.to_owned());
         self.iteration = iteration;
         self.timestamp = Utc::now();
+    }
+}
+
+/// The JSON state's update is the whole next state: a node returns the state it was given,
+/// changed.
+impl WorkflowState for State {
+    type Update = State;
+
+    fn apply(&mut self, update: State) {
+        *self = update;
+    }
+
+    fn __to_data(&self) -> Result<Map<String, Value>, ValueError> {
+        Ok(self.data.clone())
+    }
+
+    fn __from_data(data: Map<String, Value>) -> Result<Self, ValueError> {
+        Ok(State::from_map(data))
+    }
+
+    fn __set_position(&mut self, position: &State) {
+        self.run_id = position.run_id;
+        self.checkpoint_node.clone_from(&position.checkpoint_node);
+        self.timestamp = position.timestamp;
+        self.iteration = position.iteration;
+        self.steps = position.steps;
     }
 }

@@ -12,7 +12,7 @@
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let pool = workflows::testing::pool().await?;
-//! let executor = Executor::builder(pool, Registry::new()).build();
+//! let executor = Executor::builder(pool, Registry::new()).build()?;
 //! let app = axum::Router::new()
 //!     .route("/health", axum::routing::get(|| async { "ok" }))
 //!     .nest("/api", HttpApi::new(executor.clone()).router());

@@ -11,6 +11,7 @@ mod raw_json;
 mod run;
 mod run_id;
 mod stage;
+mod state_update;
 mod status;
 mod workflow_info;
 
@@ -20,5 +21,6 @@ pub use raw_json::RawJson;
 pub use run::Run;
 pub use run_id::RunId;
 pub use stage::Stage;
+pub use state_update::StateUpdate;
 pub use status::{RunStatus, StageStatus};
 pub use workflow_info::WorkflowInfo;

@@ -21,12 +21,20 @@ pub struct Stage {
     pub iteration: i32,
     /// Its outcome.
     pub status: StageStatus,
-    /// The state the node received, as stored.
+    /// The whole state the node received, when stored: for the first stage of each attempt
+    /// at the run, every stage under `SnapshotPolicy::Full`, and every stage the Go service
+    /// wrote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_snapshot: Option<RawJson>,
-    /// The state the node returned, as stored.
+    /// The whole state the node returned, when stored: under `SnapshotPolicy::Full` and
+    /// `Every`, and by the Go service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_snapshot: Option<RawJson>,
+    /// What the node changed in the state, a [`StateUpdate`](crate::StateUpdate) (set,
+    /// append, merge, remove); absent on stages the Go service wrote, which hold whole
+    /// snapshots instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_update: Option<RawJson>,
     /// How long the node took, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<i32>,

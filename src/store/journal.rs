@@ -32,7 +32,7 @@ pub(crate) enum Next<'a> {
     Fail { message: &'a str },
 }
 
-/// A node that returned a new state: its stage, its checkpoint, its decision and what
+/// A node that returned its update: its stage, its checkpoint, its decision and what
 /// follows, recorded all together or not at all.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NodeCommit<'a> {
@@ -40,8 +40,12 @@ pub(crate) struct NodeCommit<'a> {
     pub(crate) node: &'a str,
     pub(crate) iteration: u32,
     pub(crate) duration_ms: i32,
-    /// The state's data the node returned.
-    pub(crate) output: &'a Value,
+    /// What the node changed (a [`StateUpdate`](crate::model::StateUpdate)).
+    pub(crate) update: &'a Value,
+    /// The whole state's data after the node, when the snapshot policy keeps it.
+    pub(crate) output_snapshot: Option<&'a Value>,
+    /// The whole state the next node starts from, when the snapshot policy keeps it.
+    pub(crate) next_input: Option<&'a Value>,
     /// The whole state, saved as the run's checkpoint.
     pub(crate) checkpoint: &'a State,
     pub(crate) transition: Transition<'a>,
@@ -68,8 +72,8 @@ pub(crate) struct NodeFailure<'a> {
 /// attempt must stop. An `Err` is a write that failed: the database refused it, or stayed
 /// out of reach for as long as the lease surely held.
 pub(crate) trait Journal: Send + Sync {
-    /// The stage of `node` starts (the first node of an attempt; later ones start in
-    /// [`Journal::node_completed`]).
+    /// The stage of `node` starts (the first node of an attempt, from the whole state
+    /// `input`; later ones start in [`Journal::node_completed`]).
     fn node_started<'a>(
         &'a self,
         run_id: RunId,

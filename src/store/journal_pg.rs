@@ -211,7 +211,7 @@ macro_rules! start_stage {
                 $node.into_sql::<Text>(),
                 step($iteration).into_sql::<Integer>(),
                 StageStatus::Started.into_sql::<Text>(),
-                Some($input).into_sql::<Nullable<Jsonb>>(),
+                $input.into_sql::<Nullable<Jsonb>>(),
             )))
             .into_columns((
                 stages::run_id,
@@ -252,7 +252,7 @@ impl Journal for PgJournal {
         let lease = self.lease;
         Box::pin(self.write(
             move || {
-                AtomicStatement::new(start_stage!(held_run::id, node, iteration, input))
+                AtomicStatement::new(start_stage!(held_run::id, node, iteration, Some(input)))
                     .with_named(HELD_RUN, fence::running_under(lease))
             },
             Landed::Stage {
@@ -389,7 +389,8 @@ fn commit<'a>(
     .set((
         stages::status.eq(StageStatus::Completed),
         stages::duration_ms.eq(c.duration_ms),
-        stages::output_snapshot.eq(c.output),
+        stages::state_update.eq(c.update),
+        stages::output_snapshot.eq(c.output_snapshot),
     ))
     .returning(stages::run_id);
     let t = c.transition;
@@ -417,7 +418,7 @@ fn commit<'a>(
             completed_stage::run_id,
             node,
             iteration,
-            c.output
+            c.next_input
         )),
         (Next::Complete { result }, true) => Box::new(end_run!(
             checkpointed::run_id,

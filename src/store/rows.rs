@@ -51,6 +51,7 @@ row_of!(StageRow => Stage from stages {
     status: StageStatus,
     input_snapshot: Option<RawJson>,
     output_snapshot: Option<RawJson>,
+    state_update: Option<RawJson>,
     duration_ms: Option<i32>,
     error_message: Option<String>,
     created_at: DateTime<Utc>,

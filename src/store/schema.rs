@@ -56,6 +56,7 @@ diesel::table! {
         duration_ms -> Nullable<Int4>,
         error_message -> Nullable<Text>,
         created_at -> Timestamptz,
+        state_update -> Nullable<Jsonb>,
     }
 }
 

@@ -26,7 +26,7 @@
 //! # async fn main() -> workflows::Result<()> {
 //! # let schema = workflows::testing::IsolatedSchema::create().await?;
 //! # let pool = schema.pool().clone();
-//! let executor = Executor::builder(pool.clone(), registry()?).build();
+//! let executor = Executor::builder(pool.clone(), registry()?).build()?;
 //! let run = executor.submit("hello", serde_json::json!({}), None).await?;
 //! let worker = Worker::new(executor, WorkerConfig::default().concurrency(16));
 //! # let stop = async {

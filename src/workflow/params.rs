@@ -1,4 +1,5 @@
-//! The parameters a run is started with: a JSON object, read by key with typed helpers.
+//! The parameters a run is started with: a JSON object, read as the workflow's own params
+//! type (checked before the run is written), or by key with typed helpers.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -78,6 +79,86 @@ impl Params {
         Value::Object(self.0.clone())
     }
 }
+
+impl Params {
+    /// The params as the workflow's params type `P`; a mismatch is
+    /// [`Error::InvalidInput`] (400) naming the field and what was expected.
+    ///
+    /// ```
+    /// use serde::Deserialize;
+    /// use workflows::Params;
+    ///
+    /// #[derive(Debug, Deserialize)]
+    /// struct Search { topic: String, depth: u32 }
+    ///
+    /// let params = Params::from_value(serde_json::json!({"topic": "rust", "depth": "deep"})).unwrap();
+    /// assert_eq!(
+    ///     params.parse::<Search>().unwrap_err().to_string(),
+    ///     r#"invalid params.depth "\"deep\"": invalid type: string "deep", expected u32"#
+    /// );
+    /// let params = Params::from_value(serde_json::json!({"depth": 2})).unwrap();
+    /// assert_eq!(
+    ///     params.parse::<Search>().unwrap_err().to_string(),
+    ///     r#"invalid params "{\"depth\":2}": missing field `topic`"#
+    /// );
+    /// ```
+    pub fn parse<P: DeserializeOwned>(&self) -> Result<P> {
+        let value = self.to_value();
+        serde_path_to_error::deserialize(&value).map_err(|e| {
+            let path: Vec<Segment<'_>> = e.path().iter().map(Segment::from).collect();
+            let mut name = "params".to_owned();
+            let mut at = Some(&value);
+            for segment in &path {
+                match segment {
+                    Segment::Key(key) => {
+                        name.push('.');
+                        name.push_str(key);
+                        at = at.and_then(|v| v.get(*key));
+                    }
+                    Segment::Index(i) => {
+                        name.push_str(&format!("[{i}]"));
+                        at = at.and_then(|v| v.get(*i));
+                    }
+                }
+            }
+            let shown = at.map(Value::to_string).unwrap_or_default();
+            Error::invalid_input(name, shorten(&shown), e.inner())
+        })
+    }
+}
+
+/// A step of the path to a value that does not fit.
+enum Segment<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+impl<'a> From<&'a serde_path_to_error::Segment> for Segment<'a> {
+    fn from(segment: &'a serde_path_to_error::Segment) -> Self {
+        use serde_path_to_error::Segment as Path;
+        match segment {
+            Path::Seq { index } => Segment::Index(*index),
+            Path::Map { key } => Segment::Key(key),
+            Path::Enum { variant } => Segment::Key(variant),
+            _ => Segment::Key("?"),
+        }
+    }
+}
+
+/// `text`, cut to a length an error message can show.
+fn shorten(text: &str) -> String {
+    const MAX: usize = 200;
+    match text.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+/// The params of a workflow that takes none: an empty object (or none at all). Any key is
+/// refused, naming it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
 
 /// Where in `value` a key or string holds a NUL character, as a path like `params.a[2]`.
 fn nul_character_at(value: &Value, path: &str) -> Option<String> {

@@ -4,35 +4,119 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::Location;
+use std::sync::Arc;
 
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::erased::{ErasedWorkflow, Instance};
+use super::json::{Factory, JsonWorkflow};
+use super::typed::{BuiltOnce, GraphFn, PerRun, TypedFactory};
 use crate::error::{Error, Result};
-use crate::graph::{BoxError, BoxFuture, Graph, GraphBuilder, State};
+use crate::graph::{BoxError, WorkflowState};
 use crate::model::WorkflowInfo;
 use crate::workflow::params::Params;
-use crate::workflow::runtime::Runtime;
+use crate::workflow::runtime::{Dependency, Runtime};
 
-/// The function behind a workflow: given a pre-configured graph builder, the runtime and the
-/// run's params, it adds the nodes and edges and returns the initial state.
-///
-/// `#[workflow]` writes this wrapper for you around an ordinary (async) function.
-pub type Factory =
-    for<'a> fn(&'a mut GraphBuilder, &'a Runtime, Params) -> BoxFuture<'a, Result<State, BoxError>>;
-
-/// What a workflow factory may return: `Result<State, E>` for any `E` that converts into
-/// [`BoxError`]. Used by the code `#[workflow]` generates.
+/// What a workflow factory may return: `Result<S, E>` for any `E` that converts into
+/// [`BoxError`] (a graph built once returns `Result<(), E>` or nothing). Used by the code
+/// `#[workflow]` generates.
 #[doc(hidden)]
 #[diagnostic::on_unimplemented(
-    message = "a workflow factory returns `Result<State, E>` with `E: Into<BoxError>`, not `{Self}`",
+    message = "a workflow factory returns `Result<{S}, E>` with `E: Into<BoxError>`, not `{Self}`",
     label = "this return type"
 )]
-pub trait FactoryOutput {
+pub trait FactoryOutput<S> {
     /// The result with its error boxed.
-    fn into_result(self) -> Result<State, BoxError>;
+    fn into_result(self) -> Result<S, BoxError>;
 }
 
-impl<E: Into<BoxError>> FactoryOutput for Result<State, E> {
-    fn into_result(self) -> Result<State, BoxError> {
+impl<S, E: Into<BoxError>> FactoryOutput<S> for Result<S, E> {
+    fn into_result(self) -> Result<S, BoxError> {
         self.map_err(Into::into)
+    }
+}
+
+impl FactoryOutput<()> for () {
+    fn into_result(self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// A workflow's implementation, its types erased: what the code `#[workflow]` generates
+/// makes.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct WorkflowImpl(Arc<dyn ErasedWorkflow>);
+
+/// A JSON workflow's implementation.
+#[doc(hidden)]
+pub fn json(factory: Factory) -> WorkflowImpl {
+    WorkflowImpl(Arc::new(JsonWorkflow(factory)))
+}
+
+/// A typed workflow's implementation whose graph is built for each run.
+#[doc(hidden)]
+pub fn per_run<S, D, P>(factory: TypedFactory<S, D, P>) -> WorkflowImpl
+where
+    S: WorkflowState,
+    D: Send + Sync + 'static,
+    P: DeserializeOwned + JsonSchema + Send + 'static,
+{
+    WorkflowImpl(Arc::new(PerRun::new(factory)))
+}
+
+/// A typed workflow's implementation whose graph is built once, now.
+#[doc(hidden)]
+pub fn built_once<S, D, P>(declare: GraphFn<S, D>, initial: fn(P) -> S) -> WorkflowImpl
+where
+    S: WorkflowState,
+    D: Send + Sync + 'static,
+    P: DeserializeOwned + JsonSchema + Send + 'static,
+{
+    WorkflowImpl(Arc::new(BuiltOnce::new(declare, initial)))
+}
+
+/// A workflow declared with `#[workflow]`: what the [`WORKFLOWS`] slice holds. Its graph (if
+/// built once) is built when a registry is made from it.
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub struct WorkflowDecl {
+    name: &'static str,
+    description: &'static str,
+    make: fn() -> WorkflowImpl,
+    file: &'static str,
+    line: u32,
+}
+
+impl WorkflowDecl {
+    #[doc(hidden)]
+    pub const fn __at(
+        name: &'static str,
+        description: &'static str,
+        make: fn() -> WorkflowImpl,
+        file: &'static str,
+        line: u32,
+    ) -> Self {
+        WorkflowDecl {
+            name,
+            description,
+            make,
+            file,
+            line,
+        }
+    }
+
+    /// The registered workflow, its graph built if it is built once.
+    fn to_def(self) -> WorkflowDef {
+        WorkflowDef {
+            name: self.name,
+            description: self.description,
+            imp: (self.make)(),
+            file: self.file,
+            line: self.line,
+        }
     }
 }
 
@@ -40,21 +124,21 @@ impl<E: Into<BoxError>> FactoryOutput for Result<State, E> {
 ///
 /// Read it through [`Registry::from_compiled`], which also rejects duplicate names.
 #[linkme::distributed_slice]
-pub static WORKFLOWS: [WorkflowDef];
+pub static WORKFLOWS: [WorkflowDecl];
 
-/// A registered workflow: its name, description, factory, and where it was declared.
-#[derive(Clone, Copy)]
+/// A registered workflow: its name, description, implementation, and where it was declared.
+#[derive(Clone)]
 pub struct WorkflowDef {
     name: &'static str,
     description: &'static str,
-    factory: Factory,
+    imp: WorkflowImpl,
     file: &'static str,
     line: u32,
 }
 
 impl WorkflowDef {
-    /// A workflow for run-time registration ([`Registry::register`]); its location is the
-    /// caller's.
+    /// A JSON workflow for run-time registration ([`Registry::register`]); its location is
+    /// the caller's.
     ///
     /// ```
     /// use workflows::{GraphBuilder, Params, Registry, Runtime, State, WorkflowDef, BoxError};
@@ -72,24 +156,77 @@ impl WorkflowDef {
     /// ```
     #[track_caller]
     pub fn new(name: &'static str, description: &'static str, factory: Factory) -> Self {
-        let at = Location::caller();
-        WorkflowDef::__at(name, description, factory, at.file(), at.line())
+        WorkflowDef::at_caller(name, description, json(factory))
     }
 
-    #[doc(hidden)]
-    pub const fn __at(
+    /// A typed workflow whose graph is built once, now, by `declare`, and whose runs start
+    /// from `initial(params)`, for run-time registration; its location is the caller's.
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use workflows::{GraphBuilder, NodeContext, Registry, WorkflowDef, WorkflowState};
+    ///
+    /// #[derive(Deserialize, schemars::JsonSchema)]
+    /// struct Start { from: u32 }
+    ///
+    /// #[derive(Clone, Serialize, Deserialize, WorkflowState)]
+    /// struct Count { left: u32 }
+    ///
+    /// let def = WorkflowDef::built_once(
+    ///     "countdown",
+    ///     "Counts down to 0",
+    ///     |g: &mut GraphBuilder<Count>| {
+    ///         let tick = g.node("tick", |c: Count, _: NodeContext| async move {
+    ///             Ok(CountUpdate::default().left(c.left.saturating_sub(1)))
+    ///         });
+    ///         g.start_at(tick).end_at(tick);
+    ///         Ok(())
+    ///     },
+    ///     |start: Start| Count { left: start.from },
+    /// );
+    /// let mut registry = Registry::new();
+    /// registry.register(def).unwrap();
+    /// ```
+    #[track_caller]
+    pub fn built_once<S, D, P>(
         name: &'static str,
         description: &'static str,
-        factory: Factory,
-        file: &'static str,
-        line: u32,
-    ) -> Self {
+        declare: GraphFn<S, D>,
+        initial: fn(P) -> S,
+    ) -> Self
+    where
+        S: WorkflowState,
+        D: Send + Sync + 'static,
+        P: DeserializeOwned + JsonSchema + Send + 'static,
+    {
+        WorkflowDef::at_caller(name, description, built_once(declare, initial))
+    }
+
+    /// A typed workflow whose graph `factory` builds for each run from its params, for
+    /// run-time registration; its location is the caller's.
+    #[track_caller]
+    pub fn per_run<S, D, P>(
+        name: &'static str,
+        description: &'static str,
+        factory: TypedFactory<S, D, P>,
+    ) -> Self
+    where
+        S: WorkflowState,
+        D: Send + Sync + 'static,
+        P: DeserializeOwned + JsonSchema + Send + 'static,
+    {
+        WorkflowDef::at_caller(name, description, per_run(factory))
+    }
+
+    #[track_caller]
+    fn at_caller(name: &'static str, description: &'static str, imp: WorkflowImpl) -> Self {
+        let at = Location::caller();
         WorkflowDef {
             name,
             description,
-            factory,
-            file,
-            line,
+            imp,
+            file: at.file(),
+            line: at.line(),
         }
     }
 
@@ -116,24 +253,25 @@ impl WorkflowDef {
         }
     }
 
-    /// Runs the factory on `builder` and validates the graph it declared.
-    pub async fn build(
-        &self,
-        mut builder: GraphBuilder,
-        runtime: &Runtime,
-        params: Params,
-    ) -> Result<(Graph, State)> {
-        let state = (self.factory)(&mut builder, runtime, params)
-            .await
-            .map_err(|source| Error::Factory {
-                workflow: self.name.to_owned(),
-                source,
-            })?;
-        let graph = builder.build().map_err(|source| Error::InvalidGraph {
-            workflow: self.name.to_owned(),
-            source,
-        })?;
-        Ok((graph, state))
+    /// The JSON Schema of its params; `None` for a JSON workflow, which takes any object.
+    pub fn params_schema(&self) -> Option<Value> {
+        self.imp.0.params_schema()
+    }
+
+    /// Whether `params` fit its params type: [`Error::InvalidInput`] (400) naming the field
+    /// and what was expected if not.
+    pub fn check_params(&self, params: &Params) -> Result<()> {
+        self.imp.0.check_params(params)
+    }
+
+    /// The type of dependency its nodes reach, if any.
+    pub(crate) fn dependency(&self) -> Option<Dependency> {
+        self.imp.0.dependency()
+    }
+
+    /// The graph, initial state and dependencies of a run with `params`.
+    pub(crate) async fn instantiate(&self, runtime: &Runtime, params: Params) -> Result<Instance> {
+        self.imp.0.instantiate(self.name, runtime, params).await
     }
 }
 
@@ -182,22 +320,24 @@ impl Registry {
         Registry::default()
     }
 
-    /// Every workflow declared with `#[workflow]` in the crates linked into this binary.
+    /// Every workflow declared with `#[workflow]` in the crates linked into this binary,
+    /// with the graphs that do not depend on params built and checked now.
     ///
     /// A crate whose workflows are missing was not linked: nothing in the binary names it.
     /// Add `use that_crate as _;` to the binary. Two workflows with one name are an error
-    /// naming both declarations.
+    /// naming both declarations; a graph that does not build is
+    /// [`Error::InvalidGraph`] (or [`Error::Factory`]) naming its workflow.
     pub fn from_compiled() -> Result<Self> {
         let mut registry = Registry::new();
-        for def in WORKFLOWS.iter() {
-            registry.register(*def)?;
+        for decl in WORKFLOWS.iter() {
+            registry.register(decl.to_def())?;
         }
         Ok(registry)
     }
 
     /// Adds a workflow. Its name must be unused and well-formed (ASCII letters, digits, `-`,
-    /// `_` and `.`, starting with a letter, at most 64 characters), and its description not
-    /// empty.
+    /// `_` and `.`, starting with a letter, at most 64 characters), its description not
+    /// empty, and its graph (if built once) valid.
     pub fn register(&mut self, def: WorkflowDef) -> Result<()> {
         let problem = name_problem(def.name).or_else(|| {
             def.description
@@ -212,6 +352,7 @@ impl Registry {
                 reason: reason.to_owned(),
             });
         }
+        def.imp.0.check(def.name)?;
         if let Some(first) = self.workflows.get(def.name) {
             return Err(Error::DuplicateWorkflow {
                 name: def.name.to_owned(),
@@ -230,6 +371,11 @@ impl Registry {
             .ok_or_else(|| Error::WorkflowNotFound {
                 name: name.to_owned(),
             })
+    }
+
+    /// The workflows, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = &WorkflowDef> {
+        self.workflows.values()
     }
 
     /// Every workflow's name and description, sorted by name.

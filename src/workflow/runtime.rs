@@ -1,7 +1,9 @@
-//! The dependencies a workflow needs (model clients, stores, loggers), held by type.
+//! The dependencies workflows need (model clients, stores, loggers), held by type.
 //!
 //! The Go original passes a fixed `Systems` struct (agents, documents, images, logger). Here
-//! any `Send + Sync + 'static` value can be added, and a factory asks for it by type.
+//! any `Send + Sync + 'static` value can be added. A typed workflow declares the type its
+//! nodes reach (`GraphBuilder<S, D>`: the `D`), which the executor's build checks is here; a
+//! JSON workflow's factory asks for what it needs by type.
 
 use std::any::{Any, TypeId, type_name};
 use std::collections::HashMap;
@@ -9,6 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::graph::erased::AnyDeps;
 
 /// A typed container of shared dependencies, cheap to clone.
 ///
@@ -51,6 +54,7 @@ impl Runtime {
     pub fn get<T: Any + Send + Sync>(&self) -> Result<Arc<T>> {
         self.try_get().ok_or(Error::MissingDependency {
             type_name: type_name::<T>(),
+            workflow: None,
         })
     }
 
@@ -58,6 +62,30 @@ impl Runtime {
     pub fn try_get<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
         let entry = self.values.get(&TypeId::of::<T>())?;
         Arc::clone(&entry.value).downcast::<T>().ok()
+    }
+
+    /// The value `dependency` stands for, if there is one.
+    pub(crate) fn get_dependency(&self, dependency: Dependency) -> Option<AnyDeps> {
+        self.values
+            .get(&dependency.type_id)
+            .map(|entry| Arc::clone(&entry.value))
+    }
+}
+
+/// A type of dependency a workflow's nodes reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Dependency {
+    pub(crate) type_id: TypeId,
+    pub(crate) type_name: &'static str,
+}
+
+impl Dependency {
+    /// The dependency of type `D`; `None` for `()`, which every runtime provides.
+    pub(crate) fn of<D: Any>() -> Option<Dependency> {
+        (TypeId::of::<D>() != TypeId::of::<()>()).then(|| Dependency {
+            type_id: TypeId::of::<D>(),
+            type_name: type_name::<D>(),
+        })
     }
 }
 

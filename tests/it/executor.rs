@@ -134,7 +134,7 @@ fn executor_on(pool: Pool, config: ExecutorConfig) -> (Executor, Arc<Gate>) {
     let executor = Executor::builder(pool, registry())
         .runtime(Runtime::builder().with_arc(Arc::clone(&gate)).build())
         .config(config)
-        .build();
+        .build().unwrap();
     (executor, gate)
 }
 
@@ -237,18 +237,23 @@ async fn a_linear_run_records_a_stage_per_node_a_decision_per_edge_and_its_check
         ]
     );
     assert!(stages.iter().all(|s| s.duration_ms.is_some_and(|d| d >= 0)));
+    // The first stage holds the whole state the run started from; each stage what its
+    // node changed, and no whole snapshot.
     assert_eq!(
         stages[0].input_snapshot,
         Some(json!({"start": true}).into())
     );
+    let updates: Vec<_> = stages.iter().map(|s| s.state_update.clone()).collect();
     assert_eq!(
-        stages[1].input_snapshot,
-        Some(json!({"start": true, "a": 1}).into())
+        updates,
+        [
+            Some(json!({"set": {"a": 1}}).into()),
+            Some(json!({"set": {"b": 2}}).into()),
+            Some(json!({"set": {"c": 3}}).into()),
+        ]
     );
-    assert_eq!(
-        stages[1].output_snapshot,
-        Some(json!({"start": true, "a": 1, "b": 2}).into())
-    );
+    assert!(stages[1..].iter().all(|s| s.input_snapshot.is_none()));
+    assert!(stages.iter().all(|s| s.output_snapshot.is_none()));
 
     assert_eq!(
         decisions_of(&executor, run.id).await,

@@ -43,7 +43,7 @@ fn executor(
                 .lease(lease)
                 .heartbeat(heartbeat),
         )
-        .build();
+        .build().unwrap();
     (executor, gate)
 }
 

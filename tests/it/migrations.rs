@@ -14,7 +14,14 @@ const FIRST: &str = "20261125000001";
 const SECOND: &str = "20261125000002";
 const THIRD: &str = "20261125000003";
 const FOURTH: &str = "20261125000004";
-const ALL: [&str; 4] = [FIRST, SECOND, THIRD, FOURTH];
+const FIFTH: &str = "20261202000005";
+const ALL: [&str; 5] = [FIRST, SECOND, THIRD, FOURTH, FIFTH];
+const LAST: &str = ALL[ALL.len() - 1];
+
+/// The migrations after the seed's, newest first: what reverting to the seed schema undoes.
+fn after_the_seed() -> Vec<&'static str> {
+    ALL[1..].iter().rev().copied().collect()
+}
 
 #[tokio::test]
 async fn migrations_run_twice_do_nothing_the_second_time() {
@@ -29,7 +36,7 @@ async fn status_lists_each_migration_and_whether_it_is_applied() {
     let schema = IsolatedSchema::create_unmigrated().await.unwrap();
     let mut migrator = Migrator::new(schema.pool().get().await.unwrap());
     let status = migrator.status().await.unwrap();
-    assert_eq!(status.len(), 4);
+    assert_eq!(status.len(), ALL.len());
     assert!(status.iter().all(|m| !m.applied));
     assert_eq!(status[0].name, "2026-11-25-000001_create_workflows");
     migrator.run_pending().await.unwrap();
@@ -42,7 +49,9 @@ async fn status_lists_each_migration_and_whether_it_is_applied() {
         .iter()
         .map(|m| m.applied)
         .collect();
-    assert_eq!(applied, [true, true, true, false]);
+    let mut expected = [true; ALL.len()];
+    expected[ALL.len() - 1] = false;
+    assert_eq!(applied, expected);
 }
 
 #[tokio::test]
@@ -60,7 +69,7 @@ async fn down_to_zero_then_up_round_trips_and_leaves_other_tables_alone() {
     let mut migrator = Migrator::new(schema.pool().get().await.unwrap());
     assert_eq!(
         migrator.revert_all().await.unwrap(),
-        [FOURTH, THIRD, SECOND, FIRST]
+        ALL.iter().rev().copied().collect::<Vec<_>>()
     );
     for table in TABLES {
         assert!(
@@ -105,7 +114,7 @@ async fn reverting_the_integrity_migration_restores_the_seed_schema_exactly() {
     // ... and the library's migrations up, then all but the first down, in another.
     let ours = IsolatedSchema::create().await.unwrap();
     let mut migrator = Migrator::new(ours.pool().get().await.unwrap());
-    for later in [FOURTH, THIRD, SECOND] {
+    for later in after_the_seed() {
         assert_eq!(
             migrator.revert_last().await.unwrap().as_deref(),
             Some(later)
@@ -129,7 +138,7 @@ async fn redo_reapplies_the_last_migration() {
     let mut conn = schema.pool().get().await.unwrap();
     let before = describe(&mut conn).await;
     let mut migrator = Migrator::new(schema.pool().get().await.unwrap());
-    assert_eq!(migrator.redo().await.unwrap().as_deref(), Some(FOURTH));
+    assert_eq!(migrator.redo().await.unwrap().as_deref(), Some(LAST));
     assert_eq!(describe(&mut conn).await, before);
 }
 
@@ -137,7 +146,7 @@ async fn redo_reapplies_the_last_migration() {
 async fn the_integrity_migration_refuses_rows_that_break_it_and_changes_nothing() {
     let schema = IsolatedSchema::create().await.unwrap();
     let mut migrator = Migrator::new(schema.pool().get().await.unwrap());
-    for _ in [FOURTH, THIRD, SECOND] {
+    for _ in after_the_seed() {
         migrator.revert_last().await.unwrap();
     }
     let mut conn = schema.pool().get().await.unwrap();
@@ -160,11 +169,9 @@ async fn the_integrity_migration_refuses_rows_that_break_it_and_changes_nothing(
         .iter()
         .map(|m| m.applied)
         .collect();
-    assert_eq!(
-        applied,
-        [true, false, false, false],
-        "the failed migration is not recorded"
-    );
+    let mut expected = [false; ALL.len()];
+    expected[0] = true;
+    assert_eq!(applied, expected, "the failed migration is not recorded");
 }
 
 #[tokio::test]
@@ -243,8 +250,10 @@ async fn a_database_not_migrated_says_to_run_migrate_up() {
 async fn a_database_migrated_by_an_older_version_says_to_run_migrate_up() {
     let schema = IsolatedSchema::create().await.unwrap();
     let mut migrator = Migrator::new(schema.pool().get().await.unwrap());
-    migrator.revert_last().await.unwrap();
-    migrator.revert_last().await.unwrap();
+    // Back to the second migration: the third added idempotency keys.
+    for _ in &ALL[2..] {
+        migrator.revert_last().await.unwrap();
+    }
     drop(migrator);
     let mut registry = workflows::Registry::new();
     registry
@@ -252,7 +261,7 @@ async fn a_database_migrated_by_an_older_version_says_to_run_migrate_up() {
             Box::pin(crate::fixtures::linear(g, r, p))
         }))
         .unwrap();
-    let executor = workflows::Executor::builder(schema.pool().clone(), registry).build();
+    let executor = workflows::Executor::builder(schema.pool().clone(), registry).build().unwrap();
     let err = executor
         .submit("w", serde_json::json!({}), Some("key"))
         .await

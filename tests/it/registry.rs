@@ -4,8 +4,8 @@
 use http::StatusCode;
 use serde_json::json;
 use workflows::{
-    BoxError, Error, GraphBuilder, NodeContext, Params, Predicate, Registry, Runtime, State,
-    WorkflowDef, workflow,
+    BoxError, Error, GraphBuilder, Params, Predicate, Registry, Runtime, State, WorkflowDef,
+    run_in_memory, workflow,
 };
 
 #[workflow(
@@ -104,31 +104,21 @@ fn an_unknown_workflow_is_a_404_naming_it() {
 #[tokio::test]
 async fn a_factory_builds_a_valid_graph_and_the_initial_state() {
     let registry = compiled();
-    let params = Params::from_value(json!({"topic": "rust"})).unwrap();
-    let (graph, state) = registry
-        .get("it-linear")
-        .unwrap()
-        .build(GraphBuilder::new(), &Runtime::new(), params)
+    let def = registry.get("it-linear").unwrap();
+    let run = run_in_memory(def, &Runtime::new(), json!({"topic": "rust"}))
         .await
         .unwrap();
-    assert_eq!(graph.node_names().collect::<Vec<_>>(), ["draft", "review"]);
-    assert_eq!(state.require::<String>("topic").unwrap(), "rust");
-
-    // The declared node runs as written.
-    let draft = graph.node("draft").unwrap();
-    let after = draft(state, NodeContext::detached("draft", 1))
-        .await
-        .unwrap();
-    assert_eq!(after.require::<String>("draft").unwrap(), "about rust");
+    let path: Vec<_> = run.steps.iter().map(|s| s.node.as_str()).collect();
+    assert_eq!(path, ["draft", "review"]);
+    assert_eq!(run.state.require::<String>("draft").unwrap(), "about rust");
+    assert_eq!(run.state.require::<String>("topic").unwrap(), "rust");
 }
 
 #[tokio::test]
 async fn a_factory_error_names_the_workflow_and_the_cause() {
     let registry = compiled();
-    let err = registry
-        .get("it-linear")
-        .unwrap()
-        .build(GraphBuilder::new(), &Runtime::new(), Params::new())
+    let def = registry.get("it-linear").unwrap();
+    let err = run_in_memory(def, &Runtime::new(), json!({}))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Factory { .. }), "{err:?}");
@@ -142,26 +132,21 @@ async fn a_factory_error_names_the_workflow_and_the_cause() {
 async fn a_sync_factory_gets_its_dependencies_from_the_runtime() {
     let registry = compiled();
     let def = registry.get("it-sync").unwrap();
-    let err = def
-        .build(GraphBuilder::new(), &Runtime::new(), Params::new())
+    let err = run_in_memory(def, &Runtime::new(), json!({}))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("registry::Greeting"), "{err}");
 
     let runtime = Runtime::builder().with(Greeting("hi")).build();
-    let (_, state) = def
-        .build(GraphBuilder::new(), &runtime, Params::new())
-        .await
-        .unwrap();
-    assert_eq!(state.require::<String>("greeting").unwrap(), "hi");
+    let run = run_in_memory(def, &runtime, json!({})).await.unwrap();
+    assert_eq!(run.state.require::<String>("greeting").unwrap(), "hi");
 }
 
 #[tokio::test]
 async fn an_invalid_graph_is_reported_with_its_workflow() {
-    let err = compiled()
-        .get("it-broken")
-        .unwrap()
-        .build(GraphBuilder::new(), &Runtime::new(), Params::new())
+    let registry = compiled();
+    let def = registry.get("it-broken").unwrap();
+    let err = run_in_memory(def, &Runtime::new(), json!({}))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InvalidGraph { .. }), "{err:?}");

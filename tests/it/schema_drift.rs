@@ -80,6 +80,7 @@ macro_rules! column_shapes_for_tuples {
 column_shapes_for_tuples!(A B C D E);
 column_shapes_for_tuples!(A B C D E F G H);
 column_shapes_for_tuples!(A B C D E F G H I J);
+column_shapes_for_tuples!(A B C D E F G H I J K);
 column_shapes_for_tuples!(A B C D E F G H I J K L M N O P);
 
 fn declared<T: Table>() -> Vec<ColumnShape>

@@ -78,7 +78,7 @@ fn executor(
                 .lease(lease)
                 .heartbeat(heartbeat),
         )
-        .build();
+        .build().unwrap();
     (executor, gate)
 }
 

@@ -40,7 +40,7 @@ impl TestServer {
         let gate = Arc::new(Gate(Notify::new()));
         let executor = Executor::builder(schema.pool().clone(), registry())
             .runtime(Runtime::builder().with_arc(Arc::clone(&gate)).build())
-            .build();
+            .build().unwrap();
         let api = HttpApi::new(executor.clone())
             .limits(options.limits)
             .router();

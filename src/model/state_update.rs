@@ -1,0 +1,247 @@
+//! What a node changed in a run's state, as `stages.state_update` stores it: the difference
+//! between the state's data before and after the node, key by key.
+//!
+//! A stage stores its node's update instead of the whole state (which a growing state, a
+//! conversation say, would make cost O(steps²) in `stages`); the state at any step is the
+//! run's initial state with the updates along its path applied in order
+//! ([`repository::state_at`](crate::repository::state_at)). The format depends on no Rust
+//! type, so any reader can replay it:
+//!
+//! ```json
+//! {"set": {"summary": "..."}, "append": {"messages": [{"role": "user"}]},
+//!  "merge": {"scores": {"b": 2}}, "remove": ["draft"]}
+//! ```
+//!
+//! `set` replaces a key's value (or adds the key), `append` extends an array with the items
+//! given, `merge` sets the entries given in an object (keeping the others), `remove` deletes
+//! keys. Sections with nothing in them are left out, so a node that changed nothing stores
+//! `{}`. A snapshot (`input_snapshot`, `output_snapshot`) is always a whole state; an update
+//! is only ever in `state_update`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::InvalidValue;
+
+/// The change a node made to a state's data, key by key.
+///
+/// ```
+/// use serde_json::json;
+/// use workflows::StateUpdate;
+///
+/// let before = json!({"messages": ["hi"], "scores": {"a": 1}, "draft": "x", "n": 1});
+/// let after = json!({"messages": ["hi", "hello"], "scores": {"a": 1, "b": 2}, "n": 2});
+/// let update = StateUpdate::between(before.as_object().unwrap(), after.as_object().unwrap());
+/// assert_eq!(
+///     serde_json::to_value(&update).unwrap(),
+///     json!({"set": {"n": 2}, "append": {"messages": ["hello"]}, "merge": {"scores": {"b": 2}}, "remove": ["draft"]})
+/// );
+///
+/// let mut state = before.as_object().unwrap().clone();
+/// update.apply_to(&mut state).unwrap();
+/// assert_eq!(Value::Object(state), after);
+/// # use serde_json::Value;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateUpdate {
+    /// Keys given a new value (or added).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub set: Map<String, Value>,
+    /// Arrays extended with these items.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub append: Map<String, Value>,
+    /// Objects given these entries, the others kept.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub merge: Map<String, Value>,
+    /// Keys removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+impl StateUpdate {
+    /// The update that turns `before` into `after`: the smallest of `set`, `append` and
+    /// `merge` for each key that changed, and `remove` for each key that went.
+    pub fn between(before: &Map<String, Value>, after: &Map<String, Value>) -> Self {
+        let mut update = StateUpdate::default();
+        for (key, new) in after {
+            match (before.get(key), new) {
+                (Some(old), new) if old == new => {}
+                (Some(Value::Array(old)), Value::Array(new))
+                    if new.len() > old.len() && new[..old.len()] == old[..] =>
+                {
+                    update
+                        .append
+                        .insert(key.clone(), Value::Array(new[old.len()..].to_vec()));
+                }
+                (Some(Value::Object(old)), Value::Object(new))
+                    if old.keys().all(|k| new.contains_key(k)) =>
+                {
+                    let changed: Map<String, Value> = new
+                        .iter()
+                        .filter(|(k, v)| old.get(*k) != Some(*v))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    update.merge.insert(key.clone(), Value::Object(changed));
+                }
+                _ => {
+                    update.set.insert(key.clone(), new.clone());
+                }
+            }
+        }
+        update.remove = before
+            .keys()
+            .filter(|k| !after.contains_key(*k))
+            .cloned()
+            .collect();
+        update
+    }
+
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+            && self.append.is_empty()
+            && self.merge.is_empty()
+            && self.remove.is_empty()
+    }
+
+    /// Applies it to `state`. An `append` to a key that is not an array, or a `merge` into
+    /// one that is not an object, is an error naming the key (the update was not made from
+    /// this state), and `state` is left as it was.
+    pub fn apply_to(&self, state: &mut Map<String, Value>) -> Result<(), InvalidValue> {
+        let misfit = |key: &str, section: &str, expected: &str| {
+            InvalidValue::new(
+                "state update",
+                key,
+                format_args!(
+                    "{section}s to key {key:?}, which holds no {expected} in this state: the update was made from another state"
+                ),
+            )
+        };
+        for (key, items) in &self.append {
+            if !matches!((state.get(key), items), (Some(Value::Array(_)), Value::Array(_))) {
+                return Err(misfit(key, "append", "array"));
+            }
+        }
+        for (key, entries) in &self.merge {
+            if !matches!(
+                (state.get(key), entries),
+                (Some(Value::Object(_)), Value::Object(_))
+            ) {
+                return Err(misfit(key, "merge", "object"));
+            }
+        }
+        for key in &self.remove {
+            state.remove(key);
+        }
+        for (key, value) in &self.set {
+            state.insert(key.clone(), value.clone());
+        }
+        for (key, items) in &self.append {
+            if let (Some(Value::Array(target)), Value::Array(items)) = (state.get_mut(key), items) {
+                target.extend(items.iter().cloned());
+            }
+        }
+        for (key, entries) in &self.merge {
+            if let (Some(Value::Object(target)), Value::Object(entries)) =
+                (state.get_mut(key), entries)
+            {
+                target.extend(entries.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    fn round_trip(before: Value, after: Value) -> Value {
+        let (before, after) = (object(before), object(after));
+        let update = StateUpdate::between(&before, &after);
+        let mut replayed = before.clone();
+        update.apply_to(&mut replayed).unwrap();
+        assert_eq!(replayed, after);
+        serde_json::to_value(&update).unwrap()
+    }
+
+    #[test]
+    fn an_unchanged_state_stores_an_empty_update() {
+        assert_eq!(round_trip(json!({"a": [1], "b": {"c": 1}}), json!({"a": [1], "b": {"c": 1}})), json!({}));
+    }
+
+    #[test]
+    fn a_grown_array_stores_only_its_new_items() {
+        assert_eq!(
+            round_trip(json!({"log": [1, 2]}), json!({"log": [1, 2, 3, 4]})),
+            json!({"append": {"log": [3, 4]}})
+        );
+    }
+
+    #[test]
+    fn an_array_changed_anywhere_else_is_set_whole() {
+        assert_eq!(
+            round_trip(json!({"log": [1, 2]}), json!({"log": [2, 2, 3]})),
+            json!({"set": {"log": [2, 2, 3]}})
+        );
+        assert_eq!(
+            round_trip(json!({"log": [1, 2]}), json!({"log": [1]})),
+            json!({"set": {"log": [1]}})
+        );
+    }
+
+    #[test]
+    fn an_object_keeping_its_keys_stores_only_the_changed_entries() {
+        assert_eq!(
+            round_trip(json!({"m": {"a": 1, "b": 2}}), json!({"m": {"a": 1, "b": 3, "c": 4}})),
+            json!({"merge": {"m": {"b": 3, "c": 4}}})
+        );
+        assert_eq!(
+            round_trip(json!({"m": {"a": 1, "b": 2}}), json!({"m": {"b": 2}})),
+            json!({"set": {"m": {"b": 2}}})
+        );
+    }
+
+    #[test]
+    fn new_keys_are_set_and_gone_keys_removed() {
+        assert_eq!(
+            round_trip(json!({"a": 1, "b": 2}), json!({"b": 2, "c": null})),
+            json!({"set": {"c": null}, "remove": ["a"]})
+        );
+    }
+
+    #[test]
+    fn a_value_changing_kind_is_set() {
+        assert_eq!(
+            round_trip(json!({"a": [1], "b": {"x": 1}}), json!({"a": {"x": 1}, "b": [1]})),
+            json!({"set": {"a": {"x": 1}, "b": [1]}})
+        );
+    }
+
+    #[test]
+    fn an_update_that_does_not_fit_is_refused_and_changes_nothing() {
+        let update: StateUpdate =
+            serde_json::from_value(json!({"set": {"x": 1}, "append": {"log": [1]}})).unwrap();
+        let mut state = object(json!({"log": "text"}));
+        let err = update.apply_to(&mut state).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"invalid state update "log": appends to key "log", which holds no array in this state: the update was made from another state"#
+        );
+        assert_eq!(Value::Object(state), json!({"log": "text"}));
+    }
+
+    #[test]
+    fn unknown_sections_are_refused() {
+        assert!(serde_json::from_value::<StateUpdate>(json!({"replace": {}})).is_err());
+    }
+}
