@@ -50,7 +50,7 @@ pub use graph::{
     SnapshotPolicy, State, ValueError, WorkflowState,
 };
 pub use model::{
-    Decision, InvalidValue, RawJson, Run, RunId, RunStatus, Stage, StageStatus, StateUpdate,
+    Decision, InvalidValue, RawJson, Run, RunId, RunStatus, Stage, StageStatus, StateAt, StateUpdate,
     WorkflowInfo,
 };
 pub use query::page::{PageConfig, PageRequest, PageResult, SortField};

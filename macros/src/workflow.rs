@@ -190,10 +190,20 @@ fn check_fn<'a>(func: &'a ItemFn, args: &Args) -> Result<Kind<'a>> {
                 builder: builder(graph)?,
             }
         }
-        [graph, params] => Kind::PerRun {
-            builder: builder(graph)?,
-            params,
-        },
+        [graph, params] => {
+            if let Type::Reference(r) = params {
+                return Err(Error::new(
+                    r.span(),
+                    format!(
+                        "a typed factory takes its params by value (`params: P`, a type that deserializes and has a JSON Schema), not a reference; a JSON workflow takes three arguments: {SHAPES}"
+                    ),
+                ));
+            }
+            Kind::PerRun {
+                builder: builder(graph)?,
+                params,
+            }
+        }
         [_, _, _] => Kind::Json,
         _ => {
             return Err(Error::new(
@@ -264,7 +274,8 @@ fn registration(func: &ItemFn, args: &Args, kind: &Kind<'_>) -> TokenStream {
         }
         Kind::PerRun { builder, params } => {
             let call = awaited(quote_spanned!(span=> #ident(graph, params)));
-            let result = quote_spanned!(output_span=> #private::FactoryOutput::into_result(#call));
+            let result = quote_spanned!(output_span=>
+                #private::FactoryOutput::<<#builder as #private::BuilderTypes>::State>::into_result(#call));
             quote! {
                 fn factory<'a>(
                     graph: &'a mut #builder,
@@ -280,7 +291,8 @@ fn registration(func: &ItemFn, args: &Args, kind: &Kind<'_>) -> TokenStream {
         }
         Kind::Json => {
             let call = awaited(quote_spanned!(span=> #ident(graph, runtime, params)));
-            let result = quote_spanned!(output_span=> #private::FactoryOutput::into_result(#call));
+            let result = quote_spanned!(output_span=>
+                #private::FactoryOutput::<::workflows::State>::into_result(#call));
             quote! {
                 fn factory<'a>(
                     graph: &'a mut ::workflows::GraphBuilder,

@@ -36,6 +36,7 @@ mod inspector;
 mod params_schema;
 mod progress;
 mod runs;
+mod workflow_paths;
 mod workflows;
 
 use std::time::Duration;
@@ -144,11 +145,13 @@ impl HttpApi {
     }
 
     /// The OpenAPI 3.1 contract of the endpoints, as [`HttpApi::router`] serves it at
-    /// `/openapi.json`.
-    pub fn openapi() -> utoipa::openapi::OpenApi {
-        api_routes(HttpLimits::default().request_timeout)
+    /// `/openapi.json`: with a `POST /workflows/<name>/execute` for each of the executor's
+    /// workflows, whose body is that workflow's params schema.
+    pub fn openapi(&self) -> serde_json::Value {
+        let spec = api_routes(self.state.limits.request_timeout)
             .split_for_parts()
-            .1
+            .1;
+        contract(spec, self.state.executor.registry())
     }
 
     /// The router: the API under `/workflows`, `/openapi.json`, `/docs` and (unless turned
@@ -156,6 +159,7 @@ impl HttpApi {
     pub fn router(self) -> Router {
         let limits = self.state.limits.clone();
         let (api, spec) = api_routes(limits.request_timeout).split_for_parts();
+        let spec = contract(spec, self.state.executor.registry());
         let mut router = api
             .merge(docs::routes(spec))
             .fallback(no_route)
@@ -178,6 +182,7 @@ fn api_routes(timeout: Duration) -> OpenApiRouter<ApiState> {
         .routes(routes!(runs::list_runs_keyset))
         .routes(routes!(runs::get_run, runs::delete_run))
         .routes(routes!(runs::get_stages))
+        .routes(routes!(runs::get_state))
         .routes(routes!(runs::get_decisions))
         .routes(routes!(runs::cancel_run))
         .route_layer(middleware::from_fn_with_state(timeout, bounded_in_time));
@@ -185,6 +190,14 @@ fn api_routes(timeout: Duration) -> OpenApiRouter<ApiState> {
         .merge(bounded)
         .routes(routes!(workflows::execute))
         .routes(routes!(runs::resume_run))
+}
+
+/// The endpoints' contract as JSON, with `registry`'s workflows' own execute paths.
+fn contract(spec: utoipa::openapi::OpenApi, registry: &crate::Registry) -> serde_json::Value {
+    // An OpenAPI document always serialises to JSON; `Null` would only ever mean a bug.
+    let mut spec = serde_json::to_value(spec).unwrap_or_default();
+    workflow_paths::add_workflow_paths(&mut spec, registry);
+    spec
 }
 
 /// Answers 503 for a request that takes longer than `limit`.

@@ -12,7 +12,7 @@ use super::extract::{RunIdPath, wait_requested};
 use super::progress::{ProgressMessage, respond};
 use crate::{
     Decision, KeysetPage, PageRequest, PageResult, QueryParams, Run, RunCursor, RunFilters,
-    RunStatus, Stage, lifecycle, repository,
+    RunStatus, Stage, StateAt, lifecycle, repository,
 };
 
 /// The query parameters of `GET /workflows/runs`, for the OpenAPI contract. (They are read
@@ -184,6 +184,54 @@ pub(crate) async fn get_stages(
 ) -> Result<Json<Vec<Stage>>, ApiError> {
     let mut conn = api.conn().await?;
     Ok(Json(repository::stages(&mut conn, id).await?))
+}
+
+/// The query parameter of `GET /workflows/runs/{id}/state`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(dead_code, reason = "describes the parameter; get_state reads it")]
+pub(crate) struct StateQuery {
+    /// The step whose state to show (0: the state the run started from); its last step when
+    /// left out.
+    #[param(minimum = 0, maximum = 2147483647)]
+    step: Option<u32>,
+}
+
+/// A run's state after one of its steps, rebuilt from what its stages store (the whole state
+/// each attempt started from, and each node's update).
+#[utoipa::path(
+    get,
+    path = "/workflows/runs/{id}/state",
+    tag = "runs",
+    params(("id" = uuid::Uuid, Path, description = "The run's id"), StateQuery),
+    responses(
+        (status = 200, description = "The run's state after the step", body = StateAt),
+        (status = 400, description = "The id is not a UUID, the step is not a number or is past the run's last, or the run has no stage yet", body = ErrorBody),
+        (status = 404, description = "No run has this id", body = ErrorBody),
+        ServerErrors,
+    )
+)]
+pub(crate) async fn get_state(
+    State(api): State<ApiState>,
+    RunIdPath(id): RunIdPath,
+    RawQuery(query): RawQuery,
+) -> Result<Json<StateAt>, ApiError> {
+    let params = QueryParams::parse(query.as_deref().unwrap_or_default())?;
+    let step = match params.get("step") {
+        None => None,
+        Some(text) => {
+            let step = text.parse::<u32>().ok().filter(|s| i32::try_from(*s).is_ok());
+            Some(step.ok_or_else(|| {
+                crate::Error::invalid_input(
+                    "step",
+                    text,
+                    "must be a step number: 0 (the state the run started from) or more",
+                )
+            })?)
+        }
+    };
+    let mut conn = api.conn().await?;
+    Ok(Json(repository::state_at(&mut conn, id, step).await?))
 }
 
 /// A run's decisions (the edges it took), in order.

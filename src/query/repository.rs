@@ -46,6 +46,7 @@
 //! # Ok(()) }
 //! ```
 
+pub use super::state_at::state_at;
 use diesel::dsl::exists;
 use diesel::pg::Pg;
 use diesel::prelude::*;

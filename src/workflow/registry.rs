@@ -20,7 +20,7 @@ use crate::workflow::params::Params;
 use crate::workflow::runtime::{Dependency, Runtime};
 
 /// What a workflow factory may return: `Result<S, E>` for any `E` that converts into
-/// [`BoxError`] (a graph built once returns `Result<(), E>` or nothing). Used by the code
+/// [`BoxError`] (a graph built once returns `Result<(), E>`). Used by the code
 /// `#[workflow]` generates.
 #[doc(hidden)]
 #[diagnostic::on_unimplemented(
@@ -35,12 +35,6 @@ pub trait FactoryOutput<S> {
 impl<S, E: Into<BoxError>> FactoryOutput<S> for Result<S, E> {
     fn into_result(self) -> Result<S, BoxError> {
         self.map_err(Into::into)
-    }
-}
-
-impl FactoryOutput<()> for () {
-    fn into_result(self) -> Result<(), BoxError> {
-        Ok(())
     }
 }
 

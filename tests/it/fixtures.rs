@@ -201,3 +201,135 @@ pub(crate) async fn flaky(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Resul
         .add_exit_point("c");
     Ok(State::new())
 }
+
+// A typed test workflow: `tally` counts to `to`, appending each count to `seen` and merging
+// a word per count into `words`; its dependency, `Tally`'s `Ledger`, records the state each
+// node saw and makes `add` fail once at `fail_at`.
+
+/// The params of `tally`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub(crate) struct TallyParams {
+    /// How far to count.
+    pub(crate) to: u32,
+    /// The count at which `add` fails, the first time it gets there.
+    #[serde(default)]
+    pub(crate) fail_at: Option<u32>,
+}
+
+/// The state of `tally`.
+#[derive(
+    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, workflows::WorkflowState,
+)]
+#[state(derive(Debug, PartialEq))]
+pub(crate) struct Tally {
+    pub(crate) to: u32,
+    pub(crate) count: u32,
+    #[state(append)]
+    pub(crate) seen: Vec<u32>,
+    #[state(merge)]
+    pub(crate) words: std::collections::BTreeMap<String, u32>,
+    pub(crate) fail_at: Option<u32>,
+}
+
+impl From<TallyParams> for Tally {
+    fn from(params: TallyParams) -> Self {
+        Tally {
+            to: params.to,
+            fail_at: params.fail_at,
+            ..Tally::default()
+        }
+    }
+}
+
+/// What `tally`'s nodes reach: the states they saw, by step, and the failures they made;
+/// and, if it holds, the count at which `add` waits for `gate` before counting.
+#[derive(Default)]
+pub(crate) struct Ledger {
+    pub(crate) seen: std::sync::Mutex<Vec<(Option<RunId>, u32, Tally)>>,
+    failed: std::sync::Mutex<std::collections::HashSet<(Option<RunId>, u32)>>,
+    hold_at: Option<u32>,
+    pub(crate) gate: Notify,
+}
+
+impl Ledger {
+    /// A ledger whose `add` waits for its gate before counting to `count`.
+    pub(crate) fn holding_at(count: u32) -> Self {
+        Ledger {
+            hold_at: Some(count),
+            ..Ledger::default()
+        }
+    }
+
+    /// The states `run`'s nodes saw, by step.
+    pub(crate) fn seen_by(&self, run: RunId) -> Vec<(u32, Tally)> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(r, _, _)| *r == Some(run))
+            .map(|(_, step, t)| (*step, t.clone()))
+            .collect()
+    }
+}
+
+async fn tally_add(tally: Tally, ctx: NodeContext<Ledger>) -> Result<TallyUpdate, BoxError> {
+    let ledger = ctx.deps();
+    ledger
+        .seen
+        .lock()
+        .unwrap()
+        .push((ctx.run_id(), ctx.iteration(), tally.clone()));
+    let next = tally.count + 1;
+    if ledger.hold_at == Some(next) {
+        ledger.gate.notified().await;
+    }
+    if tally.fail_at == Some(next) && ledger.failed.lock().unwrap().insert((ctx.run_id(), next)) {
+        return Err(format!("add fails once at {next}").into());
+    }
+    Ok(TallyUpdate::default()
+        .count(next)
+        .seen(vec![next])
+        .words([(format!("w{next}"), next)].into()))
+}
+
+async fn tally_check(tally: Tally, ctx: NodeContext<Ledger>) -> Result<TallyUpdate, BoxError> {
+    ctx.deps()
+        .seen
+        .lock()
+        .unwrap()
+        .push((ctx.run_id(), ctx.iteration(), tally));
+    Ok(TallyUpdate::default())
+}
+
+/// Declares `tally`'s graph, storing `snapshots`.
+pub(crate) fn tally_graph(
+    g: &mut GraphBuilder<Tally, Ledger>,
+    snapshots: workflows::SnapshotPolicy,
+) -> Result<(), BoxError> {
+    let add = g.node("add", tally_add);
+    let check = g.node("check", tally_check);
+    g.start_at(add)
+        .edge(add, check)
+        .edge_if(check, add, Predicate::new("more", |t: &Tally| t.count < t.to))
+        .end_at(check)
+        .snapshots(snapshots);
+    Ok(())
+}
+
+/// `tally`, built once, storing updates only.
+pub(crate) fn tally() -> workflows::WorkflowDef {
+    workflows::WorkflowDef::built_once(
+        "tally",
+        "counts to `to`",
+        |g| tally_graph(g, workflows::SnapshotPolicy::Updates),
+        <Tally as From<TallyParams>>::from,
+    )
+}
+
+/// `tally` storing whole snapshots by `snapshots`, under another name.
+pub(crate) fn tally_with(
+    name: &'static str,
+    declare: workflows::GraphFn<Tally, Ledger>,
+) -> workflows::WorkflowDef {
+    workflows::WorkflowDef::built_once(name, "counts to `to`", declare, <Tally as From<TallyParams>>::from)
+}

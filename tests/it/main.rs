@@ -18,4 +18,5 @@ mod registry;
 mod repository;
 mod schema_drift;
 mod testing_support;
+mod typed;
 mod workers;

@@ -65,6 +65,56 @@ async fn params_that_are_not_an_object_are_a_400() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn params_that_do_not_fit_a_typed_workflow_are_a_400_naming_the_field() {
+    let server = TestServer::start().await;
+    says(
+        server
+            .post_json("/workflows/tally/execute", &json!({"to": -1}))
+            .await,
+        400,
+        r#"invalid params.to "-1": invalid value: integer `-1`, expected u32"#,
+    )
+    .await;
+    says(
+        server.post("/workflows/tally/execute").await,
+        400,
+        "missing field `to`",
+    )
+    .await;
+    assert_eq!(run_count(&server).await, 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_state_of_a_step_that_is_not_a_number_or_past_the_last_is_a_400() {
+    let server = TestServer::start().await;
+    let run = server.run("tally", json!({"to": 1})).await;
+    for (query, message) in [
+        ("step=", r#"invalid step "": must be a step number"#),
+        ("step=-1", r#"invalid step "-1": must be a step number"#),
+        ("step=x", r#"invalid step "x": must be a step number"#),
+        ("step=3", "last step is 2"),
+    ] {
+        says(
+            server
+                .get(&format!("/workflows/runs/{}/state?{query}", run.id))
+                .await,
+            400,
+            message,
+        )
+        .await;
+    }
+    let unknown = uuid::Uuid::new_v4();
+    says(
+        server.get(&format!("/workflows/runs/{unknown}/state")).await,
+        404,
+        &format!("run {unknown} not found"),
+    )
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_content_type_is_a_415() {
     let server = TestServer::start().await;
     let response = server

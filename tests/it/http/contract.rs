@@ -18,6 +18,13 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("get", "/workflows/runs/{id}/decisions"),
     ("post", "/workflows/runs/{id}/cancel"),
     ("post", "/workflows/runs/{id}/resume"),
+    ("get", "/workflows/runs/{id}/state"),
+    // Each registered workflow's own execute, with its params schema.
+    ("post", "/workflows/flaky/execute"),
+    ("post", "/workflows/gated/execute"),
+    ("post", "/workflows/linear/execute"),
+    ("post", "/workflows/route/execute"),
+    ("post", "/workflows/tally/execute"),
 ];
 
 fn operations(spec: &Value) -> Vec<(String, String)> {
@@ -48,8 +55,41 @@ async fn the_served_contract_is_openapi_3_1_with_exactly_the_api_s_operations() 
     assert_eq!(operations(&spec), expected);
     assert_eq!(
         spec,
-        serde_json::to_value(HttpApi::openapi()).unwrap(),
+        HttpApi::new(server.executor.clone()).openapi(),
         "served as built"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_typed_workflow_s_execute_takes_its_params_schema_and_a_json_one_any_object() {
+    let server = TestServer::start().await;
+    let spec: Value = server.get("/openapi.json").await.json().await.unwrap();
+    let body = &spec["paths"]["/workflows/tally/execute"]["post"]["requestBody"];
+    assert_eq!(body["required"], true, "`to` is required");
+    let schema = &body["content"]["application/json"]["schema"];
+    assert_eq!(schema["required"], serde_json::json!(["to"]));
+    assert_eq!(
+        schema["properties"]["to"],
+        serde_json::json!({
+            "type": "integer", "format": "uint32", "minimum": 0, "maximum": 4294967295u64,
+            "description": "How far to count."
+        })
+    );
+    let operation = &spec["paths"]["/workflows/tally/execute"]["post"];
+    assert_eq!(operation["operationId"], "execute_tally");
+    assert!(
+        operation["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["in"] != "path"),
+        "{operation}"
+    );
+    let json = &spec["paths"]["/workflows/linear/execute"]["post"]["requestBody"];
+    assert_eq!(
+        json["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/RunParams"
     );
     server.stop().await;
 }
@@ -78,9 +118,11 @@ async fn every_operation_in_the_contract_is_routed() {
     server.stop().await;
 }
 
-#[test]
-fn every_operation_documents_its_errors_and_every_reference_and_link_resolves() {
-    let spec = serde_json::to_value(HttpApi::openapi()).unwrap();
+#[tokio::test(flavor = "multi_thread")]
+async fn every_operation_documents_its_errors_and_every_reference_and_link_resolves() {
+    let server = TestServer::start().await;
+    let spec = HttpApi::new(server.executor.clone()).openapi();
+    server.stop().await;
     for (method, path) in operations(&spec) {
         let responses = &spec["paths"][&path][&method]["responses"];
         if path != "/workflows" {

@@ -19,8 +19,41 @@ async fn get_workflows_lists_the_registered_workflows_by_name() {
         .iter()
         .map(|w| w["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["flaky", "gated", "linear", "route"]);
+    assert_eq!(names, ["flaky", "gated", "linear", "route", "tally"]);
     assert_eq!(body[2]["description"], "a, b, c");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_typed_run_executes_over_http_and_its_state_at_each_step_is_served() {
+    let server = TestServer::start().await;
+    let run = server.run("tally", json!({"to": 2})).await;
+    assert_eq!(run.status, RunStatus::Completed, "{:?}", run.error_message);
+    let stages: Vec<Stage> = server
+        .get(&format!("/workflows/runs/{}/stages", run.id))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        stages[0].state_update,
+        Some(json!({"set": {"count": 1}, "append": {"seen": [1]}, "merge": {"words": {"w1": 1}}}).into())
+    );
+    for (query, step, seen) in [
+        ("?step=0", 0, json!([])),
+        ("?step=1", 1, json!([1])),
+        ("?step=3", 3, json!([1, 2])),
+        ("", 4, json!([1, 2])),
+    ] {
+        let response = server
+            .get(&format!("/workflows/runs/{}/state{query}", run.id))
+            .await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["run_id"], json!(run.id), "{query}");
+        assert_eq!(body["step"], step, "{query}");
+        assert_eq!(body["state"]["seen"], seen, "{query}");
+    }
     server.stop().await;
 }
 

@@ -38,9 +38,14 @@ impl TestServer {
     pub(crate) async fn with(options: Options) -> Self {
         let schema = IsolatedSchema::create().await.unwrap();
         let gate = Arc::new(Gate(Notify::new()));
+        let runtime = Runtime::builder()
+            .with_arc(Arc::clone(&gate))
+            .with(crate::fixtures::Ledger::default())
+            .build();
         let executor = Executor::builder(schema.pool().clone(), registry())
-            .runtime(Runtime::builder().with_arc(Arc::clone(&gate)).build())
-            .build().unwrap();
+            .runtime(runtime)
+            .build()
+            .unwrap();
         let api = HttpApi::new(executor.clone())
             .limits(options.limits)
             .router();
@@ -190,6 +195,7 @@ fn registry() -> Registry {
         WorkflowDef::new("flaky", "fails at b the first time", |g, r, p| {
             Box::pin(flaky(g, r, p))
         }),
+        crate::fixtures::tally(),
     ] {
         registry.register(def).unwrap();
     }
