@@ -70,40 +70,58 @@ pub use workflow::runtime::{Runtime, RuntimeBuilder};
 
 /// Registers a workflow factory at compile time.
 ///
-/// ```
-/// use workflows::{GraphBuilder, Params, Runtime, State, BoxError};
+/// A typed workflow whose graph is built once, when the registry is built, with its params
+/// type named in the attribute (each run starts from `S::from(params)`):
 ///
-/// #[workflows::workflow(name = "greet", description = "Says hello to `name`")]
-/// async fn greet(graph: &mut GraphBuilder, _runtime: &Runtime, params: Params) -> Result<State, BoxError> {
-///     let name: String = params.require("name")?;
-///     graph
-///         .add_node("hello", |mut state: State, _ctx| async move {
-///             let name: String = state.require("name")?;
-///             state.set("greeting", format!("hello, {name}"));
-///             Ok(state)
-///         })
-///         .set_entry_point("hello")
-///         .add_exit_point("hello");
-///     Ok(State::new().with("name", name))
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use workflows::{BoxError, GraphBuilder, NodeContext, WorkflowState};
+///
+/// #[derive(Deserialize, schemars::JsonSchema)]
+/// struct GreetParams { name: String }
+///
+/// #[derive(Clone, Serialize, Deserialize, WorkflowState)]
+/// struct Greeting { name: String, greeting: Option<String> }
+///
+/// impl From<GreetParams> for Greeting {
+///     fn from(p: GreetParams) -> Self { Greeting { name: p.name, greeting: None } }
+/// }
+///
+/// async fn hello(state: Greeting, _: NodeContext) -> Result<GreetingUpdate, BoxError> {
+///     Ok(GreetingUpdate::default().greeting(Some(format!("hello, {}", state.name))))
+/// }
+///
+/// #[workflows::workflow(name = "greet", description = "Says hello to `name`", params = GreetParams)]
+/// fn greet(graph: &mut GraphBuilder<Greeting>) -> Result<(), BoxError> {
+///     let hello = graph.node("hello", hello);
+///     graph.start_at(hello).end_at(hello);
+///     Ok(())
 /// }
 ///
 /// let registry = workflows::Registry::from_compiled().unwrap();
-/// assert_eq!(registry.get("greet").unwrap().description(), "Says hello to `name`");
+/// let greet = registry.get("greet").unwrap();
+/// assert_eq!(greet.description(), "Says hello to `name`");
+/// assert_eq!(greet.params_schema().unwrap()["required"], serde_json::json!(["name"]));
 /// ```
 ///
-/// The function may be `async` or not. It receives the graph builder, the [`Runtime`] and
-/// the run's [`Params`], adds nodes and edges, and returns the initial [`State`]; its error
-/// type is anything that converts into [`BoxError`]. The attribute checks at compile time
-/// that `name` is a well-formed workflow name (ASCII letters, digits, `-`, `_` and `.`,
-/// starting with a letter, at most 64 characters) and that `description` is not empty;
-/// two workflows with one name are reported by [`Registry::from_compiled`].
+/// The function takes one of three shapes (see the crate's documentation): a plain `fn(graph:
+/// &mut GraphBuilder<S, D>) -> Result<(), E>` (built once; `params = P` names the params,
+/// without it the workflow takes none and starts from `S::default()`), `(async) fn(graph:
+/// &mut GraphBuilder<S, D>, params: P) -> Result<S, E>` (built for each run from its params)
+/// or `(async) fn(graph: &mut GraphBuilder, runtime: &Runtime, params: Params) ->
+/// Result<State, E>` (a JSON workflow). Its error type is anything that converts into
+/// [`BoxError`]. The attribute checks at compile time that `name` is a well-formed workflow
+/// name (ASCII letters, digits, `-`, `_` and `.`, starting with a letter, at most 64
+/// characters) and that `description` is not empty; two workflows with one name are
+/// reported by [`Registry::from_compiled`].
 pub use workflows_macros::workflow;
 
 /// Derives [`WorkflowState`] for a struct with named fields: see there.
 pub use workflows_macros::WorkflowState;
 
-/// The JSON Schema derive for a typed workflow's params (`#[derive(JsonSchema)]`), from
-/// [`schemars`].
+/// The JSON Schema crate whose `#[derive(JsonSchema)]` a typed workflow's params type needs
+/// (version 1). A crate without `schemars` among its own dependencies can derive with
+/// `#[schemars(crate = "workflows::schemars")]`.
 pub use schemars;
 
 #[doc(hidden)]

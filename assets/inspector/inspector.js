@@ -276,28 +276,40 @@ function timeline(run, stages) {
 }
 
 function snapshotToggle(name, value) {
+  return lazyToggle(name, async () => value);
+}
+
+// A button that shows (and hides again) the JSON `load` gives, loaded when first asked for.
+function lazyToggle(name, load, attributes = {}) {
   const holder = el("span");
-  const button = el("button", { class: "snapshot-toggle", "data-snapshot": name, text: "show " + name,
-    onclick: () => {
+  const button = el("button", { class: "snapshot-toggle", "data-snapshot": name, ...attributes, text: "show " + name,
+    onclick: async () => {
       const open = holder.querySelector("pre");
       if (open) { open.remove(); button.textContent = "show " + name; return; }
-      holder.append(el("pre", { class: "snapshot", text: JSON.stringify(value, null, 2) }));
+      let text;
+      try { text = JSON.stringify(await load(), null, 2); } catch (error) { text = String(error.message || error); }
+      holder.append(el("pre", { class: "snapshot", text }));
       button.textContent = "hide " + name;
     } });
   holder.append(button);
   return holder;
 }
 
+// Each stage stores its node's update (what it changed); the whole state after it is rebuilt
+// by the API on demand. Stages the Go service wrote hold whole snapshots instead.
 function stageTable(stages) {
   if (!stages.length) return el("p", { class: "muted", text: "no stages yet" });
+  const stateAfter = (s) => api(`workflows/runs/${s.run_id}/state?step=${s.iteration}`).then((at) => at.state);
   return el("table", { id: "stages" },
-    el("thead", {}, el("tr", {}, ["#", "node", "status", "duration", "snapshots"].map((h) => el("th", { text: h })))),
+    el("thead", {}, el("tr", {}, ["#", "node", "status", "duration", "state"].map((h) => el("th", { text: h })))),
     el("tbody", {}, stages.map((s) => el("tr", { "data-node": s.node_name },
       el("td", { text: s.iteration }),
       el("td", { class: "mono", text: s.node_name }),
       el("td", {}, badge(s.status), s.error_message ? el("div", { class: "error-text", text: s.error_message }) : null),
       el("td", { text: s.duration_ms === undefined ? "" : s.duration_ms + " ms" }),
       el("td", {},
+        s.state_update !== undefined ? snapshotToggle("update", s.state_update) : null, " ",
+        s.status === "completed" ? lazyToggle("state after", () => stateAfter(s), { "data-state-step": s.iteration }) : null, " ",
         s.input_snapshot !== undefined ? snapshotToggle("input", s.input_snapshot) : null, " ",
         s.output_snapshot !== undefined ? snapshotToggle("output", s.output_snapshot) : null)))));
 }

@@ -8,7 +8,8 @@ use crate::Outcome;
 use crate::output::outln;
 
 fn executor(pool: Pool) -> workflows::Result<Executor> {
-    Executor::builder(pool, Registry::from_compiled()?).build()
+    Executor::builder(pool, Registry::from_compiled()?)
+        .runtime(crate::samples::runtime()).build()
 }
 
 /// Params given on the command line, as JSON.

@@ -74,6 +74,7 @@ pub(crate) async fn work(pool: Pool, args: WorkerArgs) -> workflows::Result<Outc
         executor_config = executor_config.owner(name);
     }
     let executor = Executor::builder(pool, Registry::from_compiled()?)
+        .runtime(crate::samples::runtime())
         .config(executor_config)
         .build()?;
     let mut retention = Retention::default();
@@ -163,7 +164,8 @@ pub(crate) async fn submit(
     key: Option<&str>,
 ) -> workflows::Result<Outcome> {
     let params = crate::execute::parse_params(params)?;
-    let executor = Executor::builder(pool, Registry::from_compiled()?).build()?;
+    let executor = Executor::builder(pool, Registry::from_compiled()?)
+        .runtime(crate::samples::runtime()).build()?;
     let run = executor.submit(name, params, key).await?;
     outln!("run {} is {}", run.id, run.status);
     Ok(Outcome::Success)

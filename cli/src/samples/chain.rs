@@ -1,5 +1,7 @@
 //! `chain`: a linear graph of `nodes` nodes, each setting a key to a `payload`-long string and
-//! incrementing `counter`: with the defaults, the benchmark's workload W. With `log`, each
+//! incrementing `counter`: with the defaults, the benchmark's workload W. It is the sample on
+//! the JSON `State`: its graph's size comes from its params, and its keys are named at run
+//! time. With `log`, each
 //! node appends its name to that file when it starts, so tests can count executions; since
 //! that writes a file the caller names, it is refused unless the environment variable
 //! `WORKFLOWS_CHAIN_LOG` is `allow` (as the tests set it), never by a server facing callers.
@@ -9,10 +11,10 @@ use std::time::Duration;
 
 use workflows::{BoxError, GraphBuilder, NodeContext, Params, Runtime, State, workflow};
 
-use super::delay_param;
+use super::MAX_DELAY_MS;
 
 /// The most the nodes of a run write in all (`nodes` × `payload`): 4 MiB. Each node adds its
-/// value to the state, which every stage snapshots and every checkpoint saves.
+/// value to the state, which every checkpoint saves.
 const MAX_WRITTEN: usize = 4 << 20;
 
 #[workflow(
@@ -48,7 +50,7 @@ async fn chain(
     let mut state = State::new()
         .with("counter", 0)
         .with("payload", payload)
-        .with("delay_ms", delay_param(&params)?.unwrap_or(0));
+        .with("delay_ms", delay_param(&params)?);
     if let Some(log) = params.get::<String>("log")? {
         if std::env::var("WORKFLOWS_CHAIN_LOG").as_deref() != Ok("allow") {
             return Err("log is refused: it writes a file, which only tests may ask for (WORKFLOWS_CHAIN_LOG=allow)".into());
@@ -56,6 +58,16 @@ async fn chain(
         state.set("log", log);
     }
     Ok(state)
+}
+
+/// The `delay_ms` param (default 0), checked against [`MAX_DELAY_MS`].
+fn delay_param(params: &Params) -> Result<u64, BoxError> {
+    match params.get::<u64>("delay_ms")?.unwrap_or(0) {
+        delay if delay > MAX_DELAY_MS => {
+            Err(format!("delay_ms must be at most {MAX_DELAY_MS}, not {delay}").into())
+        }
+        delay => Ok(delay),
+    }
 }
 
 async fn step(mut state: State, ctx: NodeContext) -> Result<State, BoxError> {

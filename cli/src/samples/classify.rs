@@ -1,39 +1,72 @@
-//! `classify`: a bounded loop. Classifies one item per pass until none is left.
+//! `classify`: a bounded loop. Labels one item per pass until none is left, then counts the
+//! labels.
 
-use serde_json::Value;
-use workflows::{BoxError, GraphBuilder, NodeContext, Params, Predicate, Runtime, State, workflow};
+use std::collections::BTreeMap;
 
-use super::{initial_state, think};
+use serde::{Deserialize, Serialize};
+use schemars::JsonSchema;
+use workflows::{BoxError, GraphBuilder, NodeContext, Predicate, WorkflowState, workflow};
+
+use super::{DelayMs, Model};
+
+/// What a run of `classify` is given.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClassifyParams {
+    /// The items to label, one per pass (at most 49: the loop is bounded to 50 passes).
+    items: Vec<String>,
+    #[serde(default)]
+    delay_ms: DelayMs,
+}
+
+/// An item and its label.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Labeled {
+    item: String,
+    label: String,
+}
+
+/// A run's state: the items left, those labelled (each pass appends one), and the count of
+/// each label (merged in at the end).
+#[derive(Debug, Clone, Serialize, Deserialize, WorkflowState)]
+pub(crate) struct Classification {
+    pending: Vec<String>,
+    #[state(append)]
+    labels: Vec<Labeled>,
+    #[state(merge)]
+    counts: BTreeMap<String, u64>,
+    delay_ms: DelayMs,
+}
+
+impl From<ClassifyParams> for Classification {
+    fn from(params: ClassifyParams) -> Self {
+        Classification {
+            pending: params.items,
+            labels: Vec::new(),
+            counts: BTreeMap::new(),
+            delay_ms: params.delay_ms,
+        }
+    }
+}
 
 #[workflow(
     name = "classify",
-    description = "Loop: labels each of `items` one pass at a time (at most 50 passes), then tallies"
+    description = "Loop: labels each of `items` one pass at a time (at most 50 passes), then tallies",
+    params = ClassifyParams
 )]
-async fn classify(
-    graph: &mut GraphBuilder,
-    _runtime: &Runtime,
-    params: Params,
-) -> Result<State, BoxError> {
-    let items: Vec<String> = params.require("items")?;
+fn classify(graph: &mut GraphBuilder<Classification, Model>) -> Result<(), BoxError> {
+    let next = graph.node("classify_next", classify_next);
+    let tally = graph.node("tally", tally);
+    let items_remain = Predicate::new("items_remain", |s: &Classification| {
+        !s.pending.is_empty()
+    });
     graph
-        .add_node("classify_next", classify_next)
-        .add_node("tally", tally)
-        .add_conditional_edge(
-            "classify_next",
-            "classify_next",
-            Predicate::new("items_remain", |s: &State| {
-                s.value("pending")
-                    .and_then(Value::as_array)
-                    .is_some_and(|a| !a.is_empty())
-            }),
-        )
-        .add_edge("classify_next", "tally")
-        .set_entry_point("classify_next")
-        .add_exit_point("tally")
+        .start_at(next)
+        .edge_if(next, next, items_remain)
+        .edge(next, tally)
+        .end_at(tally)
         .set_max_iterations(50);
-    Ok(initial_state(&params)?
-        .with("pending", items)
-        .with("labels", Value::Array(Vec::new())))
+    Ok(())
 }
 
 fn label(item: &str) -> &'static str {
@@ -46,28 +79,31 @@ fn label(item: &str) -> &'static str {
     }
 }
 
-async fn classify_next(mut state: State, ctx: NodeContext) -> Result<State, BoxError> {
-    think(&state, &ctx).await?;
-    let mut pending: Vec<String> = state.require("pending")?;
-    let mut labels: Vec<Value> = state.require("labels")?;
-    if !pending.is_empty() {
-        let item = pending.remove(0);
-        labels.push(serde_json::json!({"item": item, "label": label(&item)}));
-    }
-    state.set("pending", pending);
-    state.set("labels", labels);
-    Ok(state)
+async fn classify_next(
+    state: Classification,
+    ctx: NodeContext<Model>,
+) -> Result<ClassificationUpdate, BoxError> {
+    ctx.deps().think(state.delay_ms, &ctx).await?;
+    let Some((item, rest)) = state.pending.split_first() else {
+        return Ok(ClassificationUpdate::default());
+    };
+    let labeled = Labeled {
+        item: item.clone(),
+        label: label(item).to_owned(),
+    };
+    Ok(ClassificationUpdate::default()
+        .pending(rest.to_vec())
+        .labels(vec![labeled]))
 }
 
-async fn tally(mut state: State, ctx: NodeContext) -> Result<State, BoxError> {
-    think(&state, &ctx).await?;
-    let labels: Vec<Value> = state.require("labels")?;
-    let mut counts = serde_json::Map::new();
-    for entry in &labels {
-        let label = entry["label"].as_str().unwrap_or("unknown").to_owned();
-        let n = counts.get(&label).and_then(Value::as_u64).unwrap_or(0);
-        counts.insert(label, (n + 1).into());
+async fn tally(
+    state: Classification,
+    ctx: NodeContext<Model>,
+) -> Result<ClassificationUpdate, BoxError> {
+    ctx.deps().think(state.delay_ms, &ctx).await?;
+    let mut counts = BTreeMap::new();
+    for entry in &state.labels {
+        *counts.entry(entry.label.clone()).or_insert(0) += 1;
     }
-    state.set("counts", Value::Object(counts));
-    Ok(state)
+    Ok(ClassificationUpdate::default().counts(counts))
 }

@@ -2,55 +2,92 @@
 //! and its resume can be shown. A resumed run continues its step numbers, so the node's
 //! second attempt has a later step than its first, and passes.
 
-use workflows::{BoxError, GraphBuilder, NodeContext, Params, Runtime, State, workflow};
+use serde::{Deserialize, Serialize};
+use schemars::JsonSchema;
+use workflows::{BoxError, GraphBuilder, NodeContext, WorkflowState, workflow};
 
-use super::{initial_state, think};
+use super::{DelayMs, Model};
 
 /// The nodes, in order.
-const NODES: [&str; 3] = ["extract", "transform", "load"];
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Step {
+    Extract,
+    Transform,
+    Load,
+}
+
+impl Step {
+    const ALL: [Step; 3] = [Step::Extract, Step::Transform, Step::Load];
+
+    fn name(self) -> &'static str {
+        match self {
+            Step::Extract => "extract",
+            Step::Transform => "transform",
+            Step::Load => "load",
+        }
+    }
+
+    /// The step number of its first attempt.
+    fn first_attempt(self) -> u32 {
+        match self {
+            Step::Extract => 1,
+            Step::Transform => 2,
+            Step::Load => 3,
+        }
+    }
+}
+
+/// What a run of `flaky` is given.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FlakyParams {
+    /// The node that fails on its first attempt, if any.
+    #[serde(default)]
+    fail_at: Option<Step>,
+    #[serde(default)]
+    delay_ms: DelayMs,
+}
+
+/// A run's state: where it fails, and the nodes done (each appends its name).
+#[derive(Debug, Clone, Serialize, Deserialize, WorkflowState)]
+pub(crate) struct Flaky {
+    fail_at: Option<Step>,
+    #[state(append)]
+    done: Vec<String>,
+    delay_ms: DelayMs,
+}
+
+impl From<FlakyParams> for Flaky {
+    fn from(params: FlakyParams) -> Self {
+        Flaky {
+            fail_at: params.fail_at,
+            done: Vec::new(),
+            delay_ms: params.delay_ms,
+        }
+    }
+}
 
 #[workflow(
     name = "flaky",
-    description = "Fails once at node `fail_at` (extract, transform or load), then succeeds when resumed"
+    description = "Fails once at node `fail_at` (extract, transform or load), then succeeds when resumed",
+    params = FlakyParams
 )]
-async fn flaky(
-    graph: &mut GraphBuilder,
-    _runtime: &Runtime,
-    params: Params,
-) -> Result<State, BoxError> {
-    let fail_at: Option<String> = params.get("fail_at")?;
-    if let Some(node) = &fail_at
-        && !NODES.contains(&node.as_str())
-    {
-        return Err(format!(
-            "fail_at {node:?} is not a node; use one of {}",
-            NODES.join(", ")
-        )
-        .into());
-    }
-    for node in NODES {
-        graph.add_node(node, step);
-    }
+fn flaky(graph: &mut GraphBuilder<Flaky, Model>) -> Result<(), BoxError> {
+    let [extract, transform, load] = Step::ALL.map(|s| graph.node(s.name(), step));
     graph
-        .add_edge("extract", "transform")
-        .add_edge("transform", "load")
-        .set_entry_point("extract")
-        .add_exit_point("load");
-    let mut state = initial_state(&params)?.with("done", Vec::<String>::new());
-    if let Some(node) = fail_at {
-        state.set("fail_at", node);
-    }
-    Ok(state)
+        .start_at(extract)
+        .edge(extract, transform)
+        .edge(transform, load)
+        .end_at(load);
+    Ok(())
 }
 
-async fn step(mut state: State, ctx: NodeContext) -> Result<State, BoxError> {
-    think(&state, &ctx).await?;
-    let first_attempt_step = NODES
-        .iter()
-        .position(|n| *n == ctx.node())
-        .map(|i| i as u32 + 1);
-    if state.get::<String>("fail_at")?.as_deref() == Some(ctx.node())
-        && Some(ctx.iteration()) == first_attempt_step
+async fn step(state: Flaky, ctx: NodeContext<Model>) -> Result<FlakyUpdate, BoxError> {
+    ctx.deps().think(state.delay_ms, &ctx).await?;
+    if let Some(failing) = state.fail_at
+        && failing.name() == ctx.node()
+        && ctx.iteration() == failing.first_attempt()
     {
         return Err(format!(
             "{} failed on its first attempt, as asked by fail_at",
@@ -58,8 +95,5 @@ async fn step(mut state: State, ctx: NodeContext) -> Result<State, BoxError> {
         )
         .into());
     }
-    let mut done: Vec<String> = state.require("done")?;
-    done.push(ctx.node().to_owned());
-    state.set("done", done);
-    Ok(state)
+    Ok(FlakyUpdate::default().done(vec![ctx.node().to_owned()]))
 }

@@ -1,6 +1,8 @@
 //! Sample workflows: deterministic stand-ins for the Go service's summarize, reasoning and
-//! classify samples, and one that fails on purpose. Each node waits `delay_ms` (default 20)
-//! to stand for a model call, and stops at once when the run is cancelled.
+//! classify samples, and one that fails on purpose, all typed (their own state, params and
+//! dependency); and `chain`, on the JSON `State`, the benchmark's workload. Each node of a
+//! typed sample asks the [`Model`] to think for `delay_ms` (default 20), standing for a model
+//! call, and stops at once when the run is cancelled.
 
 mod chain;
 mod classify;
@@ -8,53 +10,90 @@ mod flaky;
 mod reasoning;
 mod summarize;
 
+use std::borrow::Cow;
 use std::time::Duration;
 
-use workflows::{BoxError, NodeContext, Params, State};
+use serde::{Deserialize, Serialize};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use workflows::{BoxError, NodeContext, Runtime};
 
 /// The longest pause a sample node takes: the samples are served over HTTP by
 /// `workflows serve`, where a caller must not be able to park runs for days.
 const MAX_DELAY_MS: u64 = 60_000;
 
-/// A sample's initial state: `delay_ms` from the params, if given.
-fn initial_state(params: &Params) -> Result<State, BoxError> {
-    let mut state = State::new();
-    if let Some(delay) = delay_param(params)? {
-        state.set("delay_ms", delay);
+/// How long each node of a run pauses, in milliseconds: at most [`MAX_DELAY_MS`], which the
+/// params are checked against before a run is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
+pub(crate) struct DelayMs(u64);
+
+impl Default for DelayMs {
+    fn default() -> Self {
+        DelayMs(20)
     }
-    Ok(state)
 }
 
-/// The `delay_ms` param, if given, checked against [`MAX_DELAY_MS`].
-fn delay_param(params: &Params) -> Result<Option<u64>, BoxError> {
-    match params.get::<u64>("delay_ms")? {
-        Some(delay) if delay > MAX_DELAY_MS => {
-            Err(format!("delay_ms must be at most {MAX_DELAY_MS}, not {delay}").into())
+impl TryFrom<u64> for DelayMs {
+    type Error = String;
+
+    fn try_from(ms: u64) -> Result<Self, String> {
+        if ms > MAX_DELAY_MS {
+            Err(format!("delay_ms must be at most {MAX_DELAY_MS}, not {ms}"))
+        } else {
+            Ok(DelayMs(ms))
         }
-        delay => Ok(delay),
     }
 }
 
-/// The pause each sample node takes, from the state's `delay_ms` (set from params).
-fn delay(state: &State) -> Result<Duration, BoxError> {
-    Ok(Duration::from_millis(
-        state.get::<u64>("delay_ms")?.unwrap_or(20),
-    ))
+impl From<DelayMs> for u64 {
+    fn from(delay: DelayMs) -> u64 {
+        delay.0
+    }
 }
 
-/// Waits like a model call would, unless the run is cancelled first.
-async fn think(state: &State, ctx: &NodeContext) -> Result<(), BoxError> {
-    let pause = delay(state)?;
-    tokio::select! {
-        () = tokio::time::sleep(pause) => Ok(()),
-        () = ctx.cancelled() => Err(format!("node {} was cancelled", ctx.node()).into()),
+impl JsonSchema for DelayMs {
+    fn inline_schema() -> bool {
+        true
     }
+
+    fn schema_name() -> Cow<'static, str> {
+        "DelayMs".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "integer",
+            "minimum": 0,
+            "maximum": MAX_DELAY_MS,
+            "description": "How long each node pauses, standing for a model call, in milliseconds (default 20)",
+        })
+    }
+}
+
+/// The samples' dependency: a stand-in for a model client, which their nodes reach through
+/// their context (`ctx.deps()`). Every executor running the samples holds one.
+#[derive(Debug, Default)]
+pub(crate) struct Model;
+
+impl Model {
+    /// Waits like a model call would, unless the run is cancelled first.
+    pub(crate) async fn think<D>(&self, delay: DelayMs, ctx: &NodeContext<D>) -> Result<(), BoxError> {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(delay.0)) => Ok(()),
+            () = ctx.cancelled() => Err(format!("node {} was cancelled", ctx.node()).into()),
+        }
+    }
+}
+
+/// The dependencies the samples need.
+pub(crate) fn runtime() -> Runtime {
+    Runtime::builder().with(Model).build()
 }
 
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use workflows::{GraphBuilder, Params, Registry, Runtime};
+    use workflows::{Registry, RunStatus, run_in_memory};
 
     /// Every sample is registered from this crate, which does not depend on linkme.
     #[test]
@@ -71,27 +110,35 @@ mod tests {
         );
     }
 
-    /// Every sample declares a valid graph from its documented params.
+    /// Every sample completes from its documented params.
     #[tokio::test]
-    async fn the_samples_build_valid_graphs() {
+    async fn the_samples_run_from_their_documented_params() {
         let registry = Registry::from_compiled().unwrap();
         for (name, params) in [
             (
                 "summarize",
-                json!({"text": "One. Two three. Four five six."}),
+                json!({"text": "One. Two three. Four five six.", "delay_ms": 0}),
             ),
-            ("reasoning", json!({"question": "What is 2 + 3?"})),
-            ("classify", json!({"items": ["invoice 42", "hello"]})),
-            ("flaky", json!({"fail_at": "transform"})),
+            ("reasoning", json!({"question": "What is 2 + 3?", "delay_ms": 0})),
+            ("classify", json!({"items": ["invoice 42", "hello"], "delay_ms": 0})),
+            ("flaky", json!({"delay_ms": 0})),
             ("chain", json!({"nodes": 3})),
         ] {
-            let params = Params::from_value(params).unwrap();
-            let built = registry
-                .get(name)
-                .unwrap()
-                .build(GraphBuilder::new(), &Runtime::new(), params)
-                .await;
-            assert!(built.is_ok(), "{name}: {:?}", built.err());
+            let def = registry.get(name).unwrap();
+            let run = run_in_memory(def, &super::runtime(), params).await.unwrap();
+            assert_eq!(run.status, RunStatus::Completed, "{name}: {:?}", run.error);
         }
+    }
+
+    /// A delay past the limit is refused before a run is written, naming the field.
+    #[test]
+    fn a_delay_past_the_limit_is_refused_naming_the_field() {
+        let registry = Registry::from_compiled().unwrap();
+        let params = workflows::Params::from_value(json!({"text": "x", "delay_ms": 60001})).unwrap();
+        let err = registry.get("summarize").unwrap().check_params(&params).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"invalid params.delay_ms "60001": delay_ms must be at most 60000, not 60001"#
+        );
     }
 }

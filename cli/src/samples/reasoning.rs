@@ -1,36 +1,75 @@
 //! `reasoning`: conditional routing. Questions with numbers go to `calculate`, others to
 //! `reflect`; both end at `answer`.
 
-use workflows::{BoxError, GraphBuilder, NodeContext, Params, Predicate, Runtime, State, workflow};
+use serde::{Deserialize, Serialize};
+use schemars::JsonSchema;
+use workflows::{BoxError, GraphBuilder, NodeContext, Predicate, WorkflowState, workflow};
 
-use super::{initial_state, think};
+use super::{DelayMs, Model};
+
+/// What a run of `reasoning` is given.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReasoningParams {
+    /// The question to answer.
+    question: String,
+    #[serde(default)]
+    delay_ms: DelayMs,
+}
+
+/// What kind of question it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Kind {
+    /// It holds numbers to add.
+    Arithmetic,
+    /// Anything else.
+    Open,
+}
+
+/// A run's state: the question, its kind, the reasoning and the answer.
+#[derive(Debug, Clone, Serialize, Deserialize, WorkflowState)]
+pub(crate) struct Reasoning {
+    question: String,
+    delay_ms: DelayMs,
+    kind: Option<Kind>,
+    reasoning: Option<String>,
+    answer: Option<String>,
+}
+
+impl From<ReasoningParams> for Reasoning {
+    fn from(params: ReasoningParams) -> Self {
+        Reasoning {
+            question: params.question,
+            delay_ms: params.delay_ms,
+            kind: None,
+            reasoning: None,
+            answer: None,
+        }
+    }
+}
 
 #[workflow(
     name = "reasoning",
-    description = "Conditional: routes a `question` with numbers to calculate, others to reflect"
+    description = "Conditional: routes a `question` with numbers to calculate, others to reflect",
+    params = ReasoningParams
 )]
-async fn reasoning(
-    graph: &mut GraphBuilder,
-    _runtime: &Runtime,
-    params: Params,
-) -> Result<State, BoxError> {
-    let question: String = params.require("question")?;
+fn reasoning(graph: &mut GraphBuilder<Reasoning, Model>) -> Result<(), BoxError> {
+    let analyze = graph.node("analyze", analyze);
+    let calculate = graph.node("calculate", calculate);
+    let reflect = graph.node("reflect", reflect);
+    let answer = graph.node("answer", answer);
+    let arithmetic = Predicate::new("arithmetic", |s: &Reasoning| {
+        s.kind == Some(Kind::Arithmetic)
+    });
     graph
-        .add_node("analyze", analyze)
-        .add_node("calculate", calculate)
-        .add_node("reflect", reflect)
-        .add_node("answer", answer)
-        .add_conditional_edge(
-            "analyze",
-            "calculate",
-            Predicate::key_equals("kind", "arithmetic"),
-        )
-        .add_conditional_edge("analyze", "reflect", Predicate::always())
-        .add_edge("calculate", "answer")
-        .add_edge("reflect", "answer")
-        .set_entry_point("analyze")
-        .add_exit_point("answer");
-    Ok(initial_state(&params)?.with("question", question))
+        .start_at(analyze)
+        .edge_if(analyze, calculate, arithmetic)
+        .edge(analyze, reflect)
+        .edge(calculate, answer)
+        .edge(reflect, answer)
+        .end_at(answer);
+    Ok(())
 }
 
 fn numbers(text: &str) -> Vec<i64> {
@@ -39,37 +78,30 @@ fn numbers(text: &str) -> Vec<i64> {
         .collect()
 }
 
-async fn analyze(mut state: State, ctx: NodeContext) -> Result<State, BoxError> {
-    think(&state, &ctx).await?;
-    let question: String = state.require("question")?;
-    let kind = if numbers(&question).is_empty() {
-        "open"
+async fn analyze(state: Reasoning, ctx: NodeContext<Model>) -> Result<ReasoningUpdate, BoxError> {
+    ctx.deps().think(state.delay_ms, &ctx).await?;
+    let kind = if numbers(&state.question).is_empty() {
+        Kind::Open
     } else {
-        "arithmetic"
+        Kind::Arithmetic
     };
-    state.set("kind", kind);
-    Ok(state)
+    Ok(ReasoningUpdate::default().kind(Some(kind)))
 }
 
-async fn calculate(mut state: State, ctx: NodeContext) -> Result<State, BoxError> {
-    think(&state, &ctx).await?;
-    let question: String = state.require("question")?;
-    let sum: i64 = numbers(&question).iter().sum();
-    state.set("reasoning", format!("the numbers add up to {sum}"));
-    Ok(state)
+async fn calculate(state: Reasoning, ctx: NodeContext<Model>) -> Result<ReasoningUpdate, BoxError> {
+    ctx.deps().think(state.delay_ms, &ctx).await?;
+    let sum: i64 = numbers(&state.question).iter().sum();
+    Ok(ReasoningUpdate::default().reasoning(Some(format!("the numbers add up to {sum}"))))
 }
 
-async fn reflect(mut state: State, ctx: NodeContext) -> Result<State, BoxError> {
-    think(&state, &ctx).await?;
-    let question: String = state.require("question")?;
-    let words = question.split_whitespace().count();
-    state.set("reasoning", format!("an open question of {words} words"));
-    Ok(state)
+async fn reflect(state: Reasoning, ctx: NodeContext<Model>) -> Result<ReasoningUpdate, BoxError> {
+    ctx.deps().think(state.delay_ms, &ctx).await?;
+    let words = state.question.split_whitespace().count();
+    Ok(ReasoningUpdate::default().reasoning(Some(format!("an open question of {words} words"))))
 }
 
-async fn answer(mut state: State, ctx: NodeContext) -> Result<State, BoxError> {
-    think(&state, &ctx).await?;
-    let reasoning: String = state.require("reasoning")?;
-    state.set("answer", format!("After thinking: {reasoning}."));
-    Ok(state)
+async fn answer(state: Reasoning, ctx: NodeContext<Model>) -> Result<ReasoningUpdate, BoxError> {
+    ctx.deps().think(state.delay_ms, &ctx).await?;
+    let reasoning = state.reasoning.ok_or("answer needs reasoning, and there is none")?;
+    Ok(ReasoningUpdate::default().answer(Some(format!("After thinking: {reasoning}."))))
 }

@@ -1,65 +1,100 @@
 //! `summarize`: a linear graph. Splits a text into sentences, scores them, keeps the best.
 
-use workflows::{BoxError, GraphBuilder, NodeContext, Params, Runtime, State, workflow};
+use serde::{Deserialize, Serialize};
+use schemars::JsonSchema;
+use workflows::{BoxError, GraphBuilder, NodeContext, WorkflowState, workflow};
 
-use super::{initial_state, think};
+use super::{DelayMs, Model};
+
+/// What a run of `summarize` is given.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SummarizeParams {
+    /// The text to summarize.
+    text: String,
+    /// How many sentences to keep (default 2).
+    #[serde(default = "two")]
+    keep: usize,
+    #[serde(default)]
+    delay_ms: DelayMs,
+}
+
+fn two() -> usize {
+    2
+}
+
+/// A run's state: the text, its sentences and their scores, then the summary.
+#[derive(Debug, Clone, Serialize, Deserialize, WorkflowState)]
+pub(crate) struct Summary {
+    text: String,
+    keep: usize,
+    delay_ms: DelayMs,
+    sentences: Vec<String>,
+    scores: Vec<usize>,
+    summary: Option<String>,
+}
+
+impl From<SummarizeParams> for Summary {
+    fn from(params: SummarizeParams) -> Self {
+        Summary {
+            text: params.text,
+            keep: params.keep,
+            delay_ms: params.delay_ms,
+            sentences: Vec::new(),
+            scores: Vec::new(),
+            summary: None,
+        }
+    }
+}
 
 #[workflow(
     name = "summarize",
-    description = "Linear: splits `text` into sentences, scores them and keeps the `keep` best (default 2)"
+    description = "Linear: splits `text` into sentences, scores them and keeps the `keep` best (default 2)",
+    params = SummarizeParams
 )]
-async fn summarize(
-    graph: &mut GraphBuilder,
-    _runtime: &Runtime,
-    params: Params,
-) -> Result<State, BoxError> {
-    let text: String = params.require("text")?;
-    let keep: u64 = params.get("keep")?.unwrap_or(2);
+fn summarize(graph: &mut GraphBuilder<Summary, Model>) -> Result<(), BoxError> {
+    let split = graph.node("split", split);
+    let score = graph.node("score", score);
+    let compose = graph.node("compose", compose);
     graph
-        .add_node("split", split)
-        .add_node("score", score)
-        .add_node("compose", compose)
-        .add_edge("split", "score")
-        .add_edge("score", "compose")
-        .set_entry_point("split")
-        .add_exit_point("compose");
-    Ok(initial_state(&params)?
-        .with("text", text)
-        .with("keep", keep))
+        .start_at(split)
+        .edge(split, score)
+        .edge(score, compose)
+        .end_at(compose);
+    Ok(())
 }
 
-async fn split(mut state: State, ctx: NodeContext) -> Result<State, BoxError> {
-    think(&state, &ctx).await?;
-    let text: String = state.require("text")?;
-    let sentences: Vec<String> = text
+async fn split(state: Summary, ctx: NodeContext<Model>) -> Result<SummaryUpdate, BoxError> {
+    ctx.deps().think(state.delay_ms, &ctx).await?;
+    let sentences = state
+        .text
         .split(['.', '!', '?'])
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect();
-    state.set("sentences", sentences);
-    Ok(state)
+    Ok(SummaryUpdate::default().sentences(sentences))
 }
 
-async fn score(mut state: State, ctx: NodeContext) -> Result<State, BoxError> {
-    think(&state, &ctx).await?;
-    let sentences: Vec<String> = state.require("sentences")?;
-    let scores: Vec<usize> = sentences
+async fn score(state: Summary, ctx: NodeContext<Model>) -> Result<SummaryUpdate, BoxError> {
+    ctx.deps().think(state.delay_ms, &ctx).await?;
+    let scores = state
+        .sentences
         .iter()
         .map(|s| s.split_whitespace().count())
         .collect();
-    state.set("scores", scores);
-    Ok(state)
+    Ok(SummaryUpdate::default().scores(scores))
 }
 
-async fn compose(mut state: State, ctx: NodeContext) -> Result<State, BoxError> {
-    think(&state, &ctx).await?;
-    let sentences: Vec<String> = state.require("sentences")?;
-    let scores: Vec<usize> = state.require("scores")?;
-    let keep: usize = state.require("keep")?;
-    let mut ranked: Vec<(usize, &String)> = scores.into_iter().zip(&sentences).collect();
+async fn compose(state: Summary, ctx: NodeContext<Model>) -> Result<SummaryUpdate, BoxError> {
+    ctx.deps().think(state.delay_ms, &ctx).await?;
+    let mut ranked: Vec<(usize, &String)> =
+        state.scores.iter().copied().zip(&state.sentences).collect();
     ranked.sort_by_key(|(score, _)| std::cmp::Reverse(*score));
-    let summary: Vec<&str> = ranked.iter().take(keep).map(|(_, s)| s.as_str()).collect();
-    state.set("summary", format!("{}.", summary.join(". ")));
-    Ok(state)
+    let kept: Vec<&str> = ranked
+        .iter()
+        .take(state.keep)
+        .map(|(_, s)| s.as_str())
+        .collect();
+    Ok(SummaryUpdate::default().summary(Some(format!("{}.", kept.join(". ")))))
 }
