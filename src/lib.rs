@@ -50,8 +50,8 @@ pub use graph::{
     SnapshotPolicy, State, ValueError, WorkflowState,
 };
 pub use model::{
-    Decision, InvalidValue, RawJson, Run, RunId, RunStatus, Stage, StageStatus, StateAt, StateUpdate,
-    WorkflowInfo,
+    Decision, InvalidValue, RawJson, Run, RunId, RunStatus, Stage, StageStatus, StateAt,
+    StateUpdate, WorkflowInfo,
 };
 pub use query::page::{PageConfig, PageRequest, PageResult, SortField};
 pub use query::query_string::QueryParams;
@@ -65,8 +65,8 @@ pub use worker::{Worker, WorkerConfig};
 pub use workflow::json::Factory;
 pub use workflow::params::{NoParams, Params};
 pub use workflow::registry::{Registry, WorkflowDef};
-pub use workflow::typed::{GraphFn, TypedFactory};
 pub use workflow::runtime::{Runtime, RuntimeBuilder};
+pub use workflow::typed::{GraphFn, TypedFactory};
 
 /// Registers a workflow factory at compile time.
 ///

@@ -9,7 +9,8 @@ use crate::output::outln;
 
 fn executor(pool: Pool) -> workflows::Result<Executor> {
     Executor::builder(pool, Registry::from_compiled()?)
-        .runtime(crate::samples::runtime()).build()
+        .runtime(crate::samples::runtime())
+        .build()
 }
 
 /// Params given on the command line, as JSON.

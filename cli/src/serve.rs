@@ -36,7 +36,8 @@ pub(crate) async fn serve(
     args: ServeArgs,
 ) -> workflows::Result<Outcome> {
     let executor = Executor::builder(pool, Registry::from_compiled()?)
-        .runtime(crate::samples::runtime()).build()?;
+        .runtime(crate::samples::runtime())
+        .build()?;
     let app = HttpApi::new(executor.clone())
         .page_config(pages)
         .limits(

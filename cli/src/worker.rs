@@ -165,7 +165,8 @@ pub(crate) async fn submit(
 ) -> workflows::Result<Outcome> {
     let params = crate::execute::parse_params(params)?;
     let executor = Executor::builder(pool, Registry::from_compiled()?)
-        .runtime(crate::samples::runtime()).build()?;
+        .runtime(crate::samples::runtime())
+        .build()?;
     let run = executor.submit(name, params, key).await?;
     outln!("run {} is {}", run.id, run.status);
     Ok(Outcome::Success)

@@ -87,7 +87,10 @@ async fn migrate_up_down_redo_and_status() {
     };
 
     assert_eq!(status(), listing(0));
-    assert_eq!(stdout(&workflows(&["migrate", "up"], url)), lines("applied", &every));
+    assert_eq!(
+        stdout(&workflows(&["migrate", "up"], url)),
+        lines("applied", &every)
+    );
     assert_eq!(stdout(&workflows(&["migrate", "up"], url)), "up to date\n");
     assert_eq!(
         stdout(&workflows(&["migrate", "redo"], url)),
@@ -107,7 +110,10 @@ async fn migrate_up_down_redo_and_status() {
         stdout(&workflows(&["migrate", "down"], url)),
         "nothing to revert\n"
     );
-    assert_eq!(stdout(&workflows(&["migrate", "up"], url)), lines("applied", &every));
+    assert_eq!(
+        stdout(&workflows(&["migrate", "up"], url)),
+        lines("applied", &every)
+    );
     schema.drop_schema().await.unwrap();
 }
 
@@ -172,10 +178,7 @@ async fn run_shows_progress_and_show_and_runs_display_the_record() {
         url,
     ));
     assert!(out.contains("  ▸ analyze (step 1)"), "{out}");
-    assert!(
-        out.contains("  → calculate (arithmetic held)"),
-        "{out}"
-    );
+    assert!(out.contains("  → calculate (arithmetic held)"), "{out}");
     assert!(out.contains("completed in"), "{out}");
     assert!(out.contains("the numbers add up to 5"), "{out}");
     let id = run_id_of(&out);

@@ -151,14 +151,22 @@ async fn a_run_s_page_shows_its_graph_path_timeline_stages_and_decisions() {
     assert!(page.contains(r#"<table id="stages">"#) && page.contains(r#"<table id="decisions">"#));
     // Each stage's update, and the state after it (rebuilt by the API) on demand; only the
     // first stage stores the whole state it started from.
-    assert_eq!(page.matches(r#"data-snapshot="update""#).count(), 3, "{page}");
+    assert_eq!(
+        page.matches(r#"data-snapshot="update""#).count(),
+        3,
+        "{page}"
+    );
     for step in 1..=3 {
         assert!(
             page.contains(&format!(r#"data-state-step="{step}""#)),
             "{page}"
         );
     }
-    assert_eq!(page.matches(r#"data-snapshot="input""#).count(), 1, "{page}");
+    assert_eq!(
+        page.matches(r#"data-snapshot="input""#).count(),
+        1,
+        "{page}"
+    );
     // A completed run can be neither cancelled nor resumed.
     assert!(
         page.contains(r#"<button id="cancel" disabled="""#),

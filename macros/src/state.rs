@@ -53,9 +53,10 @@ fn derive(input: &DeriveInput) -> Result<TokenStream> {
     let extra_derives = update_derives(&input.attrs)?;
     let mut fields = Vec::new();
     for field in &named.named {
-        let ident = field.ident.as_ref().ok_or_else(|| {
-            Error::new(field.span(), "a state field needs a name")
-        })?;
+        let ident = field
+            .ident
+            .as_ref()
+            .ok_or_else(|| Error::new(field.span(), "a state field needs a name"))?;
         if ident == "default" {
             return Err(Error::new(
                 ident.span(),
@@ -220,7 +221,10 @@ mod tests {
             "struct Chat { topic: String, #[state(append)] log: Vec<String>, #[state(reduce = add)] n: u64 }",
         );
         assert!(out.contains("struct ChatUpdate"), "{out}");
-        assert!(out.contains("topic : :: core :: option :: Option < String >"), "{out}");
+        assert!(
+            out.contains("topic : :: core :: option :: Option < String >"),
+            "{out}"
+        );
         assert!(out.contains("log : Vec < String >"), "{out}");
         assert!(out.contains("add (& mut self . n , value)"), "{out}");
         assert!(!out.contains("compile_error"), "{out}");

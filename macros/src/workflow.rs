@@ -250,7 +250,8 @@ fn registration(func: &ItemFn, args: &Args, kind: &Kind<'_>) -> TokenStream {
     let make = match kind {
         Kind::BuiltOnce { builder } => {
             let call = quote_spanned!(span=> #ident(graph));
-            let result = quote_spanned!(output_span=> #private::FactoryOutput::<()>::into_result(#call));
+            let result =
+                quote_spanned!(output_span=> #private::FactoryOutput::<()>::into_result(#call));
             let state = quote!(<#builder as #private::BuilderTypes>::State);
             let initial = match &args.params {
                 Some(params) => quote! {

@@ -197,9 +197,8 @@ async fn execute_attempt(
                     let cursor = match Cursor::resumed(run.id, graph, saved) {
                         Ok(cursor) => cursor,
                         Err(e) => {
-                            let why = format!(
-                                "its checkpoint does not fit the workflow's state: {e}"
-                            );
+                            let why =
+                                format!("its checkpoint does not fit the workflow's state: {e}");
                             return fail(journal, run.id, resume_failure(why, previous_error))
                                 .await;
                         }

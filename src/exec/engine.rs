@@ -122,11 +122,14 @@ impl Engine<'_> {
                 cancel: self.cancel.clone(),
                 deps: self.deps,
             };
-            let running = self.graph.run_node(&*state, call).ok_or_else(|| Error::Value {
-                container: "graph",
-                key: node.clone(),
-                reason: "no such node".to_owned(),
-            })?;
+            let running = self
+                .graph
+                .run_node(&*state, call)
+                .ok_or_else(|| Error::Value {
+                    container: "graph",
+                    key: node.clone(),
+                    reason: "no such node".to_owned(),
+                })?;
             let started = Instant::now();
             let execution = AssertUnwindSafe(running)
                 .catch_unwind()
@@ -162,7 +165,8 @@ impl Engine<'_> {
             let data = match applied {
                 Ok(data) => data,
                 Err(e) => {
-                    let message = format!("node {node}'s update could not be applied and stored: {e}");
+                    let message =
+                        format!("node {node}'s update could not be applied and stored: {e}");
                     return self.fail(&node, iteration, duration, message).await;
                 }
             };
@@ -195,9 +199,7 @@ impl Engine<'_> {
                 iteration,
                 duration_ms: duration.1,
                 update: &update,
-                output_snapshot: snapshots
-                    .keeps_output(position.steps())
-                    .then_some(&output),
+                output_snapshot: snapshots.keeps_output(position.steps()).then_some(&output),
                 next_input: snapshots.keeps_every_input().then_some(&output),
                 checkpoint: &position,
                 transition: Transition {

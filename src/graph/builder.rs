@@ -25,7 +25,9 @@ pub enum GraphError {
     #[error("the graph has no entry point; call start_at (or set_entry_point)")]
     NoEntryPoint,
     /// No exit point was added.
-    #[error("the graph has no exit point; call end_at (or add_exit_point) with the node that ends a run")]
+    #[error(
+        "the graph has no exit point; call end_at (or add_exit_point) with the node that ends a run"
+    )]
     NoExitPoint,
     /// A node name is empty.
     #[error("a node name is empty")]

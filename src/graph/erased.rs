@@ -37,7 +37,9 @@ impl<S: WorkflowState> DynState for S {
     }
 
     fn apply_update(&mut self, update: AnyUpdate) -> Result<(), BoxError> {
-        let update = update.downcast::<S::Update>().map_err(|_| mismatch::<S>())?;
+        let update = update
+            .downcast::<S::Update>()
+            .map_err(|_| mismatch::<S>())?;
         self.apply(*update);
         Ok(())
     }
@@ -113,7 +115,8 @@ impl<S: WorkflowState, D: Send + Sync + 'static> AnyGraph for Graph<S, D> {
             state.as_any().downcast_ref::<S>().cloned(),
             Arc::clone(call.deps).downcast::<D>().ok(),
         );
-        let ctx = |deps| NodeContext::new(call.run_id, call.node, call.iteration, call.cancel, deps);
+        let ctx =
+            |deps| NodeContext::new(call.run_id, call.node, call.iteration, call.cancel, deps);
         Some(match typed {
             (Some(state), Some(deps)) => {
                 let running = node(state, ctx(deps));

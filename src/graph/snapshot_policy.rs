@@ -35,7 +35,7 @@ impl SnapshotPolicy {
         match self {
             SnapshotPolicy::Updates => false,
             SnapshotPolicy::Full => true,
-            SnapshotPolicy::Every(k) => k > 0 && steps % k == 0,
+            SnapshotPolicy::Every(k) => k > 0 && steps.is_multiple_of(k),
         }
     }
 

@@ -220,7 +220,10 @@ pub(crate) async fn get_state(
     let step = match params.get("step") {
         None => None,
         Some(text) => {
-            let step = text.parse::<u32>().ok().filter(|s| i32::try_from(*s).is_ok());
+            let step = text
+                .parse::<u32>()
+                .ok()
+                .filter(|s| i32::try_from(*s).is_ok());
             Some(step.ok_or_else(|| {
                 crate::Error::invalid_input(
                     "step",

@@ -119,7 +119,10 @@ impl StateUpdate {
             )
         };
         for (key, items) in &self.append {
-            if !matches!((state.get(key), items), (Some(Value::Array(_)), Value::Array(_))) {
+            if !matches!(
+                (state.get(key), items),
+                (Some(Value::Array(_)), Value::Array(_))
+            ) {
                 return Err(misfit(key, "append", "array"));
             }
         }
@@ -176,7 +179,13 @@ mod tests {
 
     #[test]
     fn an_unchanged_state_stores_an_empty_update() {
-        assert_eq!(round_trip(json!({"a": [1], "b": {"c": 1}}), json!({"a": [1], "b": {"c": 1}})), json!({}));
+        assert_eq!(
+            round_trip(
+                json!({"a": [1], "b": {"c": 1}}),
+                json!({"a": [1], "b": {"c": 1}})
+            ),
+            json!({})
+        );
     }
 
     #[test]
@@ -202,7 +211,10 @@ mod tests {
     #[test]
     fn an_object_keeping_its_keys_stores_only_the_changed_entries() {
         assert_eq!(
-            round_trip(json!({"m": {"a": 1, "b": 2}}), json!({"m": {"a": 1, "b": 3, "c": 4}})),
+            round_trip(
+                json!({"m": {"a": 1, "b": 2}}),
+                json!({"m": {"a": 1, "b": 3, "c": 4}})
+            ),
             json!({"merge": {"m": {"b": 3, "c": 4}}})
         );
         assert_eq!(
@@ -222,7 +234,10 @@ mod tests {
     #[test]
     fn a_value_changing_kind_is_set() {
         assert_eq!(
-            round_trip(json!({"a": [1], "b": {"x": 1}}), json!({"a": {"x": 1}, "b": [1]})),
+            round_trip(
+                json!({"a": [1], "b": {"x": 1}}),
+                json!({"a": {"x": 1}, "b": [1]})
+            ),
             json!({"set": {"a": {"x": 1}, "b": [1]}})
         );
     }

@@ -48,10 +48,7 @@ pub async fn state_at(
     step: Option<u32>,
 ) -> Result<StateAt> {
     let of_run = stages::table.filter(stages::run_id.eq(run_id));
-    let last: Option<i32> = of_run
-        .select(max(stages::iteration))
-        .first(conn)
-        .await?;
+    let last: Option<i32> = of_run.select(max(stages::iteration)).first(conn).await?;
     let shown = step.map(|s| s.to_string()).unwrap_or_default();
     let Some(last) = last else {
         let found: bool = diesel::select(exists(runs::table.find(run_id)))
@@ -75,9 +72,11 @@ pub async fn state_at(
         ));
     }
     // The last stage at or before `step` holding a whole state: where the replay starts.
-    let whole = stages::input_snapshot.is_not_null().or(stages::output_snapshot
+    let whole = stages::input_snapshot
         .is_not_null()
-        .and(stages::status.eq(StageStatus::Completed)));
+        .or(stages::output_snapshot
+            .is_not_null()
+            .and(stages::status.eq(StageStatus::Completed)));
     let anchor: Option<i32> = of_run
         .filter(stages::iteration.le(step.max(1)))
         .filter(whole)
@@ -129,7 +128,11 @@ fn replay(run_id: RunId, step: i32, rows: Vec<StageState>) -> Result<Value> {
                     .deserialize()
                     .map_err(|e| unreadable("state_update", at, &e))?;
                 let Some(state) = state.as_mut() else {
-                    return Err(unreadable("state_update", at, &"no whole state precedes it"));
+                    return Err(unreadable(
+                        "state_update",
+                        at,
+                        &"no whole state precedes it",
+                    ));
                 };
                 update
                     .apply_to(state)

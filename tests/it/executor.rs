@@ -134,7 +134,8 @@ fn executor_on(pool: Pool, config: ExecutorConfig) -> (Executor, Arc<Gate>) {
     let executor = Executor::builder(pool, registry())
         .runtime(Runtime::builder().with_arc(Arc::clone(&gate)).build())
         .config(config)
-        .build().unwrap();
+        .build()
+        .unwrap();
     (executor, gate)
 }
 

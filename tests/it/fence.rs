@@ -43,7 +43,8 @@ fn executor(
                 .lease(lease)
                 .heartbeat(heartbeat),
         )
-        .build().unwrap();
+        .build()
+        .unwrap();
     (executor, gate)
 }
 

@@ -310,7 +310,11 @@ pub(crate) fn tally_graph(
     let check = g.node("check", tally_check);
     g.start_at(add)
         .edge(add, check)
-        .edge_if(check, add, Predicate::new("more", |t: &Tally| t.count < t.to))
+        .edge_if(
+            check,
+            add,
+            Predicate::new("more", |t: &Tally| t.count < t.to),
+        )
         .end_at(check)
         .snapshots(snapshots);
     Ok(())
@@ -331,5 +335,10 @@ pub(crate) fn tally_with(
     name: &'static str,
     declare: workflows::GraphFn<Tally, Ledger>,
 ) -> workflows::WorkflowDef {
-    workflows::WorkflowDef::built_once(name, "counts to `to`", declare, <Tally as From<TallyParams>>::from)
+    workflows::WorkflowDef::built_once(
+        name,
+        "counts to `to`",
+        declare,
+        <Tally as From<TallyParams>>::from,
+    )
 }

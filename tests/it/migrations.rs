@@ -261,7 +261,9 @@ async fn a_database_migrated_by_an_older_version_says_to_run_migrate_up() {
             Box::pin(crate::fixtures::linear(g, r, p))
         }))
         .unwrap();
-    let executor = workflows::Executor::builder(schema.pool().clone(), registry).build().unwrap();
+    let executor = workflows::Executor::builder(schema.pool().clone(), registry)
+        .build()
+        .unwrap();
     let err = executor
         .submit("w", serde_json::json!({}), Some("key"))
         .await

@@ -58,7 +58,12 @@ async fn typed_and_json_workflows_run_side_by_side_through_the_executor() {
     let executor = executor(&schema, &ledger);
 
     let typed = executor.run("tally", json!({"to": 2})).await.unwrap();
-    assert_eq!(typed.status, RunStatus::Completed, "{:?}", typed.error_message);
+    assert_eq!(
+        typed.status,
+        RunStatus::Completed,
+        "{:?}",
+        typed.error_message
+    );
     let end = tally_of(&typed);
     assert_eq!((end.count, end.seen.as_slice()), (2, [1, 2].as_slice()));
     assert_eq!(end.words, [("w1".into(), 1), ("w2".into(), 2)].into());
@@ -185,8 +190,19 @@ async fn state_at_agrees_with_every_stage_of_a_run_that_looped_and_resumed() {
         failed.error_message.as_deref(),
         Some("node add failed: add fails once at 3")
     );
-    let resumed = executor.resume(failed.id).await.unwrap().wait().await.unwrap();
-    assert_eq!(resumed.status, RunStatus::Completed, "{:?}", resumed.error_message);
+    let resumed = executor
+        .resume(failed.id)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(
+        resumed.status,
+        RunStatus::Completed,
+        "{:?}",
+        resumed.error_message
+    );
     assert_eq!(tally_of(&resumed).seen, [1, 2, 3, 4]);
 
     // Steps 1-4 of the first attempt, the failed add at 5, then 6-9 after the resume.
@@ -194,7 +210,13 @@ async fn state_at_agrees_with_every_stage_of_a_run_that_looped_and_resumed() {
     let stages = repository::stages(&mut conn, failed.id).await.unwrap();
     let steps: Vec<_> = stages
         .iter()
-        .map(|s| (s.node_name.as_str(), s.iteration, s.input_snapshot.is_some()))
+        .map(|s| {
+            (
+                s.node_name.as_str(),
+                s.iteration,
+                s.input_snapshot.is_some(),
+            )
+        })
         .collect();
     assert_eq!(
         steps,
@@ -246,7 +268,10 @@ async fn full_and_every_k_snapshots_are_stored_as_the_policy_says_and_agree_with
             .collect();
         assert_eq!(with_output, expected_outputs, "{workflow}");
         for stage in &stages {
-            assert!(stage.state_update.is_some(), "every stage stores its update");
+            assert!(
+                stage.state_update.is_some(),
+                "every stage stores its update"
+            );
             if let Some(output) = &stage.output_snapshot {
                 let step = u32::try_from(stage.iteration).unwrap();
                 let at = repository::state_at(&mut conn, run.id, Some(step))
@@ -268,7 +293,13 @@ async fn full_and_every_k_snapshots_are_stored_as_the_policy_says_and_agree_with
 async fn stages_with_whole_snapshots_and_no_updates_as_the_go_service_wrote_them_are_read() {
     let schema = IsolatedSchema::create().await.unwrap();
     let mut conn = schema.pool().get().await.unwrap();
-    let run = crate::fixtures::insert_run(&mut conn, "legacy", RunStatus::Completed, crate::fixtures::t0()).await;
+    let run = crate::fixtures::insert_run(
+        &mut conn,
+        "legacy",
+        RunStatus::Completed,
+        crate::fixtures::t0(),
+    )
+    .await;
     for (step, input, output) in [
         (1, json!({"n": 0}), json!({"n": 1})),
         (2, json!({"n": 1}), json!({"n": 1, "done": true})),
@@ -291,7 +322,9 @@ async fn stages_with_whole_snapshots_and_no_updates_as_the_go_service_wrote_them
         (1, json!({"n": 1})),
         (2, json!({"n": 1, "done": true})),
     ] {
-        let at = repository::state_at(&mut conn, run, Some(step)).await.unwrap();
+        let at = repository::state_at(&mut conn, run, Some(step))
+            .await
+            .unwrap();
         assert_eq!(at.state, expected, "step {step}");
     }
     let stage = &repository::stages(&mut conn, run).await.unwrap()[1];
@@ -317,7 +350,13 @@ async fn a_checkpoint_that_does_not_fit_the_state_type_fails_the_resume_naming_t
     saved.set("count", "two");
     store.save(failed.id, &saved).await.unwrap();
 
-    let resumed = executor.resume(failed.id).await.unwrap().wait().await.unwrap();
+    let resumed = executor
+        .resume(failed.id)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
     assert_eq!(resumed.status, RunStatus::Failed);
     let message = resumed.error_message.unwrap();
     assert!(
@@ -380,7 +419,9 @@ async fn a_worker_takes_over_a_typed_run_from_its_checkpoint_when_its_lease_runs
     assert_eq!(from_b[0].1.seen, [1]);
     let mut conn = schema.pool().get().await.unwrap();
     for (step, tally) in stalled.seen_by(id).into_iter().chain(from_b) {
-        let at = repository::state_at(&mut conn, id, Some(step - 1)).await.unwrap();
+        let at = repository::state_at(&mut conn, id, Some(step - 1))
+            .await
+            .unwrap();
         let rebuilt: Tally = serde_json::from_value(at.state).unwrap();
         assert_eq!(rebuilt, tally, "the state before step {step}");
     }

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use workflows::{BoxError, GraphBuilder, NodeContext, Predicate, WorkflowState, workflow};
 
 use super::{DelayMs, Model};
@@ -57,9 +57,7 @@ impl From<ClassifyParams> for Classification {
 fn classify(graph: &mut GraphBuilder<Classification, Model>) -> Result<(), BoxError> {
     let next = graph.node("classify_next", classify_next);
     let tally = graph.node("tally", tally);
-    let items_remain = Predicate::new("items_remain", |s: &Classification| {
-        !s.pending.is_empty()
-    });
+    let items_remain = Predicate::new("items_remain", |s: &Classification| !s.pending.is_empty());
     graph
         .start_at(next)
         .edge_if(next, next, items_remain)

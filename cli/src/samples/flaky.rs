@@ -2,8 +2,8 @@
 //! and its resume can be shown. A resumed run continues its step numbers, so the node's
 //! second attempt has a later step than its first, and passes.
 
-use serde::{Deserialize, Serialize};
 use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use workflows::{BoxError, GraphBuilder, NodeContext, WorkflowState, workflow};
 
 use super::{DelayMs, Model};

@@ -13,8 +13,8 @@ mod summarize;
 use std::borrow::Cow;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
 use workflows::{BoxError, NodeContext, Runtime};
 
 /// The longest pause a sample node takes: the samples are served over HTTP by
@@ -77,7 +77,11 @@ pub(crate) struct Model;
 
 impl Model {
     /// Waits like a model call would, unless the run is cancelled first.
-    pub(crate) async fn think<D>(&self, delay: DelayMs, ctx: &NodeContext<D>) -> Result<(), BoxError> {
+    pub(crate) async fn think<D>(
+        &self,
+        delay: DelayMs,
+        ctx: &NodeContext<D>,
+    ) -> Result<(), BoxError> {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(delay.0)) => Ok(()),
             () = ctx.cancelled() => Err(format!("node {} was cancelled", ctx.node()).into()),
@@ -119,8 +123,14 @@ mod tests {
                 "summarize",
                 json!({"text": "One. Two three. Four five six.", "delay_ms": 0}),
             ),
-            ("reasoning", json!({"question": "What is 2 + 3?", "delay_ms": 0})),
-            ("classify", json!({"items": ["invoice 42", "hello"], "delay_ms": 0})),
+            (
+                "reasoning",
+                json!({"question": "What is 2 + 3?", "delay_ms": 0}),
+            ),
+            (
+                "classify",
+                json!({"items": ["invoice 42", "hello"], "delay_ms": 0}),
+            ),
             ("flaky", json!({"delay_ms": 0})),
             ("chain", json!({"nodes": 3})),
         ] {
@@ -134,8 +144,13 @@ mod tests {
     #[test]
     fn a_delay_past_the_limit_is_refused_naming_the_field() {
         let registry = Registry::from_compiled().unwrap();
-        let params = workflows::Params::from_value(json!({"text": "x", "delay_ms": 60001})).unwrap();
-        let err = registry.get("summarize").unwrap().check_params(&params).unwrap_err();
+        let params =
+            workflows::Params::from_value(json!({"text": "x", "delay_ms": 60001})).unwrap();
+        let err = registry
+            .get("summarize")
+            .unwrap()
+            .check_params(&params)
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             r#"invalid params.delay_ms "60001": delay_ms must be at most 60000, not 60001"#

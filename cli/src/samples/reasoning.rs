@@ -1,8 +1,8 @@
 //! `reasoning`: conditional routing. Questions with numbers go to `calculate`, others to
 //! `reflect`; both end at `answer`.
 
-use serde::{Deserialize, Serialize};
 use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use workflows::{BoxError, GraphBuilder, NodeContext, Predicate, WorkflowState, workflow};
 
 use super::{DelayMs, Model};
@@ -102,6 +102,8 @@ async fn reflect(state: Reasoning, ctx: NodeContext<Model>) -> Result<ReasoningU
 
 async fn answer(state: Reasoning, ctx: NodeContext<Model>) -> Result<ReasoningUpdate, BoxError> {
     ctx.deps().think(state.delay_ms, &ctx).await?;
-    let reasoning = state.reasoning.ok_or("answer needs reasoning, and there is none")?;
+    let reasoning = state
+        .reasoning
+        .ok_or("answer needs reasoning, and there is none")?;
     Ok(ReasoningUpdate::default().answer(Some(format!("After thinking: {reasoning}."))))
 }

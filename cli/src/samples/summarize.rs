@@ -1,7 +1,7 @@
 //! `summarize`: a linear graph. Splits a text into sentences, scores them, keeps the best.
 
-use serde::{Deserialize, Serialize};
 use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use workflows::{BoxError, GraphBuilder, NodeContext, WorkflowState, workflow};
 
 use super::{DelayMs, Model};

@@ -106,7 +106,9 @@ async fn a_state_of_a_step_that_is_not_a_number_or_past_the_last_is_a_400() {
     }
     let unknown = uuid::Uuid::new_v4();
     says(
-        server.get(&format!("/workflows/runs/{unknown}/state")).await,
+        server
+            .get(&format!("/workflows/runs/{unknown}/state"))
+            .await,
         404,
         &format!("run {unknown} not found"),
     )

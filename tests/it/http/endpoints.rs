@@ -37,7 +37,10 @@ async fn a_typed_run_executes_over_http_and_its_state_at_each_step_is_served() {
         .unwrap();
     assert_eq!(
         stages[0].state_update,
-        Some(json!({"set": {"count": 1}, "append": {"seen": [1]}, "merge": {"words": {"w1": 1}}}).into())
+        Some(
+            json!({"set": {"count": 1}, "append": {"seen": [1]}, "merge": {"words": {"w1": 1}}})
+                .into()
+        )
     );
     for (query, step, seen) in [
         ("?step=0", 0, json!([])),
