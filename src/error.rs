@@ -42,6 +42,16 @@ pub enum Error {
         id: RunId,
     },
 
+    /// The run has recorded no state at the step asked for: it has not reached it (or any
+    /// step yet).
+    #[error("run {run_id} {reason}")]
+    StepNotFound {
+        /// The run concerned.
+        run_id: RunId,
+        /// Which step it lacks, and the last it has.
+        reason: String,
+    },
+
     /// No workflow is registered under this name.
     #[error("workflow {name:?} is not registered; `workflows list` shows the registered workflows")]
     WorkflowNotFound {
@@ -213,7 +223,9 @@ impl Error {
     /// ```
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::RunNotFound { .. } | Error::WorkflowNotFound { .. } => ErrorKind::NotFound,
+            Error::RunNotFound { .. }
+            | Error::StepNotFound { .. }
+            | Error::WorkflowNotFound { .. } => ErrorKind::NotFound,
             Error::InvalidStatus { .. }
             | Error::InvalidInput { .. }
             | Error::NotResumable { .. } => ErrorKind::InvalidInput,

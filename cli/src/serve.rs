@@ -58,6 +58,8 @@ pub(crate) async fn serve(
     let addr = listener
         .local_addr()
         .map_err(|e| workflows::Error::invalid_input("--addr", args.addr.to_string(), e))?;
+    // Registered before saying so, so that a signal right after the message is not lost.
+    let stop = stop_signal();
     outln!(
         "serving http://{addr}/ (the API under /workflows, its contract at /openapi.json, docs at /docs)"
     );
@@ -71,7 +73,7 @@ pub(crate) async fn serve(
             })
             .into_future(),
     );
-    stop_signal().await;
+    stop.await;
     outln!(
         "stopping: no new requests; runs get {} s to finish",
         args.drain_secs

@@ -64,7 +64,10 @@ pub(crate) async fn work(pool: Pool, args: WorkerArgs) -> workflows::Result<Outc
             format_args!("must be above 0 and below --lease-ms ({})", args.lease_ms),
         ));
     }
-    let Some(()) = wait_for_database(&pool).await else {
+    // One registration for the whole life of the worker, so that no signal falls between
+    // waiting for the database and working.
+    let mut stop = std::pin::pin!(stop_signal());
+    let Some(()) = wait_for_database(&pool, stop.as_mut()).await else {
         return Ok(Outcome::Success);
     };
     let mut executor_config = ExecutorConfig::default()
@@ -96,7 +99,7 @@ pub(crate) async fn work(pool: Pool, args: WorkerArgs) -> workflows::Result<Outc
         .drain(Duration::from_secs(args.drain_secs));
     outln!("worker {} started", executor.owner());
     let worker = Worker::new(executor, config);
-    let report = worker.run_until(stop_signal()).await?;
+    let report = worker.run_until(stop).await?;
     outln!(
         "worker stopped ({} runs cancelled{})",
         report.cancelled.len(),
@@ -111,9 +114,11 @@ pub(crate) async fn work(pool: Pool, args: WorkerArgs) -> workflows::Result<Outc
 
 /// Waits until the database answers, retrying with backoff and saying so; `None` if stopped
 /// (SIGINT, SIGTERM) first.
-async fn wait_for_database(pool: &Pool) -> Option<()> {
+async fn wait_for_database(
+    pool: &Pool,
+    mut stop: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Option<()> {
     let mut pause = Duration::from_millis(250);
-    let mut stop = std::pin::pin!(stop_signal());
     loop {
         match pool.get().await {
             Ok(_) => return Some(()),
@@ -126,7 +131,7 @@ async fn wait_for_database(pool: &Pool) -> Option<()> {
             }
         }
         tokio::select! {
-            () = &mut stop => return None,
+            () = stop.as_mut() => return None,
             () = tokio::time::sleep(pause) => {}
         }
         pause = (pause * 2).min(Duration::from_secs(10));
@@ -134,25 +139,34 @@ async fn wait_for_database(pool: &Pool) -> Option<()> {
 }
 
 /// Completes on SIGINT or SIGTERM.
-pub(crate) async fn stop_signal() {
+///
+/// The handlers are registered when this is called, not when the future is first polled:
+/// a signal that arrives while the caller is busy (connecting, claiming) is not lost.
+pub(crate) fn stop_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
+        let handlers = signal(SignalKind::terminate())
+            .and_then(|terminate| Ok((terminate, signal(SignalKind::interrupt())?)));
+        async move {
+            match handlers {
+                Ok((mut terminate, mut interrupt)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

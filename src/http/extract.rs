@@ -71,12 +71,20 @@ pub(crate) fn params_body(
             ),
         ));
     }
-    serde_json::from_slice(&body).map_err(|e| {
+    let params: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!(
                 "malformed JSON body: {e}; send params as a JSON object like {{\"key\": \"value\"}}"
             ),
         )
-    })
+    })?;
+    if params.is_null() {
+        // The contract's body is an object; no params is an empty body, not `null`.
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the body is JSON null: send params as a JSON object, or an empty body for no params",
+        ));
+    }
+    Ok(params)
 }

@@ -206,8 +206,8 @@ pub(crate) struct StateQuery {
     params(("id" = uuid::Uuid, Path, description = "The run's id"), StateQuery),
     responses(
         (status = 200, description = "The run's state after the step", body = StateAt),
-        (status = 400, description = "The id is not a UUID, the step is not a number or is past the run's last, or the run has no stage yet", body = ErrorBody),
-        (status = 404, description = "No run has this id", body = ErrorBody),
+        (status = 400, description = "The id is not a UUID, or the step is not a number", body = ErrorBody),
+        (status = 404, description = "No run has this id, or it has not reached the step (or any step yet)", body = ErrorBody),
         ServerErrors,
     )
 )]

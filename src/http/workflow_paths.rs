@@ -21,6 +21,13 @@ const GENERIC: &str = "/workflows/{name}/execute";
 
 /// Adds each of `registry`'s workflows' execute path to `spec` (an OpenAPI document).
 pub(crate) fn add_workflow_paths(spec: &mut Value, registry: &Registry) {
+    // The body is optional (none is no params), but when sent it is an object: `null` is
+    // refused, so the schema must not offer it (utoipa writes an `Option` body as nullable).
+    if let Some(body) = spec["paths"][GENERIC]["post"].get_mut("requestBody") {
+        body["required"] = json!(false);
+        body["content"]["application/json"]["schema"] =
+            json!({"$ref": "#/components/schemas/RunParams"});
+    }
     let Some(generic) = spec["paths"][GENERIC].get("post").cloned() else {
         return;
     };

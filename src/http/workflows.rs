@@ -36,7 +36,7 @@ pub(crate) async fn list_workflows(State(api): State<ApiState>) -> Json<Vec<Work
     request_body(
         content = Option<RunParams>,
         content_type = "application/json",
-        description = "The run's params: a JSON object (an empty body is no params)"
+        description = "The run's params: a JSON object (an empty body is no params; `null` is refused)"
     ),
     responses(
         (status = 200, description = "The run's progress as Server-Sent Events: `stage.start`, `stage.complete` and `decision` (each an `Event`), then `complete` (the final `Run`) or `error` (a `StreamError`); with `?wait=true`, the final run",

@@ -28,7 +28,7 @@ type StageState = (
 /// `Every` store whole states too, as did the Go service) and the updates after it, so it
 /// reads only the stages it needs.
 ///
-/// Errors: [`Error::RunNotFound`] (404) for an unknown run; [`Error::InvalidInput`] (400)
+/// Errors: [`Error::RunNotFound`] (404) for an unknown run; [`Error::StepNotFound`] (404)
 /// for a step past the run's last, or a run with no stage yet.
 ///
 /// ```
@@ -49,7 +49,6 @@ pub async fn state_at(
 ) -> Result<StateAt> {
     let of_run = stages::table.filter(stages::run_id.eq(run_id));
     let last: Option<i32> = of_run.select(max(stages::iteration)).first(conn).await?;
-    let shown = step.map(|s| s.to_string()).unwrap_or_default();
     let Some(last) = last else {
         let found: bool = diesel::select(exists(runs::table.find(run_id)))
             .get_result(conn)
@@ -57,19 +56,17 @@ pub async fn state_at(
         if !found {
             return Err(Error::RunNotFound { id: run_id });
         }
-        return Err(Error::invalid_input(
-            "step",
-            shown,
-            format_args!("run {run_id} has no stage yet, so no state is recorded"),
-        ));
+        return Err(Error::StepNotFound {
+            run_id,
+            reason: "has no stage yet, so no state is recorded".to_owned(),
+        });
     };
     let step = step.map_or(last, |s| i32::try_from(s).unwrap_or(i32::MAX));
     if step > last {
-        return Err(Error::invalid_input(
-            "step",
-            shown,
-            format_args!("run {run_id}'s last step is {last}"),
-        ));
+        return Err(Error::StepNotFound {
+            run_id,
+            reason: format!("has no step {step} yet: its last step is {last}"),
+        });
     }
     // The last stage at or before `step` holding a whole state: where the replay starts.
     let whole = stages::input_snapshot

@@ -96,6 +96,9 @@ impl Params {
     ///     params.parse::<Search>().unwrap_err().to_string(),
     ///     r#"invalid params.depth "\"deep\"": invalid type: string "deep", expected u32"#
     /// );
+    /// // 2.0 is the integer 2, as JSON Schema counts it.
+    /// let params = Params::from_value(serde_json::json!({"topic": "rust", "depth": 2.0})).unwrap();
+    /// assert_eq!(params.parse::<Search>().unwrap().depth, 2);
     /// let params = Params::from_value(serde_json::json!({"depth": 2})).unwrap();
     /// assert_eq!(
     ///     params.parse::<Search>().unwrap_err().to_string(),
@@ -103,7 +106,8 @@ impl Params {
     /// );
     /// ```
     pub fn parse<P: DeserializeOwned>(&self) -> Result<P> {
-        let value = self.to_value();
+        let mut value = self.to_value();
+        integral_floats_as_integers(&mut value);
         serde_path_to_error::deserialize(&value).map_err(|e| {
             let path: Vec<Segment<'_>> = e.path().iter().map(Segment::from).collect();
             let mut name = "params".to_owned();
@@ -124,6 +128,29 @@ impl Params {
             let shown = at.map(Value::to_string).unwrap_or_default();
             Error::invalid_input(name, shorten(&shown), e.inner())
         })
+    }
+}
+
+/// Numbers such as `2.0` as the integers they are: JSON Schema (the contract's) counts them
+/// as integers, serde's integer types do not. Integers still read as floats where a float
+/// is expected, so nothing else changes.
+fn integral_floats_as_integers(value: &mut Value) {
+    match value {
+        Value::Number(n) => {
+            // Beyond 2^53 a float no longer says which integer it was.
+            const EXACT: f64 = 9_007_199_254_740_992.0;
+            if let Some(f) = n
+                .as_f64()
+                .filter(|f| n.is_f64() && f.fract() == 0.0 && f.abs() <= EXACT)
+            {
+                #[allow(clippy::cast_possible_truncation)]
+                let integer = f as i64;
+                *n = integer.into();
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
     }
 }
 

@@ -241,7 +241,7 @@ async fn state_at_agrees_with_every_stage_of_a_run_that_looped_and_resumed() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!(r#"invalid step "10": run {}'s last step is 9"#, failed.id)
+        format!("run {} has no step 10 yet: its last step is 9", failed.id)
     );
     drop(conn);
     executor.shutdown(Duration::from_secs(5)).await;

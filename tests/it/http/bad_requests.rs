@@ -42,6 +42,21 @@ async fn malformed_json_is_a_400_naming_the_problem() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_json_null_body_is_a_400_not_no_params() {
+    let server = TestServer::start().await;
+    says(
+        server
+            .post_json("/workflows/linear/execute", &Value::Null)
+            .await,
+        400,
+        "the body is JSON null: send params as a JSON object, or an empty body for no params",
+    )
+    .await;
+    assert_eq!(run_count(&server).await, 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn params_that_are_not_an_object_are_a_400() {
     let server = TestServer::start().await;
     says(
@@ -86,14 +101,13 @@ async fn params_that_do_not_fit_a_typed_workflow_are_a_400_naming_the_field() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_state_of_a_step_that_is_not_a_number_or_past_the_last_is_a_400() {
+async fn a_state_of_a_step_that_is_not_a_number_is_a_400_and_past_the_last_a_404() {
     let server = TestServer::start().await;
     let run = server.run("tally", json!({"to": 1})).await;
     for (query, message) in [
         ("step=", r#"invalid step "": must be a step number"#),
         ("step=-1", r#"invalid step "-1": must be a step number"#),
         ("step=x", r#"invalid step "x": must be a step number"#),
-        ("step=3", "last step is 2"),
     ] {
         says(
             server
@@ -104,6 +118,14 @@ async fn a_state_of_a_step_that_is_not_a_number_or_past_the_last_is_a_400() {
         )
         .await;
     }
+    says(
+        server
+            .get(&format!("/workflows/runs/{}/state?step=3", run.id))
+            .await,
+        404,
+        &format!("run {} has no step 3 yet: its last step is 2", run.id),
+    )
+    .await;
     let unknown = uuid::Uuid::new_v4();
     says(
         server
