@@ -46,8 +46,9 @@ pub use exec::executor::{Executor, ExecutorBuilder, ShutdownReport};
 pub use exec::in_memory::{MemoryRun, MemoryStep, run_in_memory};
 pub use exec::observer::{self, Observer, Observers, TracingObserver};
 pub use graph::{
-    BoxError, BoxFuture, Graph, GraphBuilder, GraphError, NodeContext, NodeHandle, Predicate,
-    SnapshotPolicy, State, ValueError, WorkflowState,
+    BoxError, BoxFuture, Graph, GraphBuilder, GraphError, NodeContext, NodeError, NodeErrorKind,
+    NodeHandle, NodePolicy, Predicate, RetryPolicy, SnapshotPolicy, State, ValueError,
+    WorkflowState,
 };
 pub use model::{
     Decision, InvalidValue, RawJson, Run, RunId, RunStatus, Stage, StageStatus, StateAt,

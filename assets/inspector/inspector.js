@@ -3,7 +3,7 @@
 // as HTML.
 "use strict";
 
-const STATUSES = ["pending", "running", "completed", "failed", "cancelled"];
+const STATUSES = ["pending", "running", "waiting", "completed", "failed", "cancelled"];
 const PAGE_SIZE = 20;
 const REFRESH_MS = 1000;
 let refreshTimer = null;
@@ -115,7 +115,7 @@ async function showRuns(params) {
   pager.querySelector("#next").disabled = page >= result.total_pages;
 
   document.getElementById("app").replaceChildren(el("h1", { text: "Runs" }), filters, table, pager);
-  if (result.data.some((run) => run.status === "running" || run.status === "pending")) {
+  if (result.data.some((run) => ["running", "pending", "waiting"].includes(run.status))) {
     schedule(route);
   }
 }
@@ -126,7 +126,7 @@ async function showRun(id) {
   const [run, stages, decisions] = await Promise.all([
     api("workflows/runs/" + id), api(`workflows/runs/${id}/stages`), api(`workflows/runs/${id}/decisions`),
   ]);
-  const live = run.status === "running" || run.status === "pending";
+  const live = ["running", "pending", "waiting"].includes(run.status);
   document.title = `${run.workflow_name} ${run.id.slice(0, 8)} · workflows`;
   document.getElementById("app").replaceChildren(
     el("p", {}, el("a", { href: "#/", text: "← runs" })),
@@ -147,6 +147,7 @@ function summary(run, live) {
   fact("created", time(run.created_at));
   if (run.started_at) fact("started", time(run.started_at));
   if (run.completed_at) fact("ended", time(run.completed_at));
+  if (run.wake_at) fact("due", time(run.wake_at));
   if (run.started_at) fact("duration", runDuration(run));
   if (run.error_message) fact("error", el("span", { class: "error-text", id: "run-error", text: run.error_message }));
   if (run.params) fact("params", snapshotToggle("params", run.params));
@@ -268,7 +269,7 @@ function timeline(run, stages) {
     const offset = ((Date.parse(s.created_at) - start) / span) * 100;
     const width = ((s.duration_ms || 0) / span) * 100;
     return el("div", { class: "bar-row", "data-node": s.node_name },
-      el("span", { class: "mono", text: `${s.iteration}. ${s.node_name}` }),
+      el("span", { class: "mono", text: `${s.iteration}. ${s.node_name}${attemptNote(s)}` }),
       el("div", { class: "bar-track" },
         el("div", { class: "bar " + s.status, style: `left:${offset}%;width:${Math.max(width, 0.3)}%` })),
       el("span", { class: "muted", text: s.duration_ms === undefined ? s.status : s.duration_ms + " ms" }));
@@ -295,6 +296,9 @@ function lazyToggle(name, load, attributes = {}) {
   return holder;
 }
 
+// A retried node has a stage per attempt (the JSON leaves `attempt` out when it is 1).
+const attemptNote = (s) => (s.attempt > 1 ? ` (attempt ${s.attempt})` : "");
+
 // Each stage stores its node's update (what it changed); the whole state after it is rebuilt
 // by the API on demand. Stages the Go service wrote hold whole snapshots instead.
 function stageTable(stages) {
@@ -304,7 +308,7 @@ function stageTable(stages) {
     el("thead", {}, el("tr", {}, ["#", "node", "status", "duration", "state"].map((h) => el("th", { text: h })))),
     el("tbody", {}, stages.map((s) => el("tr", { "data-node": s.node_name },
       el("td", { text: s.iteration }),
-      el("td", { class: "mono", text: s.node_name }),
+      el("td", { class: "mono", text: s.node_name + attemptNote(s), "data-attempt": s.attempt || 1 }),
       el("td", {}, badge(s.status), s.error_message ? el("div", { class: "error-text", text: s.error_message }) : null),
       el("td", { text: s.duration_ms === undefined ? "" : s.duration_ms + " ms" }),
       el("td", {},

@@ -1,6 +1,6 @@
 //! `workflows run`, `resume` and `cancel`: executing runs in this process, with live progress.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use workflows::{Event, Execution, Executor, Pool, Registry, RunId, RunStatus};
 
@@ -89,8 +89,32 @@ fn print_event(event: &Event) {
             node, iteration, ..
         } => outln!("  resumed at {node} (step {iteration})"),
         Event::NodeStarted {
-            node, iteration, ..
+            node,
+            iteration,
+            attempt: 1,
+            ..
         } => outln!("  ▸ {node} (step {iteration})"),
+        Event::NodeStarted {
+            node,
+            iteration,
+            attempt,
+            ..
+        } => outln!("  ▸ {node} (step {iteration}, attempt {attempt})"),
+        Event::NodeRetrying {
+            attempt,
+            max_attempts,
+            retry_in_ms,
+            released,
+            ..
+        } => {
+            let secs = Duration::from_millis(*retry_in_ms).as_secs_f64();
+            let released = if *released {
+                ", released to the workers meanwhile"
+            } else {
+                ""
+            };
+            outln!("    retrying in {secs:.1} s (attempt {attempt}/{max_attempts}){released}")
+        }
         Event::NodeCompleted {
             node,
             duration_ms,

@@ -13,7 +13,7 @@ use crate::table;
 /// Which runs to list.
 #[derive(Args)]
 pub(crate) struct RunsArgs {
-    /// Only runs in this status (pending, running, completed, failed, cancelled).
+    /// Only runs in this status (pending, running, waiting, completed, failed, cancelled).
     #[arg(long)]
     status: Option<String>,
     /// Only runs of this workflow.
@@ -161,6 +161,7 @@ pub(crate) async fn show(pool: Pool, run_id: RunId) -> workflows::Result<Outcome
             vec![
                 s.iteration.to_string(),
                 s.node_name.clone(),
+                s.attempt.to_string(),
                 s.status.to_string(),
                 s.duration_ms.map_or("-".to_owned(), |d| format!("{d} ms")),
                 clip(s.error_message.as_deref().unwrap_or(""), 60),
@@ -169,7 +170,10 @@ pub(crate) async fn show(pool: Pool, run_id: RunId) -> workflows::Result<Outcome
         .collect();
     out!(
         "{}",
-        table::render(&["STEP", "NODE", "STATUS", "TOOK", "ERROR"], rows)
+        table::render(
+            &["STEP", "NODE", "ATTEMPT", "STATUS", "TOOK", "ERROR"],
+            rows
+        )
     );
 
     outln!("\ndecisions");

@@ -16,9 +16,9 @@ use super::observer::{ChannelObserver, Observer, Observers};
 use super::shared::Inner;
 use crate::error::{Error, Result};
 use crate::graph::routing::{Step, panic_message};
-use crate::model::{Run, RunId};
+use crate::model::{Run, RunId, RunStatus};
 use crate::store::journal::Journal;
-use crate::store::journal_pg::{PgJournal, ResumePoint};
+use crate::store::journal_pg::{DuePoint, PgJournal, ResumePoint};
 use crate::store::lease::Lease;
 use crate::store::lease::LeaseDeadline;
 use crate::workflow::params::Params;
@@ -32,6 +32,9 @@ pub(crate) enum Attempt {
     /// A resumed or recovered run: after its checkpoint. `previous_error` is what the run
     /// had failed with before a resume, kept for the message if the resume fails too.
     Resume { previous_error: Option<String> },
+    /// A `waiting` run that came due: the attempt after its last failed one, from its
+    /// checkpoint.
+    Due,
 }
 
 impl Attempt {
@@ -50,7 +53,7 @@ pub(super) async fn execute(
     run: Run,
     lease: Lease,
     deadline: LeaseDeadline,
-    attempt: Attempt,
+    (attempt, hold_waits_up_to): (Attempt, Option<std::time::Duration>),
     events: mpsc::UnboundedSender<Event>,
     cancel: CancellationToken,
 ) -> Result<Run> {
@@ -65,7 +68,15 @@ pub(super) async fn execute(
     );
     // A panic in a factory or an observer fails the run instead of leaving it `running`
     // with no task behind it.
-    let attempt = execute_attempt(&inner, &journal, &def, &run, attempt, &observer, &cancel);
+    let attempt = execute_attempt(
+        &inner,
+        &journal,
+        &def,
+        &run,
+        (attempt, hold_waits_up_to),
+        &observer,
+        &cancel,
+    );
     let outcome = match AssertUnwindSafe(attempt).catch_unwind().await {
         Ok(outcome) => outcome,
         Err(panic) => {
@@ -104,13 +115,13 @@ async fn execute_attempt(
     journal: &PgJournal,
     def: &WorkflowDef,
     run: &Run,
-    attempt: Attempt,
+    (attempt, hold_waits_up_to): (Attempt, Option<std::time::Duration>),
     observer: &dyn Observer,
     cancel: &CancellationToken,
 ) -> Result<Outcome> {
     let previous_error = match &attempt {
         Attempt::Resume { previous_error } => previous_error.as_deref(),
-        Attempt::Fresh => None,
+        Attempt::Fresh | Attempt::Due => None,
     };
     let params = match run.params.as_ref().map(|p| p.to_value()).transpose() {
         Ok(value) => Params::from_value(value.unwrap_or(Value::Null)),
@@ -151,12 +162,42 @@ async fn execute_attempt(
         Ok(cursor) => Ok((graph.entry_point().to_owned(), cursor, iteration)),
         Err(e) => Err(format!("its initial state cannot be stored: {e}")),
     };
+    let mut first_attempt = 1;
 
     let (node, cursor, iteration, resumed) = match attempt {
         Attempt::Fresh => match fresh(1) {
             Ok((node, cursor, iteration)) => (node, cursor, iteration, false),
             Err(why) => return fail(journal, run.id, why).await,
         },
+        Attempt::Due => {
+            let due = match journal.due_point().await {
+                Ok(due) => due,
+                Err(e) if e.is_connection_lost() => return Err(e),
+                Err(e) => {
+                    let why = format!("where it waited could not be read: {e}");
+                    return fail(journal, run.id, why).await;
+                }
+            };
+            let DuePoint {
+                node,
+                iteration,
+                attempt,
+                checkpoint,
+            } = due;
+            let cursor = match checkpoint {
+                // It waited at its first node: from its initial state, as before.
+                None => fresh(iteration).map(|(_, cursor, _)| cursor),
+                Some(saved) => Cursor::resumed(run.id, graph, saved)
+                    .map_err(|e| format!("its checkpoint does not fit the workflow's state: {e}")),
+            };
+            match cursor {
+                Ok(cursor) => {
+                    first_attempt = attempt + 1;
+                    (node, cursor, iteration, true)
+                }
+                Err(why) => return fail(journal, run.id, why).await,
+            }
+        }
         Attempt::Resume { .. } => {
             let point = match journal.resume_point().await {
                 Ok(point) => point,
@@ -243,6 +284,14 @@ async fn execute_attempt(
         iteration,
         resumed,
     });
+    let deadline = graph.run_timeout().map(|limit| {
+        // From when the run first started (or now, for a run starting now), across resumes.
+        let elapsed = run
+            .started_at
+            .and_then(|at| (chrono::Utc::now() - at).to_std().ok())
+            .unwrap_or_default();
+        tokio::time::Instant::now() + limit.saturating_sub(elapsed)
+    });
     let engine = Engine {
         graph,
         deps: &instance.deps,
@@ -251,14 +300,16 @@ async fn execute_attempt(
         observer,
         cancel,
         run_id: run.id,
+        hold_waits_up_to,
+        deadline,
     };
-    engine.run(node, cursor, iteration).await
+    engine.run(node, cursor, iteration, first_attempt).await
 }
 
 /// `why`, as a resume's failure when the attempt is a resume.
 fn resume_failure_or(why: String, attempt: &Attempt, previous_error: Option<&str>) -> String {
     match attempt {
-        Attempt::Fresh => why,
+        Attempt::Fresh | Attempt::Due => why,
         Attempt::Resume { .. } => resume_failure(why, previous_error),
     }
 }
@@ -292,6 +343,14 @@ async fn finish(
     }
     let run = read_run(&inner.pool, run_id, inner.config.lease).await;
     match &run {
+        Ok(Run {
+            status: RunStatus::Waiting,
+            wake_at: Some(wake_at),
+            ..
+        }) => observer.on_event(&Event::Waiting {
+            run_id,
+            wake_at: *wake_at,
+        }),
         Ok(run) if run.status.is_terminal() => observer.on_event(&Event::GraphCompleted {
             run_id,
             status: run.status,

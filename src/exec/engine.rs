@@ -2,21 +2,25 @@
 //! honouring cancellation, and handing each step to the [`Journal`] before telling observers.
 
 use std::panic::AssertUnwindSafe;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use serde_json::Value;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::exec::events::Event;
 use crate::exec::observer::Observer;
-use crate::graph::State;
-use crate::graph::erased::{AnyDeps, AnyGraph, DynState, NodeCall};
+use crate::graph::erased::{AnyDeps, AnyGraph, AnyUpdate, DynState, NodeCall};
 use crate::graph::routing::{Route, Step, panic_message};
+use crate::graph::{NodePolicy, State};
 use crate::model::{RunId, StateUpdate};
-use crate::store::journal::{Journal, Next, NodeCommit, NodeFailure, Transition};
+use crate::store::journal::{
+    AttemptFailure, Journal, Next, NodeCommit, NodeFailure, Retry, Transition,
+};
 
 /// What the stage of a node interrupted by a cancel records.
 const CANCELLED: &str = "cancelled while executing";
@@ -30,6 +34,8 @@ pub(crate) enum Outcome {
     Failed(String),
     /// The run was cancelled while a node executed.
     Cancelled,
+    /// A node's retry waits long: the run is `waiting`, without a lease, until it is due.
+    Waiting,
     /// Someone else changed the run's status (a cancel from another process, say); this
     /// attempt stopped without writing.
     Superseded,
@@ -50,6 +56,11 @@ pub(crate) struct Engine<'a> {
     pub(crate) observer: &'a dyn Observer,
     pub(crate) cancel: &'a CancellationToken,
     pub(crate) run_id: RunId,
+    /// Backoffs up to this long wait here; longer ones release the run (`waiting`). `None`:
+    /// every backoff waits here (the run was started by a caller, who awaits it).
+    pub(crate) hold_waits_up_to: Option<Duration>,
+    /// When the run's `run_timeout` runs out, if its graph has one.
+    pub(crate) deadline: Option<tokio::time::Instant>,
 }
 
 /// Where a run is, and its state: `position` holds the state's data as stored (and is what
@@ -85,13 +96,15 @@ impl Cursor {
 }
 
 impl Engine<'_> {
-    /// Runs from `node`, at step `iteration`, from `cursor`, until the run ends. An `Err` is
-    /// a failed write: the journal could not record a step, and nothing after it ran.
+    /// Runs from attempt `attempt` at `node`, at step `iteration`, from `cursor`, until the
+    /// run ends or waits. An `Err` is a failed write: the journal could not record a step,
+    /// and nothing after it ran.
     pub(crate) async fn run(
         &self,
         mut node: String,
         cursor: Cursor,
         mut iteration: u32,
+        mut attempt: u32,
     ) -> Result<Outcome> {
         let Cursor {
             mut position,
@@ -103,7 +116,7 @@ impl Engine<'_> {
         let mut input = Value::Object(position.data().clone());
         if !self
             .journal
-            .node_started(self.run_id, &node, iteration, &input)
+            .node_started(self.run_id, (&node, iteration, attempt), &input)
             .await?
         {
             return Ok(Outcome::Superseded);
@@ -113,50 +126,48 @@ impl Engine<'_> {
                 run_id: self.run_id,
                 node: node.clone(),
                 iteration,
+                attempt,
                 input,
             });
-            let call = NodeCall {
-                run_id: self.run_id,
+            let policy = self.graph.policy(&node);
+            let started = Instant::now();
+            let tried = self
+                .try_node(&*state, &node, iteration, attempt, policy)
+                .await?;
+            let duration = millis(started);
+            let at = Step3 {
                 node: &node,
                 iteration,
-                cancel: self.cancel.clone(),
-                deps: self.deps,
+                attempt,
             };
-            let running = self
-                .graph
-                .run_node(&*state, call)
-                .ok_or_else(|| Error::Value {
-                    container: "graph",
-                    key: node.clone(),
-                    reason: "no such node".to_owned(),
-                })?;
-            let started = Instant::now();
-            let execution = AssertUnwindSafe(running)
-                .catch_unwind()
-                .instrument(tracing::info_span!("node", node = %node, iteration));
-            let result = tokio::select! {
-                biased;
-                () = self.cancel.cancelled() => None,
-                result = execution => Some(result),
-            };
-            let duration = millis(started);
 
-            let update = match result {
-                None => {
-                    self.close_cancelled(&node, iteration, duration.1).await?;
-                    self.node_failed(&node, iteration, duration.0, CANCELLED);
+            let update = match tried {
+                Tried::Cancelled => {
+                    self.close_cancelled(at, duration.1).await?;
+                    self.node_failed(at, duration.0, CANCELLED);
                     return Ok(Outcome::Cancelled);
                 }
-                Some(Err(panic)) => {
-                    let message =
-                        format!("node {node} panicked: {}", panic_message(panic.as_ref()));
-                    return self.fail(&node, iteration, duration, message).await;
+                Tried::Fatal(message) => return self.fail(at, duration, message).await,
+                Tried::Failed { error, retryable } => {
+                    let retries = policy.retries();
+                    let max = retries.max_attempts();
+                    if !retryable || attempt >= max {
+                        let message = if max > 1 && retryable {
+                            format!("node {node} failed after {attempt} attempts: {error}")
+                        } else {
+                            format!("node {node} failed: {error}")
+                        };
+                        return self.fail(at, duration, message).await;
+                    }
+                    let wait = retries.jittered_wait_after(attempt, random_unit());
+                    if let Some(outcome) = self.retry(at, max, duration, &error, wait).await? {
+                        return Ok(outcome);
+                    }
+                    attempt += 1;
+                    input = Value::Object(position.data().clone());
+                    continue;
                 }
-                Some(Ok(Err(e))) => {
-                    let message = format!("node {node} failed: {e}");
-                    return self.fail(&node, iteration, duration, message).await;
-                }
-                Some(Ok(Ok(update))) => update,
+                Tried::Done(update) => update,
             };
             let applied = state
                 .apply_update(update)
@@ -167,7 +178,7 @@ impl Engine<'_> {
                 Err(e) => {
                     let message =
                         format!("node {node}'s update could not be applied and stored: {e}");
-                    return self.fail(&node, iteration, duration, message).await;
+                    return self.fail(at, duration, message).await;
                 }
             };
             let before = position.replace_data(data);
@@ -197,6 +208,7 @@ impl Engine<'_> {
                 run_id: self.run_id,
                 node: &node,
                 iteration,
+                attempt,
                 duration_ms: duration.1,
                 update: &update,
                 output_snapshot: snapshots.keeps_output(position.steps()).then_some(&output),
@@ -211,14 +223,15 @@ impl Engine<'_> {
                 next,
             };
             if !self.journal.node_completed(&commit).await? {
-                return self.superseded(&node, iteration, duration.1).await;
+                return self.superseded(at, duration.1).await;
             }
-            self.node_committed(&node, iteration, duration.0, &output, &route);
+            self.node_committed(at, duration.0, &output, &route);
 
             match route.step {
                 Step::Continue => {
                     node = route.to.unwrap_or_default();
                     iteration += 1;
+                    attempt = 1;
                     input = output;
                 }
                 Step::Complete => return Ok(Outcome::Completed),
@@ -236,42 +249,204 @@ impl Engine<'_> {
         }
     }
 
+    /// One attempt at `node`, bounded by its policy's timeouts and the run's deadline, and
+    /// interrupted by a cancel. A stopped attempt's future is dropped: whatever it would
+    /// have returned later is discarded.
+    async fn try_node(
+        &self,
+        state: &dyn DynState,
+        node: &str,
+        iteration: u32,
+        attempt: u32,
+        policy: &NodePolicy,
+    ) -> Result<Tried> {
+        let beats = Arc::new(Notify::new());
+        let call = NodeCall {
+            run_id: self.run_id,
+            node,
+            iteration,
+            attempt,
+            cancel: self.cancel.clone(),
+            beats: Arc::clone(&beats),
+            deps: self.deps,
+        };
+        let running = self
+            .graph
+            .run_node(state, call)
+            .ok_or_else(|| Error::Value {
+                container: "graph",
+                key: node.to_owned(),
+                reason: "no such node".to_owned(),
+            })?;
+        let execution = AssertUnwindSafe(running)
+            .catch_unwind()
+            .instrument(tracing::info_span!("node", node = %node, iteration, attempt));
+        tokio::pin!(execution);
+        let started = tokio::time::Instant::now();
+        let timeout = policy.attempt_timeout();
+        let idle = policy.attempt_idle_timeout();
+        let mut idle_until = idle.map(|idle| started + idle);
+        loop {
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => return Ok(Tried::Cancelled),
+                result = &mut execution => {
+                    return Ok(match result {
+                        Err(panic) => Tried::Fatal(format!(
+                            "node {node} panicked: {}",
+                            panic_message(panic.as_ref())
+                        )),
+                        Ok(Err(e)) => Tried::Failed {
+                            retryable: policy.retries().may_retry(&e),
+                            error: e.to_string(),
+                        },
+                        Ok(Ok(update)) => Tried::Done(update),
+                    });
+                }
+                () = until(self.deadline) => {
+                    let limit = self.graph.run_timeout().unwrap_or_default();
+                    return Ok(Tried::Fatal(format!(
+                        "the run took longer than its run_timeout ({}) and was stopped in node {node}",
+                        seconds(limit)
+                    )));
+                }
+                () = until(timeout.map(|t| started + t)) => {
+                    return Ok(Tried::Failed {
+                        error: format!(
+                            "timed out: the attempt took longer than its timeout ({})",
+                            seconds(timeout.unwrap_or_default())
+                        ),
+                        retryable: true,
+                    });
+                }
+                () = until(idle_until) => {
+                    return Ok(Tried::Failed {
+                        error: format!(
+                            "timed out: no heartbeat for longer than its idle_timeout ({})",
+                            seconds(idle.unwrap_or_default())
+                        ),
+                        retryable: true,
+                    });
+                }
+                () = beats.notified(), if idle.is_some() => {
+                    idle_until = idle.map(|idle| tokio::time::Instant::now() + idle);
+                }
+            }
+        }
+    }
+
+    /// Records a failed attempt that will be tried again after `wait`, and waits: here,
+    /// when the wait is short, or without a lease or worker (the run `waiting`) when it is
+    /// long. `Some` when this attempt at the run ends instead (it waits elsewhere, was
+    /// cancelled meanwhile, or was superseded).
+    async fn retry(
+        &self,
+        at: Step3<'_>,
+        max_attempts: u32,
+        (duration_ms, duration_db): (u64, i32),
+        error: &str,
+        wait: Duration,
+    ) -> Result<Option<Outcome>> {
+        if let Some(deadline) = self.deadline
+            && tokio::time::Instant::now() + wait >= deadline
+        {
+            let message = format!(
+                "node {} failed: {error}; trying again in {} would exceed the run's run_timeout ({})",
+                at.node,
+                seconds(wait),
+                seconds(self.graph.run_timeout().unwrap_or_default())
+            );
+            return self
+                .fail(at, (duration_ms, duration_db), message)
+                .await
+                .map(Some);
+        }
+
+        let released = self.hold_waits_up_to.is_some_and(|hold| wait > hold);
+        let stage_error = format!(
+            "{error} (attempt {} of {max_attempts}; trying again in {})",
+            at.attempt,
+            seconds(wait)
+        );
+        let failure = AttemptFailure {
+            run_id: self.run_id,
+            node: at.node,
+            iteration: at.iteration,
+            attempt: at.attempt,
+            duration_ms: duration_db,
+            error: &stage_error,
+            retry: if released {
+                Retry::Later { wait }
+            } else {
+                Retry::Here
+            },
+        };
+        if !self.journal.attempt_failed(&failure).await? {
+            return self.superseded(at, duration_db).await.map(Some);
+        }
+        self.node_failed(at, duration_ms, &stage_error);
+        self.observer.on_event(&Event::NodeRetrying {
+            run_id: self.run_id,
+            node: at.node.to_owned(),
+            iteration: at.iteration,
+            attempt: at.attempt + 1,
+            max_attempts,
+            retry_in_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            released,
+            error: error.to_owned(),
+        });
+        if released {
+            return Ok(Some(Outcome::Waiting));
+        }
+        tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => {
+                let next = Step3 { attempt: at.attempt + 1, ..at };
+                self.close_cancelled(next, 0).await?;
+                self.node_failed(next, 0, CANCELLED);
+                Ok(Some(Outcome::Cancelled))
+            }
+            () = tokio::time::sleep(wait) => Ok(None),
+        }
+    }
+
     /// Records a node's failure, which fails the run.
     async fn fail(
         &self,
-        node: &str,
-        iteration: u32,
+        at: Step3<'_>,
         (duration_ms, duration_db): (u64, i32),
         message: String,
     ) -> Result<Outcome> {
         let failure = NodeFailure {
             run_id: self.run_id,
-            node,
-            iteration,
+            node: at.node,
+            iteration: at.iteration,
+            attempt: at.attempt,
             duration_ms: duration_db,
             error: &message,
             run_error: Some(&message),
         };
         if !self.journal.node_failed(&failure).await? {
-            return self.superseded(node, iteration, duration_db).await;
+            return self.superseded(at, duration_db).await;
         }
-        self.node_failed(node, iteration, duration_ms, &message);
+        self.node_failed(at, duration_ms, &message);
         Ok(Outcome::Failed(message))
     }
 
     /// The run's status changed under this attempt (a cancel from another process, say), so
     /// its last write was refused: if the run was cancelled, close the node's stage.
-    async fn superseded(&self, node: &str, iteration: u32, duration_db: i32) -> Result<Outcome> {
-        self.close_cancelled(node, iteration, duration_db).await?;
+    async fn superseded(&self, at: Step3<'_>, duration_db: i32) -> Result<Outcome> {
+        self.close_cancelled(at, duration_db).await?;
         Ok(Outcome::Superseded)
     }
 
     /// Marks the node's stage `failed` as cancelled, if the run was cancelled.
-    async fn close_cancelled(&self, node: &str, iteration: u32, duration_db: i32) -> Result<()> {
+    async fn close_cancelled(&self, at: Step3<'_>, duration_db: i32) -> Result<()> {
         let failure = NodeFailure {
             run_id: self.run_id,
-            node,
-            iteration,
+            node: at.node,
+            iteration: at.iteration,
+            attempt: at.attempt,
             duration_ms: duration_db,
             error: CANCELLED,
             run_error: None,
@@ -280,30 +455,25 @@ impl Engine<'_> {
         Ok(())
     }
 
-    fn node_failed(&self, node: &str, iteration: u32, duration_ms: u64, error: &str) {
+    fn node_failed(&self, at: Step3<'_>, duration_ms: u64, error: &str) {
         self.observer.on_event(&Event::NodeCompleted {
             run_id: self.run_id,
-            node: node.to_owned(),
-            iteration,
+            node: at.node.to_owned(),
+            iteration: at.iteration,
+            attempt: at.attempt,
             duration_ms,
             output: None,
             error: Some(error.to_owned()),
         });
     }
 
-    fn node_committed(
-        &self,
-        node: &str,
-        iteration: u32,
-        duration_ms: u64,
-        output: &Value,
-        route: &Route,
-    ) {
-        let run_id = self.run_id;
+    fn node_committed(&self, at: Step3<'_>, duration_ms: u64, output: &Value, route: &Route) {
+        let (run_id, node, iteration) = (self.run_id, at.node, at.iteration);
         self.observer.on_event(&Event::NodeCompleted {
             run_id,
             node: node.to_owned(),
             iteration,
+            attempt: at.attempt,
             duration_ms,
             output: Some(output.clone()),
             error: None,
@@ -322,4 +492,44 @@ impl Engine<'_> {
             iteration,
         });
     }
+}
+
+/// Which stage: an attempt at a node at a step.
+#[derive(Debug, Clone, Copy)]
+struct Step3<'a> {
+    node: &'a str,
+    iteration: u32,
+    attempt: u32,
+}
+
+/// How one attempt at a node ended.
+enum Tried {
+    /// It returned its update.
+    Done(AnyUpdate),
+    /// It failed (an error, or a timeout): tried again if `retryable` and attempts remain.
+    Failed { error: String, retryable: bool },
+    /// It failed in a way no retry helps (a panic, the run's deadline): the run fails with
+    /// this message.
+    Fatal(String),
+    /// The run was cancelled while it executed.
+    Cancelled,
+}
+
+/// Completes at `at`, or never.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A duration for messages: "2.5 s".
+fn seconds(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+/// A number in [0, 1), random enough for jitter (drawn from a v4 UUID's random bits).
+fn random_unit() -> f64 {
+    let bits = uuid::Uuid::new_v4().as_u64_pair().0 >> 11;
+    bits as f64 / (1u64 << 53) as f64
 }

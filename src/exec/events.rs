@@ -35,6 +35,8 @@ pub enum Event {
         node: String,
         /// Its step number.
         iteration: u32,
+        /// Which attempt at the step, from 1.
+        attempt: u32,
         /// The state's data it received.
         input: Value,
     },
@@ -46,6 +48,8 @@ pub enum Event {
         node: String,
         /// Its step number.
         iteration: u32,
+        /// Which attempt at the step, from 1.
+        attempt: u32,
         /// How long it took.
         duration_ms: u64,
         /// The state's data it returned, if it succeeded.
@@ -54,6 +58,27 @@ pub enum Event {
         /// Its error, if it failed.
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+    },
+    /// An attempt at a node failed and will be tried again (after `NodeCompleted` with its
+    /// error).
+    NodeRetrying {
+        /// The run.
+        run_id: RunId,
+        /// The node.
+        node: String,
+        /// Its step number.
+        iteration: u32,
+        /// The attempt to come, from 2.
+        attempt: u32,
+        /// The most attempts its retry policy allows.
+        max_attempts: u32,
+        /// How long until that attempt, in milliseconds.
+        retry_in_ms: u64,
+        /// Whether the run gives up its lease and worker meanwhile (a long wait): it is
+        /// `waiting`, and any worker continues it when it is due.
+        released: bool,
+        /// The failed attempt's error.
+        error: String,
     },
     /// The run moved along an edge, or ended at a node.
     EdgeTransition {
@@ -121,6 +146,14 @@ pub enum Event {
         /// What happened.
         reason: String,
     },
+    /// The run is `waiting` until `wake_at`, with no lease and no worker: this executor's
+    /// last event for it. Any worker continues it when it is due.
+    Waiting {
+        /// The run.
+        run_id: RunId,
+        /// When it is due.
+        wake_at: chrono::DateTime<chrono::Utc>,
+    },
     /// The run stopped.
     GraphCompleted {
         /// The run.
@@ -143,6 +176,8 @@ impl Event {
             Event::GraphStarted { run_id, .. }
             | Event::NodeStarted { run_id, .. }
             | Event::NodeCompleted { run_id, .. }
+            | Event::NodeRetrying { run_id, .. }
+            | Event::Waiting { run_id, .. }
             | Event::EdgeTransition { run_id, .. }
             | Event::CheckpointSaved { run_id, .. }
             | Event::CheckpointLoaded { run_id, .. }
@@ -155,6 +190,9 @@ impl Event {
 
     /// Whether this is the last event of a run's execution here.
     pub fn is_final(&self) -> bool {
-        matches!(self, Event::GraphCompleted { .. } | Event::Handover { .. })
+        matches!(
+            self,
+            Event::GraphCompleted { .. } | Event::Handover { .. } | Event::Waiting { .. }
+        )
     }
 }

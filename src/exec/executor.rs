@@ -228,7 +228,7 @@ impl Executor {
             )
             .await?
         };
-        Ok(self.spawn(def, run, lease, granted, Attempt::Fresh))
+        Ok(self.spawn(def, run, lease, granted, Attempt::Fresh, None))
     }
 
     /// Queues a run of `workflow` with `params` for a [`Worker`](crate::Worker), and returns
@@ -301,11 +301,12 @@ impl Executor {
         let attempt = Attempt::Resume {
             previous_error: reopened.previous_error,
         };
-        Ok(self.spawn(def, reopened.run, reopened.lease, granted, attempt))
+        Ok(self.spawn(def, reopened.run, reopened.lease, granted, attempt, None))
     }
 
-    /// Executes a run a worker claimed (fresh) or took over (resume) under `lease`, granted
-    /// by a statement sent at `granted`. Refused once shutdown has begun: the lease is then
+    /// Executes a run a worker claimed (fresh), took over (resume) or found due under
+    /// `lease`, granted by a statement sent at `granted`; backoffs longer than
+    /// `hold_waits_up_to` release it. Refused once shutdown has begun: the lease is then
     /// handed back at once.
     pub(crate) async fn execute_claimed(
         &self,
@@ -313,6 +314,7 @@ impl Executor {
         lease: Lease,
         granted: Instant,
         attempt: Attempt,
+        hold_waits_up_to: Duration,
     ) -> Result<Execution> {
         let accepted = match self.start_guard().await {
             Ok(guard) => self
@@ -324,7 +326,9 @@ impl Executor {
             Err(e) => Err(e),
         };
         match accepted {
-            Ok((_starting, def)) => Ok(self.spawn(def, run, lease, granted, attempt)),
+            Ok((_starting, def)) => {
+                Ok(self.spawn(def, run, lease, granted, attempt, Some(hold_waits_up_to)))
+            }
             Err(e) => {
                 let mut conn = self.inner.pool.get().await?;
                 runs::release(&mut conn, &[lease.token]).await?;
@@ -426,7 +430,8 @@ impl Executor {
 
     /// Starts the task executing `run` under `lease` (granted by a statement sent at
     /// `granted`), registered so that [`Executor::cancel`] reaches it and the heartbeat
-    /// renews its lease.
+    /// renews its lease. Backoffs longer than `hold_waits_up_to` release the run; `None`:
+    /// every backoff waits here (for runs a caller started and awaits).
     fn spawn(
         &self,
         def: WorkflowDef,
@@ -434,6 +439,7 @@ impl Executor {
         lease: Lease,
         granted: Instant,
         attempt: Attempt,
+        hold_waits_up_to: Option<Duration>,
     ) -> Execution {
         self.start_heartbeat();
         let (sender, events) = mpsc::unbounded_channel();
@@ -458,7 +464,7 @@ impl Executor {
                     record,
                     lease,
                     deadline,
-                    attempt,
+                    (attempt, hold_waits_up_to),
                     sender,
                     cancel,
                 )

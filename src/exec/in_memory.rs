@@ -40,7 +40,7 @@ use super::observer::Observers;
 use crate::error::Result;
 use crate::graph::{BoxFuture, DEFAULT_MAX_ITERATIONS, State, WorkflowState};
 use crate::model::{RunId, RunStatus, StateUpdate};
-use crate::store::journal::{Journal, Next, NodeCommit, NodeFailure};
+use crate::store::journal::{AttemptFailure, Journal, Next, NodeCommit, NodeFailure};
 use crate::workflow::params::Params;
 use crate::workflow::registry::WorkflowDef;
 use crate::workflow::runtime::Runtime;
@@ -102,17 +102,25 @@ pub async fn run_in_memory(
         observer: &Observers::new(),
         cancel: &CancellationToken::new(),
         run_id,
+        // In memory, every backoff is waited out here.
+        hold_waits_up_to: None,
+        deadline: instance
+            .graph
+            .run_timeout()
+            .map(|limit| tokio::time::Instant::now() + limit),
     };
     let cursor = Cursor::fresh(run_id, instance.initial)?;
     let initial = cursor.position.clone();
     let outcome = engine
-        .run(instance.graph.entry_point().to_owned(), cursor, 1)
+        .run(instance.graph.entry_point().to_owned(), cursor, 1, 1)
         .await?;
     let recorded = journal.into_inner();
     let (status, error) = match outcome {
         Outcome::Completed => (RunStatus::Completed, None),
         Outcome::Failed(message) => (RunStatus::Failed, Some(message)),
         Outcome::Cancelled | Outcome::Superseded => (RunStatus::Cancelled, None),
+        // Not reached: nothing releases a run in memory.
+        Outcome::Waiting => (RunStatus::Waiting, None),
     };
     Ok(MemoryRun {
         status,
@@ -160,9 +168,15 @@ impl Journal for MemoryJournal {
     fn node_started<'a>(
         &'a self,
         _run_id: RunId,
-        _node: &'a str,
-        _iteration: u32,
+        _step: (&'a str, u32, u32),
         _input: &'a Value,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async { Ok(true) })
+    }
+
+    fn attempt_failed<'a>(
+        &'a self,
+        _failure: &'a AttemptFailure<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async { Ok(true) })
     }

@@ -69,19 +69,36 @@ impl Observer for TracingObserver {
                 run_id,
                 node,
                 iteration,
+                attempt,
                 ..
             } => {
-                tracing::debug!(%run_id, node, iteration, "node started")
+                tracing::debug!(%run_id, node, iteration, attempt, "node started")
+            }
+            Event::NodeRetrying {
+                run_id,
+                node,
+                iteration,
+                attempt,
+                max_attempts,
+                retry_in_ms,
+                released,
+                error,
+            } => {
+                tracing::warn!(%run_id, node, iteration, attempt, max_attempts, retry_in_ms, released, error, "node failed; trying again")
+            }
+            Event::Waiting { run_id, wake_at } => {
+                tracing::info!(%run_id, %wake_at, "run waiting, without a worker, until it is due")
             }
             Event::NodeCompleted {
                 run_id,
                 node,
                 iteration,
+                attempt,
                 duration_ms,
                 error,
                 ..
             } => {
-                tracing::debug!(%run_id, node, iteration, duration_ms, error, "node completed")
+                tracing::debug!(%run_id, node, iteration, attempt, duration_ms, error, "node completed")
             }
             Event::EdgeTransition {
                 run_id,

@@ -5,10 +5,12 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use super::node::node_from_fn;
 use super::{
-    BoxError, Edge, Graph, Node, NodeContext, Predicate, SnapshotPolicy, State, WorkflowState,
+    BoxError, Edge, Graph, Node, NodeContext, NodePolicy, Predicate, SnapshotPolicy, State,
+    WorkflowState,
 };
 
 /// How many node executions a run may make unless its factory or executor says otherwise.
@@ -162,6 +164,9 @@ pub struct GraphBuilder<S: WorkflowState = State, D = ()> {
     exit_points: Vec<String>,
     max_iterations: Option<u32>,
     snapshots: SnapshotPolicy,
+    policies: Vec<(String, NodePolicy)>,
+    default_policy: NodePolicy,
+    run_timeout: Option<Duration>,
     duplicate: Option<String>,
     foreign_handle: bool,
 }
@@ -177,6 +182,9 @@ impl<S: WorkflowState, D> Default for GraphBuilder<S, D> {
             exit_points: Vec::new(),
             max_iterations: None,
             snapshots: SnapshotPolicy::default(),
+            policies: Vec::new(),
+            default_policy: NodePolicy::default(),
+            run_timeout: None,
             duplicate: None,
             foreign_handle: false,
         }
@@ -323,6 +331,44 @@ impl<S: WorkflowState, D> GraphBuilder<S, D> {
         self
     }
 
+    /// How `node` is tried: its retries and timeouts (see [`NodePolicy`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use workflows::{GraphBuilder, NodePolicy, RetryPolicy, State};
+    ///
+    /// let mut g = GraphBuilder::new();
+    /// let call = g.node("call", |s: State, _| async move { Ok(s) });
+    /// g.policy(call, NodePolicy::new().retry(RetryPolicy::attempts(5)).timeout(Duration::from_secs(30)))
+    ///     .start_at(call)
+    ///     .end_at(call);
+    /// let graph = g.build().unwrap();
+    /// assert_eq!(graph.policy("call").retries().max_attempts(), 5);
+    /// ```
+    pub fn policy(&mut self, node: NodeHandle<S>, policy: NodePolicy) -> &mut Self {
+        let node = self.name_of(node);
+        self.set_node_policy(node, policy)
+    }
+
+    /// Sets a node's policy by name; see [`GraphBuilder::policy`].
+    pub fn set_node_policy(&mut self, node: impl Into<String>, policy: NodePolicy) -> &mut Self {
+        self.policies.push((node.into(), policy));
+        self
+    }
+
+    /// The policy of every node without one of its own (default: one attempt, no timeout).
+    pub fn default_policy(&mut self, policy: NodePolicy) -> &mut Self {
+        self.default_policy = policy;
+        self
+    }
+
+    /// Bounds how long a run may take from its start, across attempts, backoffs and
+    /// resumes: past it, the node executing is stopped and the run fails saying so.
+    pub fn run_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.run_timeout = Some(timeout);
+        self
+    }
+
     /// Checks the declaration and returns the runnable graph.
     pub fn build(self) -> Result<Graph<S, D>, GraphError> {
         if self.nodes.is_empty() {
@@ -354,6 +400,9 @@ impl<S: WorkflowState, D> GraphBuilder<S, D> {
                 })
             }
         };
+        for (node, _) in &self.policies {
+            known(node, "node policy")?;
+        }
         for edge in &self.edges {
             known(&edge.from, "edge source")?;
             known(&edge.to, "edge target")?;
@@ -389,6 +438,9 @@ impl<S: WorkflowState, D> GraphBuilder<S, D> {
             exit_points: self.exit_points,
             max_iterations: self.max_iterations,
             snapshots: self.snapshots,
+            policies: self.policies.into_iter().collect(),
+            default_policy: self.default_policy,
+            run_timeout: self.run_timeout,
         })
     }
 }

@@ -2,8 +2,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::time::Duration;
 
-use super::{Node, Predicate, SnapshotPolicy, State, WorkflowState};
+use super::{Node, NodePolicy, Predicate, SnapshotPolicy, State, WorkflowState};
 
 /// An edge from one node to another, taken when its predicate holds (or always, without one).
 pub struct Edge<S = State> {
@@ -63,6 +64,11 @@ pub struct Graph<S: WorkflowState = State, D = ()> {
     /// What the factory set; the executor's default otherwise.
     pub(crate) max_iterations: Option<u32>,
     pub(crate) snapshots: SnapshotPolicy,
+    /// Policies of the nodes that have one of their own.
+    pub(crate) policies: HashMap<String, NodePolicy>,
+    /// The policy of every other node.
+    pub(crate) default_policy: NodePolicy,
+    pub(crate) run_timeout: Option<Duration>,
 }
 
 impl<S: WorkflowState, D> Clone for Graph<S, D> {
@@ -75,11 +81,24 @@ impl<S: WorkflowState, D> Clone for Graph<S, D> {
             exit_points: self.exit_points.clone(),
             max_iterations: self.max_iterations,
             snapshots: self.snapshots,
+            policies: self.policies.clone(),
+            default_policy: self.default_policy.clone(),
+            run_timeout: self.run_timeout,
         }
     }
 }
 
 impl<S: WorkflowState, D> Graph<S, D> {
+    /// How `node` is tried: its own policy, or the graph's default.
+    pub fn policy(&self, node: &str) -> &NodePolicy {
+        self.policies.get(node).unwrap_or(&self.default_policy)
+    }
+
+    /// The longest a run may take from its start, if the factory bounded it.
+    pub fn run_timeout(&self) -> Option<Duration> {
+        self.run_timeout
+    }
+
     /// The node names, in the order they were added.
     pub fn node_names(&self) -> impl Iterator<Item = &str> {
         self.node_order.iter().map(String::as_str)

@@ -4,13 +4,16 @@
 
 use std::any::{Any, type_name};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::routing::{Route, route};
 use super::value::ValueError;
-use super::{BoxError, BoxFuture, Graph, NodeContext, SnapshotPolicy, State, WorkflowState};
+use super::{
+    BoxError, BoxFuture, Graph, NodeContext, NodePolicy, SnapshotPolicy, State, WorkflowState,
+};
 use crate::model::RunId;
 
 /// A node's update, its type erased (an `S::Update`).
@@ -68,7 +71,11 @@ pub(crate) struct NodeCall<'a> {
     pub(crate) run_id: RunId,
     pub(crate) node: &'a str,
     pub(crate) iteration: u32,
+    /// Which attempt at this step, from 1.
+    pub(crate) attempt: u32,
     pub(crate) cancel: CancellationToken,
+    /// Told of the node's heartbeats.
+    pub(crate) beats: Arc<tokio::sync::Notify>,
     pub(crate) deps: &'a AnyDeps,
 }
 
@@ -80,6 +87,10 @@ pub(crate) trait AnyGraph: Send + Sync {
     fn max_iterations(&self) -> Option<u32>;
     /// What stages store.
     fn snapshots(&self) -> SnapshotPolicy;
+    /// How `node` is tried (the graph's default policy for a node without one).
+    fn policy(&self, node: &str) -> &NodePolicy;
+    /// The longest a run may take, from its start, if the factory bounded it.
+    fn run_timeout(&self) -> Option<Duration>;
     /// Executes `call.node` on a copy of `state`; `None` if there is no such node.
     fn run_node(
         &self,
@@ -105,6 +116,14 @@ impl<S: WorkflowState, D: Send + Sync + 'static> AnyGraph for Graph<S, D> {
         Graph::snapshots(self)
     }
 
+    fn policy(&self, node: &str) -> &NodePolicy {
+        Graph::policy(self, node)
+    }
+
+    fn run_timeout(&self) -> Option<Duration> {
+        Graph::run_timeout(self)
+    }
+
     fn run_node(
         &self,
         state: &dyn DynState,
@@ -115,8 +134,15 @@ impl<S: WorkflowState, D: Send + Sync + 'static> AnyGraph for Graph<S, D> {
             state.as_any().downcast_ref::<S>().cloned(),
             Arc::clone(call.deps).downcast::<D>().ok(),
         );
-        let ctx =
-            |deps| NodeContext::new(call.run_id, call.node, call.iteration, call.cancel, deps);
+        let ctx = |deps| {
+            NodeContext::new(
+                call.run_id,
+                (call.node, call.iteration, call.attempt),
+                call.cancel,
+                call.beats,
+                deps,
+            )
+        };
         Some(match typed {
             (Some(state), Some(deps)) => {
                 let running = node(state, ctx(deps));

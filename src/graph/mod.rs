@@ -7,6 +7,10 @@
 //! that is not an exit point and has no edge that holds fails it; `max_iterations` (default
 //! 1000) bounds cycles.
 //!
+//! Each node may have a [`NodePolicy`]: retries with backoff ([`RetryPolicy`]; an error is
+//! tried again only if it is marked [retryable](NodeError::retryable) or the policy's
+//! classifier says so) and timeouts per attempt.
+//!
 //! The state is the workflow's own type, a [`WorkflowState`]; the JSON [`State`] is one, for
 //! workflows whose data is only known at run time.
 //!
@@ -19,6 +23,8 @@ mod builder;
 mod definition;
 pub(crate) mod erased;
 mod node;
+mod node_error;
+mod node_policy;
 mod predicate;
 pub(crate) mod routing;
 mod snapshot_policy;
@@ -29,6 +35,8 @@ mod workflow_state;
 pub use builder::{DEFAULT_MAX_ITERATIONS, GraphBuilder, GraphError, NodeHandle};
 pub use definition::{Edge, Graph};
 pub use node::{BoxError, BoxFuture, Node, NodeContext};
+pub use node_error::{NodeError, NodeErrorKind};
+pub use node_policy::{NodePolicy, RetryPolicy};
 pub use predicate::Predicate;
 pub use snapshot_policy::SnapshotPolicy;
 pub use state::State;

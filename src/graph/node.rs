@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{State, WorkflowState};
@@ -41,7 +42,10 @@ pub struct NodeContext<D = ()> {
     run_id: Option<RunId>,
     node: Arc<str>,
     iteration: u32,
+    attempt: u32,
     cancel: CancellationToken,
+    /// Told of each heartbeat: what an idle timeout waits on.
+    beats: Arc<Notify>,
     deps: Arc<D>,
 }
 
@@ -51,7 +55,9 @@ impl<D> Clone for NodeContext<D> {
             run_id: self.run_id,
             node: Arc::clone(&self.node),
             iteration: self.iteration,
+            attempt: self.attempt,
             cancel: self.cancel.clone(),
+            beats: Arc::clone(&self.beats),
             deps: Arc::clone(&self.deps),
         }
     }
@@ -63,6 +69,7 @@ impl<D> fmt::Debug for NodeContext<D> {
             .field("run_id", &self.run_id)
             .field("node", &self.node)
             .field("iteration", &self.iteration)
+            .field("attempt", &self.attempt)
             .field("deps", &std::any::type_name::<D>())
             .finish_non_exhaustive()
     }
@@ -84,26 +91,31 @@ impl NodeContext {
             run_id: None,
             node: node.into(),
             iteration,
+            attempt: 1,
             cancel: CancellationToken::new(),
+            beats: Arc::new(Notify::new()),
             deps: Arc::new(()),
         }
     }
 }
 
 impl<D> NodeContext<D> {
-    /// The context of `node` at step `iteration` of run `run_id`, stopped by `cancel`.
+    /// The context of attempt `attempt` at `node`, at step `iteration` of run `run_id`,
+    /// stopped by `cancel`, its heartbeats told to `beats`.
     pub(crate) fn new(
         run_id: RunId,
-        node: &str,
-        iteration: u32,
+        (node, iteration, attempt): (&str, u32, u32),
         cancel: CancellationToken,
+        beats: Arc<Notify>,
         deps: Arc<D>,
     ) -> Self {
         NodeContext {
             run_id: Some(run_id),
             node: node.into(),
             iteration,
+            attempt,
             cancel,
+            beats,
             deps,
         }
     }
@@ -114,7 +126,9 @@ impl<D> NodeContext<D> {
             run_id: self.run_id,
             node: self.node,
             iteration: self.iteration,
+            attempt: self.attempt,
             cancel: self.cancel,
+            beats: self.beats,
             deps: deps.into(),
         }
     }
@@ -138,6 +152,18 @@ impl<D> NodeContext<D> {
     /// The run's step number for this execution of the node, from 1.
     pub fn iteration(&self) -> u32 {
         self.iteration
+    }
+
+    /// Which attempt at this step this is, from 1 (see [`RetryPolicy`](crate::RetryPolicy)).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Says the node is alive and making progress: it restarts the attempt's
+    /// [idle timeout](crate::NodePolicy::idle_timeout). Call it for each chunk of a long
+    /// streaming call.
+    pub fn heartbeat(&self) {
+        self.beats.notify_one();
     }
 
     /// Whether the run has been asked to stop.

@@ -15,7 +15,7 @@ use crate::{Error, ErrorKind};
 pub struct ErrorBody {
     /// What was wrong and, where the caller can fix it, how.
     #[schema(
-        example = "invalid status \"done\": expected one of pending, running, completed, failed, cancelled"
+        example = "invalid status \"done\": expected one of pending, running, waiting, completed, failed, cancelled"
     )]
     pub error: String,
     /// The HTTP status code, repeated for clients that only keep the body.

@@ -85,6 +85,8 @@ fn progress_event(event: &Event) -> Option<SseEvent> {
         Event::NodeStarted { .. } => "stage.start",
         Event::NodeCompleted { .. } => "stage.complete",
         Event::EdgeTransition { .. } => "decision",
+        Event::NodeRetrying { .. } => "stage.retry",
+        Event::Waiting { .. } => "waiting",
         _ => return None,
     };
     Some(json_event(name, event))

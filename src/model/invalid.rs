@@ -9,7 +9,7 @@ use std::fmt;
 /// let err = "done".parse::<workflows::RunStatus>().unwrap_err();
 /// assert_eq!(
 ///     err.to_string(),
-///     r#"invalid status "done": expected one of pending, running, completed, failed, cancelled"#
+///     r#"invalid status "done": expected one of pending, running, waiting, completed, failed, cancelled"#
 /// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]

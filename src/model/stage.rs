@@ -1,4 +1,4 @@
-//! A stage: one execution of one node of a run.
+//! A stage: one attempt at one node of a run.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{RawJson, RunId, StageStatus};
 
-/// One execution of one node of a run.
+/// One attempt at one node of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 #[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
@@ -17,8 +17,14 @@ pub struct Stage {
     pub run_id: RunId,
     /// The node executed.
     pub node_name: String,
-    /// The run's step number when the node executed, from 1; unique per (run, node).
+    /// The run's step number when the node executed, from 1.
     pub iteration: i32,
+    /// Which attempt at the step this is, from 1: a node its retry policy tried again has a
+    /// stage per attempt, each failed but the last. (run, node, iteration, attempt) is
+    /// unique. Stages the Go service wrote are attempt 1. Left out of the JSON when 1, so
+    /// that a stage nothing retried has the Go service's shape exactly.
+    #[serde(default = "first_attempt", skip_serializing_if = "is_first_attempt")]
+    pub attempt: i32,
     /// Its outcome.
     pub status: StageStatus,
     /// The whole state the node received, when stored: for the first stage of each attempt
@@ -43,4 +49,13 @@ pub struct Stage {
     pub error_message: Option<String>,
     /// When the node started.
     pub created_at: DateTime<Utc>,
+}
+
+fn first_attempt() -> i32 {
+    1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's signature
+fn is_first_attempt(attempt: &i32) -> bool {
+    *attempt == 1
 }

@@ -68,6 +68,9 @@ text_enum! {
         Pending => "pending",
         /// Executing.
         Running => "running",
+        /// Not executing until it is due (`wake_at`): waiting out a retry's backoff, with no
+        /// lease and no worker; any worker continues it then.
+        Waiting => "waiting",
         /// Reached an exit point.
         Completed => "completed",
         /// Stopped by an error; may be resumed.

@@ -33,7 +33,7 @@ impl RunFilters {
     /// let err = RunFilters::from_query("status=done").unwrap_err();
     /// assert_eq!(
     ///     err.to_string(),
-    ///     r#"invalid status "done": expected one of pending, running, completed, failed, cancelled"#
+    ///     r#"invalid status "done": expected one of pending, running, waiting, completed, failed, cancelled"#
     /// );
     /// ```
     pub fn from_query(query: &str) -> Result<Self> {

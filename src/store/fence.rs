@@ -29,6 +29,8 @@ use crate::store::schema::{checkpoints, decisions, runs, stages};
 pub(crate) const HELD_RUN: &str = "held_run";
 /// The name of the part that completes a node's stage: what [`completed_stage`] reads.
 pub(crate) const COMPLETED_STAGE: &str = "completed_stage";
+/// The name of the part that fails a retried attempt's stage: what [`failed_stage`] reads.
+pub(crate) const FAILED_STAGE: &str = "failed_stage";
 /// The name of the part that records a node's decision: what [`decided`] reads.
 pub(crate) const DECIDED: &str = "decided";
 /// The name of the part that saves a run's checkpoint: what [`checkpointed`] reads.
@@ -51,6 +53,14 @@ mod pseudo_tables {
     }
 
     diesel::table! {
+        /// The stage of an attempt that failed and is tried again: the part named
+        /// `failed_stage`.
+        failed_stage (run_id) {
+            run_id -> Uuid,
+        }
+    }
+
+    diesel::table! {
         /// The decision a node commit recorded: the part named `decided`.
         decided (run_id) {
             run_id -> Uuid,
@@ -65,7 +75,7 @@ mod pseudo_tables {
     }
 }
 
-pub(crate) use pseudo_tables::{checkpointed, completed_stage, decided, held_run};
+pub(crate) use pseudo_tables::{checkpointed, completed_stage, decided, failed_stage, held_run};
 
 diesel::allow_tables_to_appear_in_same_query!(held_run, completed_stage);
 diesel::allow_tables_to_appear_in_same_query!(held_run, runs);
@@ -76,6 +86,9 @@ diesel::allow_tables_to_appear_in_same_query!(completed_stage, runs);
 diesel::allow_tables_to_appear_in_same_query!(completed_stage, stages);
 diesel::allow_tables_to_appear_in_same_query!(completed_stage, checkpoints);
 diesel::allow_tables_to_appear_in_same_query!(completed_stage, decisions);
+diesel::allow_tables_to_appear_in_same_query!(held_run, failed_stage);
+diesel::allow_tables_to_appear_in_same_query!(failed_stage, runs);
+diesel::allow_tables_to_appear_in_same_query!(failed_stage, stages);
 diesel::allow_tables_to_appear_in_same_query!(decided, runs);
 diesel::allow_tables_to_appear_in_same_query!(decided, checkpoints);
 diesel::allow_tables_to_appear_in_same_query!(checkpointed, runs);

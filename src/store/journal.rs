@@ -39,6 +39,8 @@ pub(crate) struct NodeCommit<'a> {
     pub(crate) run_id: RunId,
     pub(crate) node: &'a str,
     pub(crate) iteration: u32,
+    /// The attempt that completed, from 1.
+    pub(crate) attempt: u32,
     pub(crate) duration_ms: i32,
     /// What the node changed (a [`StateUpdate`](crate::model::StateUpdate)).
     pub(crate) update: &'a Value,
@@ -58,6 +60,8 @@ pub(crate) struct NodeFailure<'a> {
     pub(crate) run_id: RunId,
     pub(crate) node: &'a str,
     pub(crate) iteration: u32,
+    /// The attempt that failed, from 1.
+    pub(crate) attempt: u32,
     pub(crate) duration_ms: i32,
     /// What the stage records.
     pub(crate) error: &'a str,
@@ -66,24 +70,51 @@ pub(crate) struct NodeFailure<'a> {
     pub(crate) run_error: Option<&'a str>,
 }
 
+/// When a failed attempt is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// After a short wait in this process: the next attempt's stage starts now.
+    Here,
+    /// After `wait`: the run gives up its lease and worker, `waiting` until it is due.
+    Later { wait: std::time::Duration },
+}
+
+/// An attempt that failed and will be tried again: its stage fails, and the next attempt
+/// follows as `retry` says.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AttemptFailure<'a> {
+    pub(crate) run_id: RunId,
+    pub(crate) node: &'a str,
+    pub(crate) iteration: u32,
+    pub(crate) attempt: u32,
+    pub(crate) duration_ms: i32,
+    /// What the failed attempt's stage records.
+    pub(crate) error: &'a str,
+    pub(crate) retry: Retry,
+}
+
 /// Durable writes of an executing run. Each returns whether the run was still running under
 /// this attempt's lease when the write was made: `false` means someone else changed it (a
 /// cancel, or a takeover after this attempt lost its lease) and nothing was written, so the
 /// attempt must stop. An `Err` is a write that failed: the database refused it, or stayed
 /// out of reach for as long as the lease surely held.
 pub(crate) trait Journal: Send + Sync {
-    /// The stage of `node` starts (the first node of an attempt, from the whole state
+    /// The stage of attempt `attempt` at `node`, step `iteration` (`step`), starts (the
+    /// first node of an attempt, from the whole state
     /// `input`; later ones start in [`Journal::node_completed`]).
     fn node_started<'a>(
         &'a self,
         run_id: RunId,
-        node: &'a str,
-        iteration: u32,
+        step: (&'a str, u32, u32),
         input: &'a Value,
     ) -> BoxFuture<'a, Result<bool>>;
 
     /// A node completed: see [`NodeCommit`].
     fn node_completed<'a>(&'a self, commit: &'a NodeCommit<'a>) -> BoxFuture<'a, Result<bool>>;
+
+    /// An attempt at a node failed and will be tried again: see [`AttemptFailure`].
+    fn attempt_failed<'a>(&'a self, failure: &'a AttemptFailure<'a>)
+    -> BoxFuture<'a, Result<bool>>;
 
     /// A node failed: its stage fails, and the run with it unless it was cancelled.
     fn node_failed<'a>(&'a self, failure: &'a NodeFailure<'a>) -> BoxFuture<'a, Result<bool>>;

@@ -15,6 +15,7 @@
 //! idempotent (it completes a stage only from `started`, and everything else depends on
 //! that). Past the deadline another worker may own the run, so it stops trying.
 
+use diesel::data_types::PgInterval;
 use diesel::dsl::exists;
 use diesel::pg::Pg;
 use diesel::prelude::*;
@@ -32,10 +33,10 @@ use crate::store::backoff::Backoff;
 use crate::store::checkpoints::PgCheckpointStore;
 use crate::store::checkpoints::state_to_json;
 use crate::store::fence::{
-    self, CHECKPOINTED, COMPLETED_STAGE, DECIDED, HELD_RUN, checkpointed, completed_stage, decided,
-    held_run,
+    self, CHECKPOINTED, COMPLETED_STAGE, DECIDED, FAILED_STAGE, HELD_RUN, checkpointed,
+    completed_stage, decided, failed_stage, held_run,
 };
-use crate::store::journal::{Journal, Next, NodeCommit, NodeFailure};
+use crate::store::journal::{AttemptFailure, Journal, Next, NodeCommit, NodeFailure, Retry};
 use crate::store::lease::Lease;
 use crate::store::lease::LeaseDeadline;
 use crate::store::run_connections::RunConnections;
@@ -61,6 +62,19 @@ pub(crate) struct ResumePoint {
     pub(crate) checkpoint: Option<State>,
 }
 
+/// Where a `waiting` run that came due continues: the attempt after its last failed one.
+#[derive(Debug)]
+pub(crate) struct DuePoint {
+    /// The node whose attempt failed.
+    pub(crate) node: String,
+    /// Its step number.
+    pub(crate) iteration: u32,
+    /// The attempt that failed.
+    pub(crate) attempt: u32,
+    /// The run's checkpoint: the state that node starts from (none if it is the first).
+    pub(crate) checkpoint: Option<State>,
+}
+
 /// What a write looks like once it has landed: how to tell, after a connection broke,
 /// whether the statement it was sending had committed.
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +83,7 @@ enum Landed<'a> {
     Stage {
         node: &'a str,
         iteration: u32,
+        attempt: u32,
         status: StageStatus,
     },
     /// The run has `status` and this journal's token.
@@ -169,12 +184,39 @@ impl PgJournal {
         }
     }
 
+    /// Where the run continues now that it is due, read under its lease.
+    pub(crate) async fn due_point(&self) -> Result<DuePoint> {
+        let mut conn = self.pool.get().await?;
+        let last: Option<(String, i32, i32)> = stages::table
+            .filter(stages::run_id.eq(self.lease.run_id))
+            .order_by((stages::iteration.desc(), stages::attempt.desc()))
+            .select((stages::node_name, stages::iteration, stages::attempt))
+            .first(&mut *conn)
+            .await
+            .optional()?;
+        let Some((node, iteration, attempt)) = last else {
+            return Err(Error::Value {
+                container: "run",
+                key: self.lease.run_id.to_string(),
+                reason: "it was waiting, but it has no stage to try again".to_owned(),
+            });
+        };
+        let checkpoint = PgCheckpointStore::load_with(&mut conn, self.lease.run_id).await?;
+        Ok(DuePoint {
+            node,
+            iteration: u32::try_from(iteration).unwrap_or(0),
+            attempt: u32::try_from(attempt).unwrap_or(0),
+            checkpoint,
+        })
+    }
+
     /// Whether the write described by `landed` is in the database.
     async fn has_landed(&self, conn: &mut AsyncPgConnection, landed: Landed<'_>) -> Result<bool> {
         Ok(match landed {
             Landed::Stage {
                 node,
                 iteration,
+                attempt,
                 status,
             } => {
                 diesel::select(exists(
@@ -182,6 +224,7 @@ impl PgJournal {
                         .filter(stages::run_id.eq(self.lease.run_id))
                         .filter(stages::node_name.eq(node))
                         .filter(stages::iteration.eq(step(iteration)))
+                        .filter(stages::attempt.eq(step(attempt)))
                         .filter(stages::status.eq(status)),
                 ))
                 .get_result(conn)
@@ -204,12 +247,13 @@ impl PgJournal {
 /// Inserts the `started` stage of `$node` at step `$iteration` for the run found in
 /// `$source` (the locked run, or the stage a commit completed).
 macro_rules! start_stage {
-    ($source:ident :: $run_id:ident, $node:expr, $iteration:expr, $input:expr) => {
+    ($source:ident :: $run_id:ident, $node:expr, $iteration:expr, $attempt:expr, $input:expr) => {
         diesel::insert_into(stages::table)
             .values($source::table.select((
                 $source::$run_id,
                 $node.into_sql::<Text>(),
                 step($iteration).into_sql::<Integer>(),
+                step($attempt).into_sql::<Integer>(),
                 StageStatus::Started.into_sql::<Text>(),
                 $input.into_sql::<Nullable<Jsonb>>(),
             )))
@@ -217,6 +261,7 @@ macro_rules! start_stage {
                 stages::run_id,
                 stages::node_name,
                 stages::iteration,
+                stages::attempt,
                 stages::status,
                 stages::input_snapshot,
             ))
@@ -244,23 +289,71 @@ impl Journal for PgJournal {
     fn node_started<'a>(
         &'a self,
         run_id: RunId,
-        node: &'a str,
-        iteration: u32,
+        (node, iteration, attempt): (&'a str, u32, u32),
         input: &'a serde_json::Value,
     ) -> BoxFuture<'a, Result<bool>> {
         debug_assert_eq!(run_id, self.lease.run_id);
         let lease = self.lease;
         Box::pin(self.write(
             move || {
-                AtomicStatement::new(start_stage!(held_run::id, node, iteration, Some(input)))
-                    .with_named(HELD_RUN, fence::running_under(lease))
+                AtomicStatement::new(start_stage!(
+                    held_run::id,
+                    node,
+                    iteration,
+                    attempt,
+                    Some(input)
+                ))
+                .with_named(HELD_RUN, fence::running_under(lease))
             },
             Landed::Stage {
                 node,
                 iteration,
+                attempt,
                 status: StageStatus::Started,
             },
         ))
+    }
+
+    fn attempt_failed<'a>(&'a self, f: &'a AttemptFailure<'a>) -> BoxFuture<'a, Result<bool>> {
+        let lease = self.lease;
+        let landed = Landed::Stage {
+            node: f.node,
+            iteration: f.iteration,
+            attempt: f.attempt,
+            status: StageStatus::Failed,
+        };
+        Box::pin(async move {
+            match f.retry {
+                Retry::Here => {
+                    self.write(
+                        || {
+                            AtomicStatement::new(start_stage!(
+                                failed_stage::run_id,
+                                f.node,
+                                f.iteration,
+                                f.attempt + 1,
+                                None::<&serde_json::Value>
+                            ))
+                            .with_named(HELD_RUN, fence::running_under(lease))
+                            .with_named(FAILED_STAGE, fail_attempt(f))
+                        },
+                        landed,
+                    )
+                    .await
+                }
+                Retry::Later { wait } => {
+                    self.write(
+                        || {
+                            AtomicStatement::new(wait_until_due(wait))
+                                .with_named(HELD_RUN, fence::running_under(lease))
+                                .with_named(FAILED_STAGE, fail_attempt(f))
+                        },
+                        landed,
+                    )
+                    .await
+                }
+            }
+        })
     }
 
     fn node_completed<'a>(&'a self, c: &'a NodeCommit<'a>) -> BoxFuture<'a, Result<bool>> {
@@ -270,6 +363,7 @@ impl Journal for PgJournal {
             let landed = Landed::Stage {
                 node: c.node,
                 iteration: c.iteration,
+                attempt: c.attempt,
                 status: StageStatus::Completed,
             };
             self.write(|| commit(c, lease, &state, keep), landed).await
@@ -284,6 +378,7 @@ impl Journal for PgJournal {
                     .filter(stages::run_id.eq(f.run_id))
                     .filter(stages::node_name.eq(f.node))
                     .filter(stages::iteration.eq(step(f.iteration)))
+                    .filter(stages::attempt.eq(step(f.attempt)))
                     .filter(stages::status.eq(StageStatus::Started))
                     .filter(exists(held_run::table.select(held_run::id))),
             )
@@ -296,6 +391,7 @@ impl Journal for PgJournal {
         let landed = Landed::Stage {
             node: f.node,
             iteration: f.iteration,
+            attempt: f.attempt,
             status: StageStatus::Failed,
         };
         Box::pin(async move {
@@ -383,6 +479,7 @@ fn commit<'a>(
             .filter(stages::run_id.eq(c.run_id))
             .filter(stages::node_name.eq(c.node))
             .filter(stages::iteration.eq(step(c.iteration)))
+            .filter(stages::attempt.eq(step(c.attempt)))
             .filter(stages::status.eq(StageStatus::Started))
             .filter(exists(held_run::table.select(held_run::id))),
     )
@@ -418,6 +515,7 @@ fn commit<'a>(
             completed_stage::run_id,
             node,
             iteration,
+            1,
             c.next_input
         )),
         (Next::Complete { result }, true) => Box::new(end_run!(
@@ -488,5 +586,43 @@ fn end_held_run<'a>(
         runs::result.eq(result),
         runs::error_message.eq(error),
         runs::completed_at.eq(clock_timestamp().nullable()),
+    ))
+}
+
+/// Fails the `started` stage of a failed attempt, returning its run: the part a retry
+/// depends on.
+fn fail_attempt<'a>(
+    f: &'a AttemptFailure<'a>,
+) -> impl QueryFragment<Pg> + QueryId + Send + Sync + 'a {
+    diesel::update(
+        stages::table
+            .filter(stages::run_id.eq(f.run_id))
+            .filter(stages::node_name.eq(f.node))
+            .filter(stages::iteration.eq(step(f.iteration)))
+            .filter(stages::attempt.eq(step(f.attempt)))
+            .filter(stages::status.eq(StageStatus::Started))
+            .filter(exists(held_run::table.select(held_run::id))),
+    )
+    .set((
+        stages::status.eq(StageStatus::Failed),
+        stages::duration_ms.eq(f.duration_ms),
+        stages::error_message.eq(f.error),
+    ))
+    .returning(stages::run_id)
+}
+
+/// The run whose attempt failed → `waiting`, due after `wait`, its lease given up.
+fn wait_until_due(wait: std::time::Duration) -> impl QueryFragment<Pg> + QueryId + Send + Sync {
+    let wait = PgInterval::from_microseconds(i64::try_from(wait.as_micros()).unwrap_or(i64::MAX));
+    diesel::update(
+        runs::table.filter(runs::id.eq_any(failed_stage::table.select(failed_stage::run_id))),
+    )
+    .set((
+        runs::status.eq(RunStatus::Waiting),
+        runs::wake_at.eq((clock_timestamp() + wait).nullable()),
+        runs::owner.eq(None::<String>),
+        runs::lease_token.eq(None::<uuid::Uuid>),
+        runs::heartbeat_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+        runs::lease_expires_at.eq(None::<chrono::DateTime<chrono::Utc>>),
     ))
 }

@@ -41,6 +41,7 @@ row_of!(RunRow => Run from runs {
     completed_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    wake_at: Option<DateTime<Utc>>,
 });
 
 row_of!(StageRow => Stage from stages {
@@ -48,6 +49,7 @@ row_of!(StageRow => Stage from stages {
     run_id: RunId,
     node_name: String,
     iteration: i32,
+    attempt: i32,
     status: StageStatus,
     input_snapshot: Option<RawJson>,
     output_snapshot: Option<RawJson>,

@@ -42,7 +42,7 @@ use super::sql_functions::{clock_timestamp, db_now, gen_random_uuid};
 use crate::error::{Error, Result};
 use crate::model::{Run, RunId, RunStatus, StageStatus};
 
-use RunStatus::{Cancelled, Completed, Failed, Pending, Running};
+use RunStatus::{Cancelled, Completed, Failed, Pending, Running, Waiting};
 
 /// What a stage left `started` by a stopped attempt is marked with when its run resumes or
 /// is taken over.
@@ -187,6 +187,43 @@ pub(crate) async fn claim_pending(
             .set((
                 runs::status.eq(Running),
                 runs::started_at.eq(clock_timestamp().nullable()),
+                new_lease!(owner, lease),
+            ))
+            .returning((RunRow::as_returning(), runs::lease_token))
+            .get_results(conn)
+            .await?;
+    rows.into_iter().map(leased).collect()
+}
+
+/// Claims up to `limit` `waiting` runs of `workflows` that are due, longest due first, for
+/// `owner`: they go on where they waited. Rows another worker is claiming at the same moment
+/// are skipped, not waited for.
+pub(crate) async fn claim_due(
+    conn: &mut AsyncPgConnection,
+    workflows: &[String],
+    owner: &str,
+    lease: Duration,
+    limit: i64,
+) -> Result<Vec<(Run, Lease)>> {
+    let waiting = diesel::alias!(runs as waiting);
+    let due = waiting
+        .select(waiting.field(runs::id))
+        .filter(waiting.field(runs::status).eq(Waiting))
+        .filter(
+            waiting
+                .field(runs::wake_at)
+                .le(clock_timestamp().nullable()),
+        )
+        .filter(waiting.field(runs::workflow_name).eq_any(workflows))
+        .order_by(waiting.field(runs::wake_at).asc())
+        .limit(limit)
+        .for_update()
+        .skip_locked();
+    let rows: Vec<(RunRow, Option<Uuid>)> =
+        diesel::update(runs::table.filter(runs::id.eq_any(due)))
+            .set((
+                runs::status.eq(Running),
+                runs::wake_at.eq(None::<chrono::DateTime<chrono::Utc>>),
                 new_lease!(owner, lease),
             ))
             .returning((RunRow::as_returning(), runs::lease_token))
@@ -480,21 +517,22 @@ pub(crate) async fn release(conn: &mut AsyncPgConnection, tokens: &[Uuid]) -> Re
     .await?)
 }
 
-/// `pending` or `running` → `cancelled`. A running run's executor sees it at its next write
-/// at the latest (the [`Executor`](crate::Executor) also interrupts it at once when it runs
-/// in this process).
+/// `pending`, `running` or `waiting` → `cancelled`. A running run's executor sees it at its
+/// next write at the latest (the [`Executor`](crate::Executor) also interrupts it at once
+/// when it runs in this process); a waiting run is never continued.
 pub async fn cancel_run(conn: &mut AsyncPgConnection, id: RunId) -> Result<Run> {
     // Locked first, so that `completed_at` is read off the clock once a node commit in
     // flight has committed: the run ends after everything it recorded.
     let cancellable = runs::table
         .find(id)
-        .filter(runs::status.eq_any([Pending, Running]))
+        .filter(runs::status.eq_any([Pending, Running, Waiting]))
         .select(runs::id)
         .for_no_key_update();
     let cancel =
         diesel::update(runs::table.filter(runs::id.eq_any(held_run::table.select(held_run::id))))
             .set((
                 runs::status.eq(Cancelled),
+                runs::wake_at.eq(None::<chrono::DateTime<chrono::Utc>>),
                 runs::completed_at.eq(clock_timestamp().nullable()),
             ))
             .returning(RunRow::as_returning());

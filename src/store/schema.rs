@@ -41,6 +41,7 @@ diesel::table! {
         heartbeat_at -> Nullable<Timestamptz>,
         lease_expires_at -> Nullable<Timestamptz>,
         recoveries -> Int4,
+        wake_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -57,6 +58,7 @@ diesel::table! {
         error_message -> Nullable<Text>,
         created_at -> Timestamptz,
         state_update -> Nullable<Jsonb>,
+        attempt -> Int4,
     }
 }
 

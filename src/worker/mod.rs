@@ -85,6 +85,10 @@ pub struct WorkerConfig {
     /// When stopping, how long executing runs may take to finish before they are handed to
     /// other workers (default 30 s).
     pub drain: Duration,
+    /// The longest retry backoff a run waits out holding its worker slot and lease
+    /// (default 5 s). A longer one releases both: the run is `waiting` until it is due, and
+    /// any worker continues it then (at most a `poll_interval` late).
+    pub hold_waits_up_to: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -96,6 +100,7 @@ impl Default for WorkerConfig {
             max_recoveries: 3,
             retention: Retention::default(),
             drain: Duration::from_secs(30),
+            hold_waits_up_to: Duration::from_secs(5),
         }
     }
 }
@@ -134,6 +139,12 @@ impl WorkerConfig {
     /// How long executing runs may take to finish when the worker stops.
     pub fn drain(mut self, drain: Duration) -> Self {
         self.drain = drain;
+        self
+    }
+
+    /// The longest backoff waited out holding the run; see [`WorkerConfig::hold_waits_up_to`].
+    pub fn hold_waits_up_to(mut self, hold: Duration) -> Self {
+        self.hold_waits_up_to = hold;
         self
     }
 }
@@ -251,6 +262,23 @@ impl Worker {
         if free > 0 {
             let mut conn = self.executor.pool().get().await?;
             let granted = Instant::now();
+            let due = runs::claim_due(
+                &mut conn,
+                &names,
+                self.executor.owner(),
+                config.lease,
+                to_limit(free),
+            )
+            .await?;
+            drop(conn);
+            for (run, lease) in due {
+                started += usize::from(self.execute(run, lease, granted, Attempt::Due).await);
+            }
+        }
+        let free = self.slots.available_permits();
+        if free > 0 {
+            let mut conn = self.executor.pool().get().await?;
+            let granted = Instant::now();
             let claimed = runs::claim_pending(
                 &mut conn,
                 &names,
@@ -295,7 +323,7 @@ impl Worker {
         let run_id = run.id;
         match self
             .executor
-            .execute_claimed(run, lease, granted, attempt)
+            .execute_claimed(run, lease, granted, attempt, self.config.hold_waits_up_to)
             .await
         {
             Ok(execution) => {

@@ -14,6 +14,7 @@ mod keyset;
 mod layers;
 mod migrations;
 mod model_json;
+mod policies;
 mod registry;
 mod repository;
 mod schema_drift;

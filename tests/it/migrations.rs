@@ -15,7 +15,8 @@ const SECOND: &str = "20261125000002";
 const THIRD: &str = "20261125000003";
 const FOURTH: &str = "20261125000004";
 const FIFTH: &str = "20261202000005";
-const ALL: [&str; 5] = [FIRST, SECOND, THIRD, FOURTH, FIFTH];
+const SIXTH: &str = "20261202000006";
+const ALL: [&str; 6] = [FIRST, SECOND, THIRD, FOURTH, FIFTH, SIXTH];
 const LAST: &str = ALL[ALL.len() - 1];
 
 /// The migrations after the seed's, newest first: what reverting to the seed schema undoes.
@@ -219,10 +220,13 @@ async fn stages_are_indexed_by_id_and_by_their_unique_key_only() {
         .filter(|l| l.starts_with("index ") && l.contains(" ON S.stages "))
         .map(|l| l.split_whitespace().nth(1).unwrap_or_default().to_owned())
         .collect();
-    // (run_id, node_name, iteration) serves every lookup of a run's stages.
+    // (run_id, node_name, iteration, attempt) serves every lookup of a run's stages.
     assert_eq!(
         indexes,
-        ["stages_pkey", "stages_run_id_node_name_iteration_key"]
+        [
+            "stages_pkey",
+            "stages_run_id_node_name_iteration_attempt_key"
+        ]
     );
 }
 

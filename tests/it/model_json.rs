@@ -124,10 +124,18 @@ fn statuses_are_lower_case_strings() {
         assert_eq!(status.as_str(), status.as_str().to_lowercase());
         assert_eq!(status.as_str().parse::<RunStatus>().unwrap(), *status);
     }
+    // The Go service's five, and `waiting` (a run waiting out a long retry backoff).
     let all: Vec<_> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
     assert_eq!(
         all,
-        ["pending", "running", "completed", "failed", "cancelled"]
+        [
+            "pending",
+            "running",
+            "waiting",
+            "completed",
+            "failed",
+            "cancelled"
+        ]
     );
     let all: Vec<_> = StageStatus::ALL.iter().map(|s| s.as_str()).collect();
     assert_eq!(all, ["started", "completed", "failed"]);

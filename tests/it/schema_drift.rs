@@ -80,8 +80,8 @@ macro_rules! column_shapes_for_tuples {
 column_shapes_for_tuples!(A B C D E);
 column_shapes_for_tuples!(A B C D E F G H);
 column_shapes_for_tuples!(A B C D E F G H I J);
-column_shapes_for_tuples!(A B C D E F G H I J K);
-column_shapes_for_tuples!(A B C D E F G H I J K L M N O P);
+column_shapes_for_tuples!(A B C D E F G H I J K L);
+column_shapes_for_tuples!(A B C D E F G H I J K L M N O P Q);
 
 fn declared<T: Table>() -> Vec<ColumnShape>
 where
