@@ -1,8 +1,9 @@
 //! A started run as a response: its progress as Server-Sent Events, or its final record as
 //! JSON when the client asked to wait.
 //!
-//! The stream's events are `stage.start`, `stage.complete` and `decision` (each an
-//! [`Event`] as JSON) while the run executes, then exactly one of `complete` (the final
+//! The stream's events are `stage.start`, `stage.complete`, `stage.retry` (a failed attempt
+//! that will be tried again) and `decision` (each an [`Event`] as JSON) while the run
+//! executes, then exactly one of `complete` (the final
 //! [`Run`]) or `error` (a [`StreamError`]). The run does not depend on the client: one that
 //! disconnects drops the stream, not the run, which goes on and is recorded in full.
 
@@ -35,9 +36,9 @@ pub struct StreamError {
 /// its `data`, a JSON text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProgressMessage {
-    /// `stage.start`, `stage.complete` or `decision` (`data` is an `Event`), then `complete`
-    /// (`data` is the final `Run`) or `error` (`data` is a `StreamError`).
-    #[schema(pattern = r"^(stage\.start|stage\.complete|decision|complete|error)$")]
+    /// `stage.start`, `stage.complete`, `stage.retry` or `decision` (`data` is an `Event`),
+    /// then `complete` (`data` is the final `Run`) or `error` (`data` is a `StreamError`).
+    #[schema(pattern = r"^(stage\.start|stage\.complete|stage\.retry|decision|complete|error)$")]
     pub event: String,
     /// The event's JSON.
     #[schema(content_media_type = "application/json")]
@@ -85,8 +86,9 @@ fn progress_event(event: &Event) -> Option<SseEvent> {
         Event::NodeStarted { .. } => "stage.start",
         Event::NodeCompleted { .. } => "stage.complete",
         Event::EdgeTransition { .. } => "decision",
+        // A run started over HTTP waits out its backoffs where it runs: it is never
+        // `waiting`, so `Event::Waiting` never reaches a stream.
         Event::NodeRetrying { .. } => "stage.retry",
-        Event::Waiting { .. } => "waiting",
         _ => return None,
     };
     Some(json_event(name, event))

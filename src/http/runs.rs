@@ -307,7 +307,7 @@ pub(crate) async fn cancel_run(
     tag = "runs",
     params(("id" = uuid::Uuid, Path, description = "The run's id"), WaitQuery),
     responses(
-        (status = 200, description = "The resumed run's progress as Server-Sent Events (`stage.start`, `stage.complete`, `decision`, then `complete` or `error`); with `?wait=true`, the final run",
+        (status = 200, description = "The resumed run's progress as Server-Sent Events (`stage.start`, `stage.complete`, `stage.retry`, `decision`, then `complete` or `error`); with `?wait=true`, the final run",
             headers(("X-Run-ID" = uuid::Uuid, description = "The run's id")),
             content(
                 (ProgressMessage = "text/event-stream"),

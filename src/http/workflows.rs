@@ -39,7 +39,7 @@ pub(crate) async fn list_workflows(State(api): State<ApiState>) -> Json<Vec<Work
         description = "The run's params: a JSON object (an empty body is no params; `null` is refused)"
     ),
     responses(
-        (status = 200, description = "The run's progress as Server-Sent Events: `stage.start`, `stage.complete` and `decision` (each an `Event`), then `complete` (the final `Run`) or `error` (a `StreamError`); with `?wait=true`, the final run",
+        (status = 200, description = "The run's progress as Server-Sent Events: `stage.start`, `stage.complete`, `stage.retry` and `decision` (each an `Event`), then `complete` (the final `Run`) or `error` (a `StreamError`); with `?wait=true`, the final run",
             headers(("X-Run-ID" = uuid::Uuid, description = "The run's id")),
             content(
                 (ProgressMessage = "text/event-stream"),
