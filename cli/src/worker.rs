@@ -46,6 +46,10 @@ pub(crate) struct WorkerArgs {
     /// workers.
     #[arg(long, default_value_t = 30)]
     drain_secs: u64,
+    /// A node's retry backoff up to this long, in milliseconds, is waited out holding the
+    /// run; a longer one releases it (`waiting`) to whichever worker finds it due.
+    #[arg(long, default_value_t = 5_000)]
+    hold_waits_ms: u64,
 }
 
 /// Runs a worker until SIGINT or SIGTERM.
@@ -96,7 +100,8 @@ pub(crate) async fn work(pool: Pool, args: WorkerArgs) -> workflows::Result<Outc
         .listen(!args.no_listen)
         .max_recoveries(args.max_recoveries)
         .retention(retention)
-        .drain(Duration::from_secs(args.drain_secs));
+        .drain(Duration::from_secs(args.drain_secs))
+        .hold_waits_up_to(Duration::from_millis(args.hold_waits_ms));
     outln!("worker {} started", executor.owner());
     let worker = Worker::new(executor, config);
     let report = worker.run_until(stop).await?;

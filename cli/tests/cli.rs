@@ -186,9 +186,9 @@ async fn run_shows_progress_and_show_and_runs_display_the_record() {
     let shown = stdout(&workflows(&["show", &id], url));
     assert!(shown.contains("status    completed"), "{shown}");
     for line in [
-        "1     analyze    completed",
-        "2     calculate  completed",
-        "3     answer     completed",
+        "1     analyze    1        completed",
+        "2     calculate  1        completed",
+        "3     answer     1        completed",
     ] {
         assert!(shown.contains(line), "{line:?} in {shown}");
     }
@@ -203,6 +203,38 @@ async fn run_shows_progress_and_show_and_runs_display_the_record() {
     ));
     assert!(listed.contains(&id), "{listed}");
     assert!(listed.ends_with("page 1 of 1, 1 runs\n"), "{listed}");
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_node_shows_its_wait_and_its_next_attempt() {
+    let (schema, url) = migrated().await;
+    let url = Some(url.as_str());
+    // Run by a caller, the 6 s backoff is waited out in this process.
+    let out = stdout(&workflows(
+        &[
+            "run",
+            "flaky",
+            "--params",
+            r#"{"fail_at": "extract", "retryable": true, "delay_ms": 1}"#,
+        ],
+        url,
+    ));
+    assert!(
+        out.contains("extract failed on its first attempt, as asked by fail_at (attempt 1 of 2; trying again in 6.0 s)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("    retrying in 6.0 s (attempt 2/2)\n"),
+        "{out}"
+    );
+    assert!(out.contains("  ▸ extract (step 1, attempt 2)"), "{out}");
+    assert!(out.contains("completed in"), "{out}");
+    let shown = stdout(&workflows(&["show", &run_id_of(&out)], url));
+    assert!(
+        shown.contains("1     extract    2        completed"),
+        "{shown}"
+    );
     schema.drop_schema().await.unwrap();
 }
 

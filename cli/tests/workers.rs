@@ -1,5 +1,6 @@
 //! Worker processes against a real PostgreSQL: sharing runs, recovering a killed worker's
-//! run, fencing off a paused worker, and cancelling from another process.
+//! run, a run waiting out a retry's backoff surviving its worker's SIGKILL, fencing off a
+//! paused worker, and cancelling from another process.
 #![allow(clippy::unwrap_used)] // test helpers panic on failure, which is what a test wants
 
 mod common;
@@ -215,6 +216,69 @@ async fn a_killed_worker_s_run_is_recovered_without_rerunning_completed_nodes() 
     );
     let run = repository::find_run(&mut conn, id).await.unwrap();
     assert_eq!(run.result.unwrap().to_value().unwrap()["counter"], json!(5));
+    drop(conn);
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_waiting_out_a_long_backoff_survives_its_worker_s_sigkill_and_another_finishes_it() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let url = schema.database_url().to_owned();
+    // `transform` fails retryably on its first attempt; the policy tries again 6 s later,
+    // longer than the worker holds a run for.
+    let id: RunId = diesel::insert_into(runs::table)
+        .values((
+            runs::workflow_name.eq("flaky"),
+            runs::status.eq(RunStatus::Pending),
+            runs::params.eq(json!({"fail_at": "transform", "retryable": true, "delay_ms": 1})),
+        ))
+        .returning(runs::id)
+        .get_result(&mut connect(&url).await)
+        .await
+        .unwrap();
+    let args = ["--poll-ms", "100", "--hold-waits-ms", "1000"];
+
+    let doomed = WorkerProcess::start(&url, &[&args[..], &["--name", "doomed"]].concat());
+    until(&url, "the run waits, released", async |conn| {
+        status(conn, id).await == RunStatus::Waiting
+    })
+    .await;
+    doomed.signal("-KILL");
+    drop(doomed);
+    let mut conn = connect(&url).await;
+    assert_eq!(owner_and_recoveries(&mut conn, id).await, (None, 0));
+
+    let rescuer = WorkerProcess::start(&url, &[&args[..], &["--name", "rescuer"]].concat());
+    until(&url, "the run has completed", async |conn| {
+        status(conn, id).await == RunStatus::Completed
+    })
+    .await;
+    assert!(rescuer.stop().success());
+    // Not a recovery: nothing was lost, the run was nobody's while it waited.
+    assert_eq!(
+        owner_and_recoveries(&mut conn, id).await,
+        (Some(s("rescuer")), 0)
+    );
+    let attempts: Vec<(String, i32, i32, StageStatus)> = repository::stages(&mut conn, id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.node_name, s.iteration, s.attempt, s.status))
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            (s("extract"), 1, 1, StageStatus::Completed),
+            (s("transform"), 2, 1, StageStatus::Failed),
+            (s("transform"), 2, 2, StageStatus::Completed),
+            (s("load"), 3, 1, StageStatus::Completed),
+        ]
+    );
+    let run = repository::find_run(&mut conn, id).await.unwrap();
+    assert_eq!(
+        run.result.unwrap().to_value().unwrap()["done"],
+        json!(["extract", "transform", "load"])
+    );
     drop(conn);
     schema.drop_schema().await.unwrap();
 }

@@ -1,10 +1,17 @@
 //! `flaky`: fails at the node named by `fail_at` the first time it runs, so that a failure
 //! and its resume can be shown. A resumed run continues its step numbers, so the node's
-//! second attempt has a later step than its first, and passes.
+//! second attempt has a later step than its first, and passes. With `retryable`, the failure
+//! is marked retryable, and the node's policy tries it again 6 s later (a worker releases
+//! the run meanwhile: it is `waiting`).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use workflows::{BoxError, GraphBuilder, NodeContext, WorkflowState, workflow};
+use std::time::Duration;
+
+use workflows::{
+    BoxError, GraphBuilder, NodeContext, NodeError, NodePolicy, RetryPolicy, WorkflowState,
+    workflow,
+};
 
 use super::{DelayMs, Model};
 
@@ -45,6 +52,10 @@ pub(crate) struct FlakyParams {
     /// The node that fails on its first attempt, if any.
     #[serde(default)]
     fail_at: Option<Step>,
+    /// Whether that failure is worth another try: then the node is retried 6 s later instead
+    /// of failing the run.
+    #[serde(default)]
+    retryable: bool,
     #[serde(default)]
     delay_ms: DelayMs,
 }
@@ -53,6 +64,7 @@ pub(crate) struct FlakyParams {
 #[derive(Debug, Clone, Serialize, Deserialize, WorkflowState)]
 pub(crate) struct Flaky {
     fail_at: Option<Step>,
+    retryable: bool,
     #[state(append)]
     done: Vec<String>,
     delay_ms: DelayMs,
@@ -62,6 +74,7 @@ impl From<FlakyParams> for Flaky {
     fn from(params: FlakyParams) -> Self {
         Flaky {
             fail_at: params.fail_at,
+            retryable: params.retryable,
             done: Vec::new(),
             delay_ms: params.delay_ms,
         }
@@ -75,6 +88,14 @@ impl From<FlakyParams> for Flaky {
 )]
 fn flaky(graph: &mut GraphBuilder<Flaky, Model>) -> Result<(), BoxError> {
     let [extract, transform, load] = Step::ALL.map(|s| graph.node(s.name(), step));
+    // Only errors marked retryable are tried again: a plain `fail_at` still fails the run.
+    graph.default_policy(
+        NodePolicy::new().retry(
+            RetryPolicy::attempts(2)
+                .initial_interval(Duration::from_secs(6))
+                .jitter(false),
+        ),
+    );
     graph
         .start_at(extract)
         .edge(extract, transform)
@@ -88,12 +109,17 @@ async fn step(state: Flaky, ctx: NodeContext<Model>) -> Result<FlakyUpdate, BoxE
     if let Some(failing) = state.fail_at
         && failing.name() == ctx.node()
         && ctx.iteration() == failing.first_attempt()
+        && ctx.attempt() == 1
     {
-        return Err(format!(
+        let error = format!(
             "{} failed on its first attempt, as asked by fail_at",
             ctx.node()
-        )
-        .into());
+        );
+        return Err(if state.retryable {
+            NodeError::retryable(error).into()
+        } else {
+            error.into()
+        });
     }
     Ok(FlakyUpdate::default().done(vec![ctx.node().to_owned()]))
 }
