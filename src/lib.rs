@@ -51,7 +51,7 @@ pub use graph::{
     WorkflowState,
 };
 pub use model::{
-    Decision, InvalidValue, RawJson, Run, RunId, RunStatus, Stage, StageStatus, StateAt,
+    Decision, Interrupt, InvalidValue, RawJson, Run, RunId, RunStatus, Stage, StageStatus, StateAt,
     StateUpdate, WorkflowInfo,
 };
 pub use query::page::{PageConfig, PageRequest, PageResult, SortField};

@@ -123,14 +123,17 @@ async function showRuns(params) {
 // --- one run ---------------------------------------------------------------------------------
 
 async function showRun(id) {
-  const [run, stages, decisions] = await Promise.all([
+  const [run, stages, decisions, interrupts] = await Promise.all([
     api("workflows/runs/" + id), api(`workflows/runs/${id}/stages`), api(`workflows/runs/${id}/decisions`),
+    api(`workflows/runs/${id}/interrupts`),
   ]);
-  const live = ["running", "pending", "waiting"].includes(run.status);
+  // A run waiting for an answer is not refreshed: that would wipe an answer being typed.
+  const live = ["running", "pending"].includes(run.status) || (run.status === "waiting" && !!run.wake_at);
   document.title = `${run.workflow_name} ${run.id.slice(0, 8)} · workflows`;
   document.getElementById("app").replaceChildren(
     el("p", {}, el("a", { href: "#/", text: "← runs" })),
     summary(run, live),
+    interrupts.length ? el("div", { class: "card" }, el("h2", { text: "Questions" }), questionTable(run, interrupts)) : "",
     el("div", { class: "card" }, el("h2", { text: "Graph path" }), graph(stages, decisions)),
     el("div", { class: "card" }, el("h2", { text: "Stage timeline" }), timeline(run, stages)),
     el("div", { class: "card" }, el("h2", { text: "Stages" }), stageTable(stages)),
@@ -176,7 +179,7 @@ function summary(run, live) {
   const actions = el("div", { class: "actions" },
     act("cancel", `workflows/runs/${run.id}/cancel`),
     act("resume", `workflows/runs/${run.id}/resume`));
-  actions.querySelector("#cancel").disabled = !live;
+  actions.querySelector("#cancel").disabled = !(live || run.status === "waiting");
   actions.querySelector("#resume").disabled = !(run.status === "failed" || run.status === "cancelled");
   return el("div", { class: "card" }, el("h2", { text: "Run" }), facts, actions);
 }
@@ -316,6 +319,40 @@ function stageTable(stages) {
         s.status === "completed" ? lazyToggle("state after", () => stateAfter(s), { "data-state-step": s.iteration }) : null, " ",
         s.input_snapshot !== undefined ? snapshotToggle("input", s.input_snapshot) : null, " ",
         s.output_snapshot !== undefined ? snapshotToggle("output", s.output_snapshot) : null)))));
+}
+
+// What the run's nodes asked. An open question of a waiting run can be answered here: the
+// answer is JSON (a string is "yes", with the quotes).
+function questionTable(run, interrupts) {
+  const answerForm = (q) => {
+    const input = el("textarea", { id: `answer-${q.key}`, rows: 2, placeholder: 'JSON, e.g. true or "yes"' });
+    const send = el("button", {
+      id: `send-${q.key}`, text: "answer",
+      onclick: async () => {
+        try {
+          const value = JSON.parse(input.value);
+          await api(`workflows/runs/${run.id}/answer`, {
+            method: "POST", headers: { "content-type": "application/json" },
+            body: JSON.stringify({ key: q.key, value }),
+          });
+          route();
+        } catch (error) {
+          showError(error);
+        }
+      },
+    });
+    return el("div", { class: "answer" }, input, send);
+  };
+  return el("table", { id: "questions" },
+    el("thead", {}, el("tr", {}, ["#", "node", "key", "question", "answer"].map((h) => el("th", { text: h })))),
+    el("tbody", {}, interrupts.map((q) => el("tr", { "data-key": q.key },
+      el("td", { text: q.iteration }),
+      el("td", { class: "mono", text: q.node_name }),
+      el("td", { class: "mono", text: q.key }),
+      el("td", {}, el("pre", { text: JSON.stringify(q.payload, null, 2) })),
+      el("td", {}, q.answer !== undefined
+        ? el("pre", { class: "answered", text: JSON.stringify(q.answer) })
+        : run.status === "waiting" ? answerForm(q) : el("span", { class: "muted", text: "unanswered" }))))));
 }
 
 function decisionTable(decisions) {

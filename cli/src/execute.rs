@@ -48,6 +48,25 @@ pub(crate) async fn cancel(pool: Pool, run_id: RunId) -> workflows::Result<Outco
     Ok(Outcome::Success)
 }
 
+/// Answers a waiting run's question `key` with the JSON `value`.
+pub(crate) async fn answer(
+    pool: Pool,
+    run_id: RunId,
+    key: &str,
+    value: &str,
+) -> workflows::Result<Outcome> {
+    let value: serde_json::Value = serde_json::from_str(value).map_err(|e| {
+        workflows::Error::invalid_input(
+            "--value",
+            value,
+            format_args!("must be JSON (a string is '\"yes\"'): {e}"),
+        )
+    })?;
+    let run = executor(pool)?.answer(run_id, key, value).await?;
+    outln!("run {} answered: a worker continues it", run.id);
+    Ok(Outcome::Success)
+}
+
 /// Prints each step of an execution as it happens; Ctrl-C cancels the run.
 async fn follow(executor: &Executor, mut execution: Execution) -> workflows::Result<Outcome> {
     let started = Instant::now();
@@ -70,6 +89,10 @@ async fn follow(executor: &Executor, mut execution: Execution) -> workflows::Res
     }
     let run = execution.wait().await?;
     outln!("{} in {} ms", run.status, started.elapsed().as_millis());
+    if run.status == RunStatus::Waiting {
+        outln!("a worker (`workflows worker`) continues it once it is answered or due");
+        return Ok(Outcome::Success);
+    }
     if let Some(result) = &run.result {
         outln!("result: {result}");
     }
@@ -136,6 +159,20 @@ fn print_event(event: &Event) {
             reason,
             ..
         } => outln!("  → {to} ({reason})"),
+        Event::Interrupted {
+            run_id,
+            node,
+            key,
+            question,
+            ..
+        } => {
+            outln!("  ? {node} asks {key}: {question}");
+            outln!("    answer with: workflows answer {run_id} {key} --value JSON");
+        }
+        Event::Sleeping { node, for_ms, .. } => {
+            let secs = Duration::from_millis(*for_ms).as_secs_f64();
+            outln!("  … {node} sleeps {secs:.1} s (no worker held)")
+        }
         Event::CycleDetected { max_iterations, .. } => {
             outln!("  ✗ stopped: max_iterations ({max_iterations}) reached")
         }

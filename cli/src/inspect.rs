@@ -133,6 +133,7 @@ pub(crate) async fn show(pool: Pool, run_id: RunId) -> workflows::Result<Outcome
     let run = repository::find_run(&mut conn, run_id).await?;
     let stages = repository::stages(&mut conn, run_id).await?;
     let decisions = repository::decisions(&mut conn, run_id).await?;
+    let interrupts = repository::interrupts(&mut conn, run_id).await?;
 
     outln!("run       {}", run.id);
     outln!("workflow  {}", run.workflow_name);
@@ -147,6 +148,9 @@ pub(crate) async fn show(pool: Pool, run_id: RunId) -> workflows::Result<Outcome
     outln!("started   {}", when(run.started_at));
     outln!("ended     {}", when(run.completed_at));
     outln!("took      {}", took(run.started_at, run.completed_at));
+    if let Some(wake_at) = run.wake_at {
+        outln!("due       {}", when(Some(wake_at)));
+    }
     if let Some(error) = &run.error_message {
         outln!("error     {error}");
     }
@@ -193,5 +197,27 @@ pub(crate) async fn show(pool: Pool, run_id: RunId) -> workflows::Result<Outcome
         "{}",
         table::render(&["FROM", "TO", "PREDICATE", "RESULT", "REASON"], rows)
     );
+
+    if !interrupts.is_empty() {
+        outln!("\ninterrupts");
+        let rows = interrupts
+            .iter()
+            .map(|i| {
+                vec![
+                    i.iteration.to_string(),
+                    i.node_name.clone(),
+                    i.key.clone(),
+                    clip(&i.payload.to_string(), 50),
+                    i.answer
+                        .as_ref()
+                        .map_or("(waiting)".to_owned(), |a| clip(&a.to_string(), 30)),
+                ]
+            })
+            .collect();
+        out!(
+            "{}",
+            table::render(&["STEP", "NODE", "KEY", "QUESTION", "ANSWER"], rows)
+        );
+    }
     Ok(Outcome::Success)
 }

@@ -8,6 +8,7 @@
 //! workflows show RUN_ID                  one run: its stages and decisions
 //! workflows cancel RUN_ID                cancel a pending or running run
 //! workflows resume RUN_ID                continue a failed or cancelled run
+//! workflows answer RUN_ID KEY --value J  answer a waiting run's question
 //! workflows submit NAME [--key KEY]      queue a run for the workers
 //! workflows worker [--concurrency N]     execute queued runs until interrupted
 //! workflows serve [--addr HOST:PORT]     the HTTP API, its docs and the run inspector
@@ -66,6 +67,16 @@ enum Command {
     Cancel {
         /// The run's id.
         run_id: String,
+    },
+    /// Answer the question a waiting run asked; a worker then continues it.
+    Answer {
+        /// The run's id.
+        run_id: String,
+        /// The question's key, as `show` lists it.
+        key: String,
+        /// The answer, as JSON (a string is `'"yes"'`).
+        #[arg(long)]
+        value: String,
     },
     /// Resume a failed or cancelled run after its last checkpoint.
     Resume {
@@ -149,6 +160,9 @@ async fn run(cli: Cli) -> workflows::Result<Outcome> {
         Command::Runs(args) => inspect::runs(pool, &config.page, args).await,
         Command::Show { run_id } => inspect::show(pool, run_id.parse::<RunId>()?).await,
         Command::Cancel { run_id } => execute::cancel(pool, run_id.parse()?).await,
+        Command::Answer { run_id, key, value } => {
+            execute::answer(pool, run_id.parse()?, &key, &value).await
+        }
         Command::Resume { run_id } => execute::resume(pool, run_id.parse()?).await,
         Command::Submit { name, params, key } => {
             worker::submit(pool, &name, &params, key.as_deref()).await

@@ -34,7 +34,14 @@ fn list_shows_the_sample_workflows_sorted_by_name() {
         .collect();
     assert_eq!(
         names,
-        ["chain", "classify", "flaky", "reasoning", "summarize"]
+        [
+            "approve",
+            "chain",
+            "classify",
+            "flaky",
+            "reasoning",
+            "summarize"
+        ]
     );
     assert!(out.starts_with("NAME"), "{out}");
     assert!(
@@ -235,6 +242,56 @@ async fn a_retried_node_shows_its_wait_and_its_next_attempt() {
         shown.contains("1     extract    2        completed"),
         "{shown}"
     );
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_asks_prints_its_question_and_answer_makes_a_worker_continue_it() {
+    let (schema, url) = migrated().await;
+    let url = Some(url.as_str());
+    let out = stdout(&workflows(
+        &["run", "approve", "--params", r#"{"topic": "rust"}"#],
+        url,
+    ));
+    assert!(
+        out.contains(
+            r#"  ? draft asks approve: {"answer":"true or false","draft":"A post about rust"}"#
+        ),
+        "{out}"
+    );
+    let id = run_id_of(&out);
+    assert!(
+        out.contains(&format!(
+            "answer with: workflows answer {id} approve --value JSON"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("waiting in"), "{out}");
+
+    let wrong = workflows(&["answer", &id, "nope", "--value", "true"], url);
+    assert!(!wrong.status.success());
+    let stderr = String::from_utf8(wrong.stderr).unwrap();
+    assert!(stderr.contains(r#"did not ask "nope""#), "{stderr}");
+    let bad_json = workflows(&["answer", &id, "approve", "--value", "yes"], url);
+    assert!(!bad_json.status.success());
+    let stderr = String::from_utf8(bad_json.stderr).unwrap();
+    assert!(
+        stderr.contains("invalid --value \"yes\": must be JSON"),
+        "{stderr}"
+    );
+
+    let answered = stdout(&workflows(
+        &["answer", &id, "approve", "--value", "true"],
+        url,
+    ));
+    assert!(
+        answered.contains("answered: a worker continues it"),
+        "{answered}"
+    );
+    let shown = stdout(&workflows(&["show", &id], url));
+    assert!(shown.contains("status    waiting"), "{shown}");
+    assert!(shown.contains("approve"), "{shown}");
+    assert!(shown.contains("true"), "{shown}");
     schema.drop_schema().await.unwrap();
 }
 

@@ -1,6 +1,7 @@
 //! One attempt at a run, on its own task: the hot start (params, the factory's graph, where
 //! a resumed run continues), the engine, and the post-commit that reads the run as recorded.
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -164,26 +165,37 @@ async fn execute_attempt(
     };
     let mut first_attempt = 1;
 
-    let (node, cursor, iteration, resumed) = match attempt {
-        Attempt::Fresh => match fresh(1) {
+    // A waiting run that came due continues where it waited: at the attempt after a failed
+    // one, or (after a node that asked a question or slept) at the next node, like a resume.
+    let due = match attempt {
+        Attempt::Due => match journal.due_point().await {
+            Ok(due) => Some(due),
+            Err(e) if e.is_connection_lost() => return Err(e),
+            Err(e) => {
+                let why = format!("where it waited could not be read: {e}");
+                return fail(journal, run.id, why).await;
+            }
+        },
+        _ => None,
+    };
+    let mut answers = HashMap::new();
+
+    let (node, cursor, iteration, resumed) = match (&attempt, due) {
+        (Attempt::Fresh, _) => match fresh(1) {
             Ok((node, cursor, iteration)) => (node, cursor, iteration, false),
             Err(why) => return fail(journal, run.id, why).await,
         },
-        Attempt::Due => {
-            let due = match journal.due_point().await {
-                Ok(due) => due,
-                Err(e) if e.is_connection_lost() => return Err(e),
-                Err(e) => {
-                    let why = format!("where it waited could not be read: {e}");
-                    return fail(journal, run.id, why).await;
-                }
-            };
-            let DuePoint {
+        (
+            Attempt::Due,
+            Some(DuePoint {
                 node,
                 iteration,
                 attempt,
+                retry: true,
                 checkpoint,
-            } = due;
+                ..
+            }),
+        ) => {
             let cursor = match checkpoint {
                 // It waited at its first node: from its initial state, as before.
                 None => fresh(iteration).map(|(_, cursor, _)| cursor),
@@ -198,7 +210,10 @@ async fn execute_attempt(
                 Err(why) => return fail(journal, run.id, why).await,
             }
         }
-        Attempt::Resume { .. } => {
+        (_, due) => {
+            if let Some(due) = due {
+                answers = due.answers;
+            }
             let point = match journal.resume_point().await {
                 Ok(point) => point,
                 Err(e) if e.is_connection_lost() => return Err(e),
@@ -303,7 +318,9 @@ async fn execute_attempt(
         hold_waits_up_to,
         deadline,
     };
-    engine.run(node, cursor, iteration, first_attempt).await
+    engine
+        .run(node, cursor, iteration, first_attempt, answers)
+        .await
 }
 
 /// `why`, as a resume's failure when the attempt is a resume.
@@ -345,7 +362,7 @@ async fn finish(
     match &run {
         Ok(Run {
             status: RunStatus::Waiting,
-            wake_at: Some(wake_at),
+            wake_at,
             ..
         }) => observer.on_event(&Event::Waiting {
             run_id,

@@ -1,13 +1,13 @@
 //! The state-graph engine: executes a run node by node, choosing edges, bounding cycles,
 //! honouring cancellation, and handing each step to the [`Journal`] before telling observers.
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use serde_json::Value;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -15,11 +15,12 @@ use crate::error::{Error, Result};
 use crate::exec::events::Event;
 use crate::exec::observer::Observer;
 use crate::graph::erased::{AnyDeps, AnyGraph, AnyUpdate, DynState, NodeCall};
+use crate::graph::node_signals::{NodeSignals, WaitRequest};
 use crate::graph::routing::{Route, Step, panic_message};
 use crate::graph::{NodePolicy, State};
 use crate::model::{RunId, StateUpdate};
 use crate::store::journal::{
-    AttemptFailure, Journal, Next, NodeCommit, NodeFailure, Retry, Transition,
+    AttemptFailure, Journal, Next, NodeCommit, NodeFailure, Retry, Transition, WaitCommit,
 };
 
 /// What the stage of a node interrupted by a cancel records.
@@ -34,7 +35,8 @@ pub(crate) enum Outcome {
     Failed(String),
     /// The run was cancelled while a node executed.
     Cancelled,
-    /// A node's retry waits long: the run is `waiting`, without a lease, until it is due.
+    /// The run is `waiting`, without a lease: for a long retry backoff, a timer, or an
+    /// answer.
     Waiting,
     /// Someone else changed the run's status (a cancel from another process, say); this
     /// attempt stopped without writing.
@@ -105,7 +107,10 @@ impl Engine<'_> {
         cursor: Cursor,
         mut iteration: u32,
         mut attempt: u32,
+        answers: HashMap<String, Option<Value>>,
     ) -> Result<Outcome> {
+        // The answers are for the first node only: the one after the node that asked.
+        let mut answers = Some(answers);
         let Cursor {
             mut position,
             mut state,
@@ -131,8 +136,11 @@ impl Engine<'_> {
             });
             let policy = self.graph.policy(&node);
             let started = Instant::now();
+            let signals = Arc::new(NodeSignals::with_answers(
+                answers.take().unwrap_or_default(),
+            ));
             let tried = self
-                .try_node(&*state, &node, iteration, attempt, policy)
+                .try_node(&*state, &node, (iteration, attempt), policy, &signals)
                 .await?;
             let duration = millis(started);
             let at = Step3 {
@@ -165,10 +173,13 @@ impl Engine<'_> {
                     }
                     attempt += 1;
                     input = Value::Object(position.data().clone());
+                    // A retry gets the answers its first attempt got.
+                    answers = Some(signals.answers.clone());
                     continue;
                 }
                 Tried::Done(update) => update,
             };
+            let wait = signals.take_wait();
             let applied = state
                 .apply_update(update)
                 .map_err(|e| e.to_string())
@@ -191,13 +202,34 @@ impl Engine<'_> {
             let route = self
                 .graph
                 .route(&node, &*state, position.steps(), self.max_iterations);
-            let next = match &route.step {
-                Step::Continue => Next::Node {
+            if wait.is_some() && route.step != Step::Continue {
+                let message = format!(
+                    "node {node} asked the run to wait, but the run ends at it ({}): a wait needs a node after it to continue at",
+                    route.reason
+                );
+                return self.fail(at, duration, message).await;
+            }
+            let next = match (&route.step, &wait) {
+                (Step::Continue, None) => Next::Node {
                     node: route.to.as_deref().unwrap_or_default(),
                     iteration: iteration + 1,
                 },
-                Step::Complete => Next::Complete { result: &output },
-                Step::Fail(message) | Step::CycleBound(message) => Next::Fail { message },
+                (Step::Continue, Some(wait)) => Next::Wait(match wait {
+                    WaitRequest::Answer {
+                        key,
+                        question,
+                        timeout,
+                    } => WaitCommit {
+                        question: Some((key, question)),
+                        wake_after: *timeout,
+                    },
+                    WaitRequest::Sleep { after } => WaitCommit {
+                        question: None,
+                        wake_after: Some(*after),
+                    },
+                }),
+                (Step::Complete, _) => Next::Complete { result: &output },
+                (Step::Fail(message) | Step::CycleBound(message), _) => Next::Fail { message },
             };
             let update = serde_json::to_value(&update).map_err(|e| Error::Value {
                 container: "state",
@@ -226,6 +258,30 @@ impl Engine<'_> {
                 return self.superseded(at, duration.1).await;
             }
             self.node_committed(at, duration.0, &output, &route);
+            if let Some(wait) = wait {
+                self.observer.on_event(&match wait {
+                    WaitRequest::Answer {
+                        key,
+                        question,
+                        timeout,
+                    } => Event::Interrupted {
+                        run_id: self.run_id,
+                        node: node.clone(),
+                        iteration,
+                        key,
+                        question,
+                        timeout_ms: timeout
+                            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+                    },
+                    WaitRequest::Sleep { after } => Event::Sleeping {
+                        run_id: self.run_id,
+                        node: node.clone(),
+                        iteration,
+                        for_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+                    },
+                });
+                return Ok(Outcome::Waiting);
+            }
 
             match route.step {
                 Step::Continue => {
@@ -256,18 +312,17 @@ impl Engine<'_> {
         &self,
         state: &dyn DynState,
         node: &str,
-        iteration: u32,
-        attempt: u32,
+        (iteration, attempt): (u32, u32),
         policy: &NodePolicy,
+        signals: &Arc<NodeSignals>,
     ) -> Result<Tried> {
-        let beats = Arc::new(Notify::new());
         let call = NodeCall {
             run_id: self.run_id,
             node,
             iteration,
             attempt,
             cancel: self.cancel.clone(),
-            beats: Arc::clone(&beats),
+            signals: Arc::clone(signals),
             deps: self.deps,
         };
         let running = self
@@ -328,7 +383,7 @@ impl Engine<'_> {
                         retryable: true,
                     });
                 }
-                () = beats.notified(), if idle.is_some() => {
+                () = signals.beats.notified(), if idle.is_some() => {
                     idle_until = idle.map(|idle| tokio::time::Instant::now() + idle);
                 }
             }

@@ -146,13 +146,41 @@ pub enum Event {
         /// What happened.
         reason: String,
     },
-    /// The run is `waiting` until `wake_at`, with no lease and no worker: this executor's
-    /// last event for it. Any worker continues it when it is due.
+    /// A node asked a question and completed: the run waits for the answer to `key`.
+    Interrupted {
+        /// The run.
+        run_id: RunId,
+        /// The node that asked.
+        node: String,
+        /// Its step number.
+        iteration: u32,
+        /// What to answer.
+        key: String,
+        /// The question.
+        question: Value,
+        /// How long the run waits for an answer, in milliseconds, if not for ever.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+    },
+    /// A node completed asking the run to sleep: it waits `for_ms`, holding no worker.
+    Sleeping {
+        /// The run.
+        run_id: RunId,
+        /// The node.
+        node: String,
+        /// Its step number.
+        iteration: u32,
+        /// How long, in milliseconds.
+        for_ms: u64,
+    },
+    /// The run is `waiting`, with no lease and no worker: this executor's last event for
+    /// it. A worker continues it when it is due (`wake_at`) or answered.
     Waiting {
         /// The run.
         run_id: RunId,
-        /// When it is due.
-        wake_at: chrono::DateTime<chrono::Utc>,
+        /// When it is due; absent while it waits for an answer with no timeout.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        wake_at: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// The run stopped.
     GraphCompleted {
@@ -178,6 +206,8 @@ impl Event {
             | Event::NodeCompleted { run_id, .. }
             | Event::NodeRetrying { run_id, .. }
             | Event::Waiting { run_id, .. }
+            | Event::Interrupted { run_id, .. }
+            | Event::Sleeping { run_id, .. }
             | Event::EdgeTransition { run_id, .. }
             | Event::CheckpointSaved { run_id, .. }
             | Event::CheckpointLoaded { run_id, .. }

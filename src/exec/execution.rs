@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::events::Event;
 use crate::error::{Error, Result};
-use crate::model::{Run, RunId};
+use crate::model::{Run, RunId, RunStatus};
 use crate::query::repository;
 use crate::store::backoff::Backoff;
 use crate::store::db::Pool;
@@ -42,7 +42,9 @@ impl Execution {
     }
 
     /// Waits for the run to end and returns its record as stored: `completed`, `failed` or
-    /// `cancelled`, with its result or error. Events not yet read are dropped.
+    /// `cancelled`, with its result or error, or `waiting` (for an answer or a timer: a
+    /// worker continues it; `wait` does not wait for people). Events not yet read are
+    /// dropped.
     ///
     /// A run whose writes failed (an output PostgreSQL cannot store, say) is recorded
     /// `failed` saying so, and that record is what this returns. If this executor lost the
@@ -53,7 +55,7 @@ impl Execution {
     pub async fn wait(self) -> Result<Run> {
         let (pool, patience) = (self.pool.clone(), self.patience);
         let run = self.ended().await?;
-        if run.status.is_terminal() {
+        if stops_waiting(run.status) {
             return Ok(run);
         }
         follow(&pool, run.id, patience).await
@@ -74,13 +76,19 @@ impl Execution {
     }
 }
 
+/// Whether a run in `status` is as far as [`Execution::wait`] follows it: ended, or waiting
+/// for an answer or a timer.
+fn stops_waiting(status: RunStatus) -> bool {
+    status.is_terminal() || status == RunStatus::Waiting
+}
+
 /// The run's record, once it has ended; read every so often.
 async fn follow(pool: &Pool, run_id: RunId, patience: Duration) -> Result<Run> {
     let mut pauses = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
     loop {
         tokio::time::sleep(pauses.next_pause()).await;
         let run = read_run(pool, run_id, patience).await?;
-        if run.status.is_terminal() {
+        if stops_waiting(run.status) {
             return Ok(run);
         }
     }

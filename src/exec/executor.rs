@@ -69,7 +69,7 @@ use crate::store::lease::Lease;
 use crate::store::lease::LeaseDeadline;
 use crate::store::run_connections::RunConnections;
 use crate::store::runs;
-use crate::workflow::params::Params;
+use crate::workflow::params::{Params, nul_character_at};
 use crate::workflow::registry::{Registry, WorkflowDef};
 use crate::workflow::runtime::Runtime;
 
@@ -265,6 +265,29 @@ impl Executor {
         };
         self.interrupt(run_id);
         Ok(run)
+    }
+
+    /// Answers the question `key` that a `waiting` run asked
+    /// ([`NodeContext::interrupt`](crate::NodeContext::interrupt)) with `answer`, and makes
+    /// the run due: a [`Worker`](crate::Worker) continues it at once, at the node after the
+    /// one that asked, which reads the answer. One statement that locks the run first: of
+    /// two racing answers exactly one is recorded. Returns the run, still `waiting` (and
+    /// due).
+    ///
+    /// Refused, changing nothing: [`Error::RunNotFound`] (404); [`Error::InvalidStatus`]
+    /// (400) if the run is not waiting (never asked, continued already, cancelled);
+    /// [`Error::InvalidInput`] (400) naming the key if the run did not ask it where it
+    /// waits, it was answered already, or the answer holds a NUL character.
+    pub async fn answer(&self, run_id: RunId, key: &str, answer: Value) -> Result<Run> {
+        if let Some(at) = nul_character_at(&answer, "answer") {
+            return Err(Error::invalid_input(
+                at,
+                answer.to_string(),
+                "PostgreSQL cannot store a NUL character in JSON text; remove it",
+            ));
+        }
+        let mut conn = self.inner.pool.get().await?;
+        runs::answer(&mut conn, run_id, key, &answer).await
     }
 
     /// Interrupts the node of every attempt at `run_id` executing here (its status is

@@ -112,7 +112,13 @@ pub async fn run_in_memory(
     let cursor = Cursor::fresh(run_id, instance.initial)?;
     let initial = cursor.position.clone();
     let outcome = engine
-        .run(instance.graph.entry_point().to_owned(), cursor, 1, 1)
+        .run(
+            instance.graph.entry_point().to_owned(),
+            cursor,
+            1,
+            1,
+            std::collections::HashMap::new(),
+        )
         .await?;
     let recorded = journal.into_inner();
     let (status, error) = match outcome {

@@ -87,7 +87,20 @@ impl Observer for TracingObserver {
                 tracing::warn!(%run_id, node, iteration, attempt, max_attempts, retry_in_ms, released, error, "node failed; trying again")
             }
             Event::Waiting { run_id, wake_at } => {
-                tracing::info!(%run_id, %wake_at, "run waiting, without a worker, until it is due")
+                tracing::info!(%run_id, ?wake_at, "run waiting, without a worker")
+            }
+            Event::Interrupted {
+                run_id, node, key, ..
+            } => {
+                tracing::info!(%run_id, node, key, "node asked a question")
+            }
+            Event::Sleeping {
+                run_id,
+                node,
+                for_ms,
+                ..
+            } => {
+                tracing::info!(%run_id, node, for_ms, "run sleeping")
             }
             Event::NodeCompleted {
                 run_id,

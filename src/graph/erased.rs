@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use super::node_signals::NodeSignals;
 use super::routing::{Route, route};
 use super::value::ValueError;
 use super::{
@@ -74,8 +75,8 @@ pub(crate) struct NodeCall<'a> {
     /// Which attempt at this step, from 1.
     pub(crate) attempt: u32,
     pub(crate) cancel: CancellationToken,
-    /// Told of the node's heartbeats.
-    pub(crate) beats: Arc<tokio::sync::Notify>,
+    /// What the node and the engine tell each other.
+    pub(crate) signals: Arc<NodeSignals>,
     pub(crate) deps: &'a AnyDeps,
 }
 
@@ -139,7 +140,7 @@ impl<S: WorkflowState, D: Send + Sync + 'static> AnyGraph for Graph<S, D> {
                 call.run_id,
                 (call.node, call.iteration, call.attempt),
                 call.cancel,
-                call.beats,
+                call.signals,
                 deps,
             )
         };

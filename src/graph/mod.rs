@@ -25,6 +25,7 @@ pub(crate) mod erased;
 mod node;
 mod node_error;
 mod node_policy;
+pub(crate) mod node_signals;
 mod predicate;
 pub(crate) mod routing;
 mod snapshot_policy;

@@ -5,9 +5,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::node_signals::{NodeSignals, WaitRequest};
 use super::{State, WorkflowState};
 use crate::model::RunId;
 
@@ -44,8 +47,8 @@ pub struct NodeContext<D = ()> {
     iteration: u32,
     attempt: u32,
     cancel: CancellationToken,
-    /// Told of each heartbeat: what an idle timeout waits on.
-    beats: Arc<Notify>,
+    /// Heartbeats, the wait asked for, the answers given.
+    signals: Arc<NodeSignals>,
     deps: Arc<D>,
 }
 
@@ -57,7 +60,7 @@ impl<D> Clone for NodeContext<D> {
             iteration: self.iteration,
             attempt: self.attempt,
             cancel: self.cancel.clone(),
-            beats: Arc::clone(&self.beats),
+            signals: Arc::clone(&self.signals),
             deps: Arc::clone(&self.deps),
         }
     }
@@ -93,7 +96,7 @@ impl NodeContext {
             iteration,
             attempt: 1,
             cancel: CancellationToken::new(),
-            beats: Arc::new(Notify::new()),
+            signals: Arc::new(NodeSignals::default()),
             deps: Arc::new(()),
         }
     }
@@ -101,12 +104,12 @@ impl NodeContext {
 
 impl<D> NodeContext<D> {
     /// The context of attempt `attempt` at `node`, at step `iteration` of run `run_id`,
-    /// stopped by `cancel`, its heartbeats told to `beats`.
+    /// stopped by `cancel`, telling and told through `signals`.
     pub(crate) fn new(
         run_id: RunId,
         (node, iteration, attempt): (&str, u32, u32),
         cancel: CancellationToken,
-        beats: Arc<Notify>,
+        signals: Arc<NodeSignals>,
         deps: Arc<D>,
     ) -> Self {
         NodeContext {
@@ -115,7 +118,7 @@ impl<D> NodeContext<D> {
             iteration,
             attempt,
             cancel,
-            beats,
+            signals,
             deps,
         }
     }
@@ -128,7 +131,7 @@ impl<D> NodeContext<D> {
             iteration: self.iteration,
             attempt: self.attempt,
             cancel: self.cancel,
-            beats: self.beats,
+            signals: self.signals,
             deps: deps.into(),
         }
     }
@@ -163,7 +166,91 @@ impl<D> NodeContext<D> {
     /// [idle timeout](crate::NodePolicy::idle_timeout). Call it for each chunk of a long
     /// streaming call.
     pub fn heartbeat(&self) {
-        self.beats.notify_one();
+        self.signals.beats.notify_one();
+    }
+
+    /// Asks a person a question: once this node completes (its update, decision and
+    /// checkpoint, and the question, in one statement), the run is `waiting`, holding no
+    /// worker, until someone answers `key` ([`Executor::answer`](crate::Executor::answer),
+    /// `POST /workflows/runs/{id}/answer`, `workflows answer`). A worker then continues it at
+    /// the next node, which reads the answer with [`NodeContext::answer`]. Nothing before
+    /// the question runs again. A node asks at most once; the node must not be where the
+    /// run ends.
+    pub fn interrupt(
+        &self,
+        key: impl Into<String>,
+        question: impl Serialize,
+    ) -> Result<(), BoxError> {
+        self.ask_for_answer(key.into(), question, None)
+    }
+
+    /// [`NodeContext::interrupt`], with a time limit: if nobody answers within `timeout`,
+    /// the run continues anyway, and the next node's [`NodeContext::answer`] is `None`.
+    pub fn interrupt_with_timeout(
+        &self,
+        key: impl Into<String>,
+        question: impl Serialize,
+        timeout: std::time::Duration,
+    ) -> Result<(), BoxError> {
+        self.ask_for_answer(key.into(), question, Some(timeout))
+    }
+
+    fn ask_for_answer(
+        &self,
+        key: String,
+        question: impl Serialize,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<(), BoxError> {
+        if key.is_empty() || key.contains('\0') {
+            return Err(format!(
+                "an interrupt's key must be non-empty text without NUL, not {key:?}"
+            )
+            .into());
+        }
+        let question = serde_json::to_value(question)
+            .map_err(|e| format!("the question for {key:?} cannot be stored as JSON: {e}"))?;
+        self.signals
+            .ask(WaitRequest::Answer {
+                key,
+                question,
+                timeout,
+            })
+            .map_err(Into::into)
+    }
+
+    /// A durable sleep: once this node completes, the run waits `after`, holding no worker
+    /// (it survives restarts of every process), and whichever worker is free when it is due
+    /// continues it at the next node.
+    pub fn continue_after(&self, after: std::time::Duration) -> Result<(), BoxError> {
+        self.signals
+            .ask(WaitRequest::Sleep { after })
+            .map_err(Into::into)
+    }
+
+    /// The answer to the question `key` that the node before this one asked, as `T`;
+    /// `None` if it timed out unanswered. An error if no such question was asked, or the
+    /// answer is not a `T`.
+    pub fn answer<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, BoxError> {
+        match self.signals.answers.get(key) {
+            None => {
+                let mut asked: Vec<_> = self.signals.answers.keys().map(String::as_str).collect();
+                asked.sort_unstable();
+                Err(format!(
+                    "node {} has no answer to {key:?}: the node before it asked {}",
+                    self.node,
+                    if asked.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        asked.join(", ")
+                    }
+                )
+                .into())
+            }
+            Some(None) => Ok(None),
+            Some(Some(answer)) => serde_json::from_value(answer.clone())
+                .map(Some)
+                .map_err(|e| format!("the answer to {key:?} does not fit: {e}").into()),
+        }
     }
 
     /// Whether the run has been asked to stop.

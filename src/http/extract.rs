@@ -48,6 +48,25 @@ pub(crate) fn params_body(
     body: Result<Bytes, BytesRejection>,
     limit: usize,
 ) -> Result<Value, ApiError> {
+    let Some(params) = json_body(headers, body, limit)? else {
+        return Ok(Value::Null);
+    };
+    if params.is_null() {
+        // The contract's body is an object; no params is an empty body, not `null`.
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the body is JSON null: send params as a JSON object, or an empty body for no params",
+        ));
+    }
+    Ok(params)
+}
+
+/// A JSON request body, at most `limit` bytes, sent as `application/json`; `None` if empty.
+pub(crate) fn json_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<Option<Value>, ApiError> {
     let body = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -56,7 +75,7 @@ pub(crate) fn params_body(
         status => ApiError::new(status, rejection.body_text()),
     })?;
     if body.is_empty() {
-        return Ok(Value::Null);
+        return Ok(None);
     }
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -71,7 +90,7 @@ pub(crate) fn params_body(
             ),
         ));
     }
-    let params: Value = serde_json::from_slice(&body).map_err(|e| {
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!(
@@ -79,12 +98,5 @@ pub(crate) fn params_body(
             ),
         )
     })?;
-    if params.is_null() {
-        // The contract's body is an object; no params is an empty body, not `null`.
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "the body is JSON null: send params as a JSON object, or an empty body for no params",
-        ));
-    }
-    Ok(params)
+    Ok(Some(value))
 }

@@ -2,9 +2,10 @@
 //! JSON when the client asked to wait.
 //!
 //! The stream's events are `stage.start`, `stage.complete`, `stage.retry` (a failed attempt
-//! that will be tried again) and `decision` (each an [`Event`] as JSON) while the run
-//! executes, then exactly one of `complete` (the final
-//! [`Run`]) or `error` (a [`StreamError`]). The run does not depend on the client: one that
+//! that will be tried again), `decision` and `interrupt` (a question asked) (each an
+//! [`Event`] as JSON) while the run executes, then exactly one of `complete` (the final
+//! [`Run`]), `waiting` (the run, waiting for an answer or a timer) or `error` (a
+//! [`StreamError`]). The run does not depend on the client: one that
 //! disconnects drops the stream, not the run, which goes on and is recorded in full.
 
 use std::convert::Infallible;
@@ -36,9 +37,12 @@ pub struct StreamError {
 /// its `data`, a JSON text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProgressMessage {
-    /// `stage.start`, `stage.complete`, `stage.retry` or `decision` (`data` is an `Event`),
-    /// then `complete` (`data` is the final `Run`) or `error` (`data` is a `StreamError`).
-    #[schema(pattern = r"^(stage\.start|stage\.complete|stage\.retry|decision|complete|error)$")]
+    /// `stage.start`, `stage.complete`, `stage.retry`, `decision` or `interrupt` (`data` is
+    /// an `Event`), then `complete` (`data` is the final `Run`), `waiting` (`data` is the
+    /// run, waiting for an answer or a timer) or `error` (`data` is a `StreamError`).
+    #[schema(
+        pattern = r"^(stage\.start|stage\.complete|stage\.retry|decision|interrupt|complete|waiting|error)$"
+    )]
     pub event: String,
     /// The event's JSON.
     #[schema(content_media_type = "application/json")]
@@ -86,9 +90,11 @@ fn progress_event(event: &Event) -> Option<SseEvent> {
         Event::NodeStarted { .. } => "stage.start",
         Event::NodeCompleted { .. } => "stage.complete",
         Event::EdgeTransition { .. } => "decision",
-        // A run started over HTTP waits out its backoffs where it runs: it is never
-        // `waiting`, so `Event::Waiting` never reaches a stream.
+        // A run started over HTTP waits out its retry backoffs where it runs; it waits
+        // without a worker only after a node asked a question (`interrupt`) or slept, and
+        // the stream then ends with `waiting` (the run).
         Event::NodeRetrying { .. } => "stage.retry",
+        Event::Interrupted { .. } => "interrupt",
         _ => return None,
     };
     Some(json_event(name, event))
@@ -98,6 +104,7 @@ fn progress_event(event: &Event) -> Option<SseEvent> {
 fn final_event(result: crate::Result<Run>) -> SseEvent {
     match result {
         Ok(run) if run.status == RunStatus::Completed => json_event("complete", &run),
+        Ok(run) if run.status == RunStatus::Waiting => json_event("waiting", &run),
         Ok(run) => {
             let error = run
                 .error_message

@@ -1,18 +1,21 @@
 //! The run endpoints: list, show, stages, decisions, delete, cancel and resume.
 
 use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
 use super::ApiState;
 use super::api_error::{ApiError, ErrorBody, RunLookupErrors, ServerErrors};
-use super::extract::{RunIdPath, wait_requested};
+use super::extract::{RunIdPath, json_body, wait_requested};
 use super::progress::{ProgressMessage, respond};
 use crate::{
-    Decision, KeysetPage, PageRequest, PageResult, QueryParams, Run, RunCursor, RunFilters,
-    RunStatus, Stage, StateAt, lifecycle, repository,
+    Decision, Interrupt, KeysetPage, PageRequest, PageResult, QueryParams, Run, RunCursor,
+    RunFilters, RunStatus, Stage, StateAt, lifecycle, repository,
 };
 
 /// The query parameters of `GET /workflows/runs`, for the OpenAPI contract. (They are read
@@ -255,6 +258,74 @@ pub(crate) async fn get_decisions(
 ) -> Result<Json<Vec<Decision>>, ApiError> {
     let mut conn = api.conn().await?;
     Ok(Json(repository::decisions(&mut conn, id).await?))
+}
+
+/// The questions a run's nodes asked, and their answers, in order.
+#[utoipa::path(
+    get,
+    path = "/workflows/runs/{id}/interrupts",
+    tag = "runs",
+    params(("id" = uuid::Uuid, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run's interrupts", body = Vec<Interrupt>),
+        RunLookupErrors,
+        ServerErrors,
+    )
+)]
+pub(crate) async fn get_interrupts(
+    State(api): State<ApiState>,
+    RunIdPath(id): RunIdPath,
+) -> Result<Json<Vec<Interrupt>>, ApiError> {
+    let mut conn = api.conn().await?;
+    Ok(Json(repository::interrupts(&mut conn, id).await?))
+}
+
+/// An answer to a question a waiting run asked.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AnswerBody {
+    /// The question's key, as the run's interrupt names it.
+    #[schema(pattern = r"^[^\x00]*$")]
+    key: String,
+    /// The answer: any JSON value the node after the question reads.
+    #[schema(value_type = Object)]
+    value: serde_json::Value,
+}
+
+/// Answers a waiting run's question: the run becomes due, and a worker continues it at the
+/// node after the one that asked, which reads the answer. Of two racing answers exactly one
+/// is recorded.
+#[utoipa::path(
+    post,
+    path = "/workflows/runs/{id}/answer",
+    tag = "runs",
+    params(("id" = uuid::Uuid, Path, description = "The run's id")),
+    request_body(content = AnswerBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The run, waiting and due", body = Run),
+        (status = 400, description = "The id is not a UUID, the body is not `{key, value}`, the run is not waiting, or it did not ask this key (or it was answered already)", body = ErrorBody),
+        (status = 404, description = "No run has this id", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        ServerErrors,
+    )
+)]
+pub(crate) async fn answer_run(
+    State(api): State<ApiState>,
+    RunIdPath(id): RunIdPath,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Run>, ApiError> {
+    let body = json_body(&headers, body, api.limits.body_bytes)?.unwrap_or_default();
+    let answer: AnswerBody = serde_json::from_value(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body must be {{\"key\": \"...\", \"value\": ...}}: {e}"),
+        )
+    })?;
+    Ok(Json(
+        api.executor.answer(id, &answer.key, answer.value).await?,
+    ))
 }
 
 /// Deletes a finished run with its stages, decisions and checkpoint.

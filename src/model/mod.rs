@@ -1,4 +1,5 @@
-//! The records a workflow leaves behind: runs, stages and decisions, their ids and statuses.
+//! The records a workflow leaves behind: runs, stages, decisions and interrupts, their ids
+//! and statuses.
 //! Plain data: how they are stored is the [`store`](crate::store)'s business.
 //!
 //! Field names and JSON shape are those of the Go original's `run.go`: an absent optional
@@ -6,6 +7,7 @@
 //! RFC 3339.
 
 mod decision;
+mod interrupt;
 mod invalid;
 mod raw_json;
 mod run;
@@ -17,6 +19,7 @@ mod status;
 mod workflow_info;
 
 pub use decision::Decision;
+pub use interrupt::Interrupt;
 pub use invalid::InvalidValue;
 pub use raw_json::RawJson;
 pub use run::Run;

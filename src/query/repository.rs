@@ -53,11 +53,11 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionManager};
 
 use crate::error::{Error, Result};
-use crate::model::{Decision, Run, RunId, Stage};
+use crate::model::{Decision, Interrupt, Run, RunId, Stage};
 use crate::query::page::{PageConfig, PageRequest, PageResult};
 use crate::query::run_cursor::{KeysetKey, KeysetPage, KeysetSort, RunCursor};
 use crate::query::run_filters::{RunFilters, order_runs, run_sort};
-use crate::store::rows::{DecisionRow, RunRow, StageRow};
+use crate::store::rows::{DecisionRow, InterruptRow, RunRow, StageRow};
 use crate::store::schema::{self, runs};
 
 /// One page of runs, filtered, searched and sorted as asked.
@@ -206,6 +206,27 @@ pub async fn find_run(conn: &mut AsyncPgConnection, id: RunId) -> Result<Run> {
         .ok_or(Error::RunNotFound { id })
 }
 
+/// The questions a run's nodes asked, and their answers, in the order they were asked;
+/// [`Error::RunNotFound`] if the run does not exist.
+pub async fn interrupts(conn: &mut AsyncPgConnection, run_id: RunId) -> Result<Vec<Interrupt>> {
+    let asked: Vec<Interrupt> = schema::interrupts::table
+        .filter(schema::interrupts::run_id.eq(run_id))
+        .order_by((
+            schema::interrupts::asked_at.asc(),
+            schema::interrupts::id.asc(),
+        ))
+        .select(InterruptRow::as_select())
+        .load::<InterruptRow>(conn)
+        .await?
+        .into_iter()
+        .map(Interrupt::from)
+        .collect();
+    if asked.is_empty() {
+        ensure_run_exists(conn, run_id).await?;
+    }
+    Ok(asked)
+}
+
 /// The stages of a run, in the order they started; [`Error::RunNotFound`] if the run does
 /// not exist.
 pub async fn stages(conn: &mut AsyncPgConnection, run_id: RunId) -> Result<Vec<Stage>> {
@@ -214,6 +235,7 @@ pub async fn stages(conn: &mut AsyncPgConnection, run_id: RunId) -> Result<Vec<S
         .order_by((
             schema::stages::created_at.asc(),
             schema::stages::iteration.asc(),
+            schema::stages::attempt.asc(),
             schema::stages::id.asc(),
         ))
         .select(StageRow::as_select())

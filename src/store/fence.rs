@@ -23,7 +23,7 @@ use diesel::query_builder::QueryFragment;
 
 use crate::model::{RunId, RunStatus};
 use crate::store::lease::Lease;
-use crate::store::schema::{checkpoints, decisions, runs, stages};
+use crate::store::schema::{checkpoints, decisions, interrupts, runs, stages};
 
 /// The name of the part that locks the run: what [`held_run`] reads.
 pub(crate) const HELD_RUN: &str = "held_run";
@@ -31,6 +31,10 @@ pub(crate) const HELD_RUN: &str = "held_run";
 pub(crate) const COMPLETED_STAGE: &str = "completed_stage";
 /// The name of the part that fails a retried attempt's stage: what [`failed_stage`] reads.
 pub(crate) const FAILED_STAGE: &str = "failed_stage";
+/// The name of the part that records an answer: what [`answered`] reads.
+pub(crate) const ANSWERED: &str = "answered";
+/// The name of the part that records a node's question: what [`asked`] reads.
+pub(crate) const ASKED: &str = "asked";
 /// The name of the part that records a node's decision: what [`decided`] reads.
 pub(crate) const DECIDED: &str = "decided";
 /// The name of the part that saves a run's checkpoint: what [`checkpointed`] reads.
@@ -61,6 +65,20 @@ mod pseudo_tables {
     }
 
     diesel::table! {
+        /// The interrupt an answer answered: the part named `answered`.
+        answered (run_id) {
+            run_id -> Uuid,
+        }
+    }
+
+    diesel::table! {
+        /// The interrupt a node commit recorded: the part named `asked`.
+        asked (run_id) {
+            run_id -> Uuid,
+        }
+    }
+
+    diesel::table! {
         /// The decision a node commit recorded: the part named `decided`.
         decided (run_id) {
             run_id -> Uuid,
@@ -75,7 +93,9 @@ mod pseudo_tables {
     }
 }
 
-pub(crate) use pseudo_tables::{checkpointed, completed_stage, decided, failed_stage, held_run};
+pub(crate) use pseudo_tables::{
+    answered, asked, checkpointed, completed_stage, decided, failed_stage, held_run,
+};
 
 diesel::allow_tables_to_appear_in_same_query!(held_run, completed_stage);
 diesel::allow_tables_to_appear_in_same_query!(held_run, runs);
@@ -92,6 +112,10 @@ diesel::allow_tables_to_appear_in_same_query!(failed_stage, stages);
 diesel::allow_tables_to_appear_in_same_query!(decided, runs);
 diesel::allow_tables_to_appear_in_same_query!(decided, checkpoints);
 diesel::allow_tables_to_appear_in_same_query!(checkpointed, runs);
+diesel::allow_tables_to_appear_in_same_query!(checkpointed, interrupts);
+diesel::allow_tables_to_appear_in_same_query!(asked, runs);
+diesel::allow_tables_to_appear_in_same_query!(answered, runs);
+diesel::allow_tables_to_appear_in_same_query!(held_run, interrupts);
 
 /// A lock part: the rows of `runs` it finds, locked until the statement commits.
 pub(crate) type Lock = Box<dyn QueryFragment<Pg> + Send + Sync>;

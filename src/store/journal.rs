@@ -30,6 +30,19 @@ pub(crate) enum Next<'a> {
     Complete { result: &'a Value },
     /// The run cannot go on: it fails with `message`.
     Fail { message: &'a str },
+    /// The run waits before its next node (whose stage starts when it continues), holding
+    /// no lease: see [`WaitCommit`].
+    Wait(WaitCommit<'a>),
+}
+
+/// What a run waits for after a node.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct WaitCommit<'a> {
+    /// The question asked (its key and payload), recorded as an interrupt.
+    pub(crate) question: Option<(&'a str, &'a Value)>,
+    /// When it is due regardless (a timer, or a question's timeout); `None`: only when
+    /// answered.
+    pub(crate) wake_after: Option<std::time::Duration>,
 }
 
 /// A node that returned its update: its stage, its checkpoint, its decision and what

@@ -15,6 +15,8 @@
 //! idempotent (it completes a stage only from `started`, and everything else depends on
 //! that). Past the deadline another worker may own the run, so it stops trying.
 
+use std::collections::HashMap;
+
 use diesel::data_types::PgInterval;
 use diesel::dsl::exists;
 use diesel::pg::Pg;
@@ -27,20 +29,22 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use crate::error::{Error, Result};
 use crate::graph::BoxFuture;
 use crate::graph::State;
-use crate::model::{RunId, RunStatus, StageStatus};
+use crate::model::{RawJson, RunId, RunStatus, StageStatus};
 use crate::store::atomic_statement::{AtomicStatement, Part};
 use crate::store::backoff::Backoff;
 use crate::store::checkpoints::PgCheckpointStore;
 use crate::store::checkpoints::state_to_json;
 use crate::store::fence::{
-    self, CHECKPOINTED, COMPLETED_STAGE, DECIDED, FAILED_STAGE, HELD_RUN, checkpointed,
-    completed_stage, decided, failed_stage, held_run,
+    self, ASKED, CHECKPOINTED, COMPLETED_STAGE, DECIDED, FAILED_STAGE, HELD_RUN, asked,
+    checkpointed, completed_stage, decided, failed_stage, held_run,
 };
-use crate::store::journal::{AttemptFailure, Journal, Next, NodeCommit, NodeFailure, Retry};
+use crate::store::journal::{
+    AttemptFailure, Journal, Next, NodeCommit, NodeFailure, Retry, WaitCommit,
+};
 use crate::store::lease::Lease;
 use crate::store::lease::LeaseDeadline;
 use crate::store::run_connections::RunConnections;
-use crate::store::schema::{checkpoints, decisions, runs, stages};
+use crate::store::schema::{checkpoints, decisions, interrupts, runs, stages};
 use crate::store::sql_functions::clock_timestamp;
 
 /// Writes one run's steps to the workflow tables, under its lease.
@@ -62,17 +66,23 @@ pub(crate) struct ResumePoint {
     pub(crate) checkpoint: Option<State>,
 }
 
-/// Where a `waiting` run that came due continues: the attempt after its last failed one.
+/// Where a `waiting` run that came due continues: at the attempt after its last failed one
+/// (`retry`), or after its last completed node, with the answers to the questions it asked.
 #[derive(Debug)]
 pub(crate) struct DuePoint {
-    /// The node whose attempt failed.
+    /// The node of its last stage.
     pub(crate) node: String,
     /// Its step number.
     pub(crate) iteration: u32,
-    /// The attempt that failed.
+    /// Its attempt.
     pub(crate) attempt: u32,
+    /// Whether that stage failed (and is tried again), rather than completed.
+    pub(crate) retry: bool,
     /// The run's checkpoint: the state that node starts from (none if it is the first).
     pub(crate) checkpoint: Option<State>,
+    /// The questions that node asked, by key, with their answers (`None`: unanswered, so
+    /// timed out).
+    pub(crate) answers: HashMap<String, Option<serde_json::Value>>,
 }
 
 /// What a write looks like once it has landed: how to tell, after a connection broke,
@@ -187,26 +197,51 @@ impl PgJournal {
     /// Where the run continues now that it is due, read under its lease.
     pub(crate) async fn due_point(&self) -> Result<DuePoint> {
         let mut conn = self.pool.get().await?;
-        let last: Option<(String, i32, i32)> = stages::table
+        let last: Option<(String, i32, i32, StageStatus)> = stages::table
             .filter(stages::run_id.eq(self.lease.run_id))
             .order_by((stages::iteration.desc(), stages::attempt.desc()))
-            .select((stages::node_name, stages::iteration, stages::attempt))
+            .select((
+                stages::node_name,
+                stages::iteration,
+                stages::attempt,
+                stages::status,
+            ))
             .first(&mut *conn)
             .await
             .optional()?;
-        let Some((node, iteration, attempt)) = last else {
+        let Some((node, iteration, attempt, status)) = last else {
             return Err(Error::Value {
                 container: "run",
                 key: self.lease.run_id.to_string(),
-                reason: "it was waiting, but it has no stage to try again".to_owned(),
+                reason: "it was waiting, but it has no stage to continue after".to_owned(),
             });
         };
+        let asked: Vec<(String, Option<RawJson>)> = interrupts::table
+            .filter(interrupts::run_id.eq(self.lease.run_id))
+            .filter(interrupts::iteration.eq(iteration))
+            .select((interrupts::key, interrupts::answer))
+            .load(&mut *conn)
+            .await?;
+        let mut answers = HashMap::new();
+        for (key, answer) in asked {
+            let answer = answer
+                .map(|a| a.to_value())
+                .transpose()
+                .map_err(|e| Error::Value {
+                    container: "answer",
+                    key: key.clone(),
+                    reason: format!("as stored, cannot be read: {e}"),
+                })?;
+            answers.insert(key, answer);
+        }
         let checkpoint = PgCheckpointStore::load_with(&mut conn, self.lease.run_id).await?;
         Ok(DuePoint {
             node,
             iteration: u32::try_from(iteration).unwrap_or(0),
             attempt: u32::try_from(attempt).unwrap_or(0),
+            retry: status == StageStatus::Failed,
             checkpoint,
+            answers,
         })
     }
 
@@ -268,6 +303,32 @@ macro_rules! start_stage {
     };
 }
 
+/// The run found in `$source` (the part before) → `waiting`, its lease given up, due after
+/// `$wake_after` (a `Duration`), or only when answered (`None`).
+macro_rules! wait_after_node {
+    ($source:ident :: $run_id:ident, $wake_after:expr) => {{
+        let waiting = runs::table.filter(runs::id.eq_any($source::table.select($source::$run_id)));
+        let released = (
+            runs::status.eq(RunStatus::Waiting),
+            runs::owner.eq(None::<String>),
+            runs::lease_token.eq(None::<uuid::Uuid>),
+            runs::heartbeat_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+            runs::lease_expires_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+        );
+        let part: Part<'_> = match $wake_after {
+            Some(after) => Box::new(diesel::update(waiting).set((
+                released,
+                runs::wake_at.eq((clock_timestamp() + interval(after)).nullable()),
+            ))),
+            None => Box::new(diesel::update(waiting).set((
+                released,
+                runs::wake_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+            ))),
+        };
+        part
+    }};
+}
+
 /// The run found in `$source` (the part before) → `$status`, with the result or the error.
 macro_rules! end_run {
     ($source:ident :: $run_id:ident, $status:expr, $result:expr, $error:expr) => {
@@ -279,6 +340,11 @@ macro_rules! end_run {
                 runs::completed_at.eq(clock_timestamp().nullable()),
             ))
     };
+}
+
+/// `d` as a PostgreSQL interval.
+fn interval(d: std::time::Duration) -> PgInterval {
+    PgInterval::from_microseconds(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 fn step(i: u32) -> i32 {
@@ -536,18 +602,54 @@ fn commit<'a>(
             None::<&serde_json::Value>,
             Some(message)
         )),
+        (Next::Wait(wait), _) => match wait.question {
+            Some(_) => wait_after_node!(asked::run_id, wait.wake_after),
+            None => wait_after_node!(checkpointed::run_id, wait.wake_after),
+        },
     };
     let statement = AtomicStatement::new(last)
         .with_named(HELD_RUN, fence::running_under(lease))
         .with_named(COMPLETED_STAGE, complete_stage)
         .with_named(DECIDED, decide);
     if saves_checkpoint {
-        statement.with_named(CHECKPOINTED, save_checkpoint(c.node, state))
+        let statement = statement.with_named(CHECKPOINTED, save_checkpoint(c.node, state));
+        match c.next {
+            Next::Wait(WaitCommit {
+                question: Some((key, question)),
+                ..
+            }) => statement.with_named(ASKED, ask(c, key, question)),
+            _ => statement,
+        }
     } else {
         statement.with(diesel::delete(checkpoints::table.filter(
             checkpoints::run_id.eq_any(decided::table.select(decided::run_id)),
         )))
     }
+}
+
+/// Records the question a node asked (`key`, `question`), for the run whose checkpoint the
+/// commit saved.
+fn ask<'a>(
+    c: &'a NodeCommit<'a>,
+    key: &'a str,
+    question: &'a serde_json::Value,
+) -> impl QueryFragment<Pg> + Send + Sync + 'a {
+    diesel::insert_into(interrupts::table)
+        .values(checkpointed::table.select((
+            checkpointed::run_id,
+            key.into_sql::<Text>(),
+            c.node.into_sql::<Text>(),
+            step(c.iteration).into_sql::<Integer>(),
+            question.into_sql::<Jsonb>(),
+        )))
+        .into_columns((
+            interrupts::run_id,
+            interrupts::key,
+            interrupts::node_name,
+            interrupts::iteration,
+            interrupts::payload,
+        ))
+        .returning(interrupts::run_id)
 }
 
 /// Upserts the checkpoint of the run whose decision the commit recorded.
@@ -613,7 +715,7 @@ fn fail_attempt<'a>(
 
 /// The run whose attempt failed → `waiting`, due after `wait`, its lease given up.
 fn wait_until_due(wait: std::time::Duration) -> impl QueryFragment<Pg> + QueryId + Send + Sync {
-    let wait = PgInterval::from_microseconds(i64::try_from(wait.as_micros()).unwrap_or(i64::MAX));
+    let wait = interval(wait);
     diesel::update(
         runs::table.filter(runs::id.eq_any(failed_stage::table.select(failed_stage::run_id))),
     )

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::{Queryable, Selectable};
 
-use super::schema::{decisions, runs, stages};
-use crate::model::{Decision, RawJson, Run, RunId, RunStatus, Stage, StageStatus};
+use super::schema::{decisions, interrupts, runs, stages};
+use crate::model::{Decision, Interrupt, RawJson, Run, RunId, RunStatus, Stage, StageStatus};
 
 /// A row struct for `$model`, read from `$table`, and its conversion into the record.
 macro_rules! row_of {
@@ -68,4 +68,16 @@ row_of!(DecisionRow => Decision from decisions {
     predicate_result: Option<bool>,
     reason: Option<String>,
     created_at: DateTime<Utc>,
+});
+
+row_of!(InterruptRow => Interrupt from interrupts {
+    id: uuid::Uuid,
+    run_id: RunId,
+    key: String,
+    node_name: String,
+    iteration: i32,
+    payload: RawJson,
+    answer: Option<RawJson>,
+    asked_at: DateTime<Utc>,
+    answered_at: Option<DateTime<Utc>>,
 });

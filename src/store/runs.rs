@@ -34,10 +34,10 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::atomic_statement::AtomicStatement;
-use super::fence::{HELD_RUN, held_run};
+use super::fence::{ANSWERED, HELD_RUN, answered, held_run};
 use super::lease::Lease;
 use super::rows::RunRow;
-use super::schema::{checkpoints, runs, stages};
+use super::schema::{checkpoints, interrupts, runs, stages};
 use super::sql_functions::{clock_timestamp, db_now, gen_random_uuid};
 use crate::error::{Error, Result};
 use crate::model::{Run, RunId, RunStatus, StageStatus};
@@ -543,6 +543,102 @@ pub async fn cancel_run(conn: &mut AsyncPgConnection, id: RunId) -> Result<Run> 
         .optional()?
         .map(Run::from);
     accepted(conn, id, "cancel", run).await
+}
+
+/// Records `answer` to the question `key` that the `waiting` run `id` asked at the step it
+/// waits after, and makes the run due now, in one statement that first locks the run: of two
+/// racing answers exactly one is recorded. Returns the run, due.
+///
+/// Refused, changing nothing: [`Error::RunNotFound`]; [`Error::InvalidStatus`] if the run
+/// is not waiting; [`Error::InvalidInput`] naming the key if the run did not ask it there,
+/// or it was answered already.
+pub(crate) async fn answer(
+    conn: &mut AsyncPgConnection,
+    id: RunId,
+    key: &str,
+    answer: &serde_json::Value,
+) -> Result<Run> {
+    let waiting = runs::table
+        .find(id)
+        .filter(runs::status.eq(Waiting))
+        .select(runs::id)
+        .for_no_key_update();
+    let last_step = stages::table
+        .filter(stages::run_id.eq(id))
+        .select(diesel::dsl::max(stages::iteration))
+        .single_value();
+    let answered = diesel::update(
+        interrupts::table
+            .filter(interrupts::run_id.eq_any(held_run::table.select(held_run::id)))
+            .filter(interrupts::iteration.nullable().eq(last_step))
+            .filter(interrupts::key.eq(key))
+            .filter(interrupts::answer.is_null()),
+    )
+    .set((
+        interrupts::answer.eq(answer),
+        interrupts::answered_at.eq(clock_timestamp().nullable()),
+    ))
+    .returning(interrupts::run_id);
+    let due_now = diesel::update(
+        runs::table.filter(runs::id.eq_any(answered::table.select(answered::run_id))),
+    )
+    .set(runs::wake_at.eq(clock_timestamp().nullable()))
+    .returning(RunRow::as_returning());
+    let run = AtomicStatement::new(due_now)
+        .with_named(HELD_RUN, waiting)
+        .with_named(ANSWERED, answered)
+        .get_result::<RunRow>(conn)
+        .await
+        .optional()?;
+    match run {
+        Some(run) => Ok(Run::from(run)),
+        None => Err(answer_refusal(conn, id, key).await),
+    }
+}
+
+/// Why an answer to `key` for run `id` was refused.
+async fn answer_refusal(conn: &mut AsyncPgConnection, id: RunId, key: &str) -> Error {
+    let status = refusal(conn, id, "answer").await;
+    if !matches!(
+        status,
+        Error::InvalidStatus {
+            status: Waiting,
+            ..
+        }
+    ) {
+        return status;
+    }
+    let last_step = stages::table
+        .filter(stages::run_id.eq(id))
+        .select(diesel::dsl::max(stages::iteration))
+        .single_value();
+    let asked: std::result::Result<Vec<(String, bool)>, _> = interrupts::table
+        .filter(interrupts::run_id.eq(id))
+        .filter(interrupts::iteration.nullable().eq(last_step))
+        .select((interrupts::key, interrupts::answer.is_not_null()))
+        .load(conn)
+        .await;
+    let asked = match asked {
+        Ok(asked) => asked,
+        Err(e) => return Error::from(e),
+    };
+    let reason = match asked.iter().find(|(k, _)| k == key) {
+        Some((_, true)) => format!("run {id} was answered {key:?} already"),
+        Some((_, false)) => format!("run {id} stopped waiting for {key:?} meanwhile"),
+        None if asked.is_empty() => {
+            format!("run {id} waits for a timer or a retry, not for an answer")
+        }
+        None => format!(
+            "run {id} did not ask {key:?}; it waits for an answer to {}",
+            asked
+                .iter()
+                .filter(|(_, answered)| !answered)
+                .map(|(k, _)| format!("{k:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    Error::invalid_input("key", key, reason)
 }
 
 /// Deletes a finished run with its stages, decisions and checkpoint. A `pending` or

@@ -24,6 +24,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    interrupts (id) {
+        id -> Uuid,
+        run_id -> Uuid,
+        key -> Text,
+        node_name -> Text,
+        iteration -> Int4,
+        payload -> Jsonb,
+        answer -> Nullable<Jsonb>,
+        asked_at -> Timestamptz,
+        answered_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     runs (id) {
         id -> Uuid,
         workflow_name -> Text,
@@ -64,6 +78,7 @@ diesel::table! {
 
 diesel::joinable!(checkpoints -> runs (run_id));
 diesel::joinable!(decisions -> runs (run_id));
+diesel::joinable!(interrupts -> runs (run_id));
 diesel::joinable!(stages -> runs (run_id));
 
-diesel::allow_tables_to_appear_in_same_query!(checkpoints, decisions, runs, stages,);
+diesel::allow_tables_to_appear_in_same_query!(checkpoints, decisions, interrupts, runs, stages,);

@@ -188,7 +188,7 @@ fn shorten(text: &str) -> String {
 pub struct NoParams {}
 
 /// Where in `value` a key or string holds a NUL character, as a path like `params.a[2]`.
-fn nul_character_at(value: &Value, path: &str) -> Option<String> {
+pub(crate) fn nul_character_at(value: &Value, path: &str) -> Option<String> {
     match value {
         Value::String(s) if s.contains('\0') => Some(path.to_owned()),
         Value::Array(items) => items

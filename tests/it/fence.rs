@@ -57,6 +57,12 @@ struct Count {
 /// Waits until a session of `schema` is blocked on a lock while executing a statement whose
 /// text is `like` (an SQL `LIKE` pattern).
 pub(crate) async fn until_blocked(schema: &IsolatedSchema, like: &str) {
+    until_blocked_n(schema, like, 1).await;
+}
+
+/// Waits until `sessions` sessions of `schema` are blocked on a lock while executing a
+/// statement whose text is `like`.
+pub(crate) async fn until_blocked_n(schema: &IsolatedSchema, like: &str, sessions: i64) {
     let mut conn = schema.pool().get().await.unwrap();
     tokio::time::timeout(HANG, async {
         loop {
@@ -69,14 +75,16 @@ pub(crate) async fn until_blocked(schema: &IsolatedSchema, like: &str) {
             .get_result(&mut conn)
             .await
             .unwrap();
-            if waiting.n > 0 {
+            if waiting.n >= sessions {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("no statement like {like:?} ever waited for a lock"));
+    .unwrap_or_else(|_| {
+        panic!("fewer than {sessions} statements like {like:?} ever waited for a lock")
+    });
 }
 
 /// Waits until the run's stage of `node` is `status`.

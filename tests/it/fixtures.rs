@@ -17,6 +17,32 @@ use workflows::{
 /// Guards against hangs only: far longer than anything a test waits for.
 pub(crate) const HANG: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The run as recorded now.
+pub(crate) async fn run_of(pool: &workflows::Pool, id: RunId) -> workflows::Run {
+    workflows::repository::find_run(&mut pool.get().await.unwrap(), id)
+        .await
+        .unwrap()
+}
+
+/// Waits until the run is in `status`.
+pub(crate) async fn until_status(
+    pool: &workflows::Pool,
+    id: RunId,
+    status: workflows::RunStatus,
+) -> workflows::Run {
+    tokio::time::timeout(HANG, async {
+        loop {
+            let run = run_of(pool, id).await;
+            if run.status == status {
+                return run;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("run {id} never became {status}"))
+}
+
 /// A node that records its step number under its own name.
 pub(crate) async fn mark(mut state: State, ctx: NodeContext) -> Result<State, BoxError> {
     state.set(ctx.node(), ctx.iteration());
@@ -139,6 +165,25 @@ pub(crate) async fn linear(
         .set_entry_point("a")
         .add_exit_point("c");
     Ok(State::new().with("start", true))
+}
+
+/// `ask` asks `ok` (the question `{"sure?": true}`), then `done` records the answer as
+/// `answer`.
+pub(crate) async fn asking(
+    g: &mut GraphBuilder,
+    _: &Runtime,
+    _: Params,
+) -> Result<State, BoxError> {
+    let ask = g.node("ask", |s: State, ctx: NodeContext| async move {
+        ctx.interrupt("ok", serde_json::json!({"sure?": true}))?;
+        Ok(s)
+    });
+    let done = g.node("done", |s: State, ctx: NodeContext| async move {
+        let answer: Option<serde_json::Value> = ctx.answer("ok")?;
+        Ok(s.with("answer", answer))
+    });
+    g.edge(ask, done).start_at(ask).end_at(done);
+    Ok(State::new())
 }
 
 pub(crate) async fn route(g: &mut GraphBuilder, _: &Runtime, p: Params) -> Result<State, BoxError> {

@@ -20,4 +20,5 @@ mod repository;
 mod schema_drift;
 mod testing_support;
 mod typed;
+mod waits;
 mod workers;

@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use serde_json::json;
 use workflows::testing::IsolatedSchema;
+
+use crate::fixtures::{HANG, run_of, until_status};
 use workflows::{
     BoxError, Event, Executor, ExecutorConfig, GraphBuilder, NodeContext, NodeError, NodePolicy,
-    Params, Pool, Registry, RetryPolicy, Run, RunId, RunStatus, Runtime, StageStatus, State,
-    Worker, WorkerConfig, WorkflowDef, repository,
+    Params, Pool, Registry, RetryPolicy, RunId, RunStatus, Runtime, StageStatus, State, Worker,
+    WorkerConfig, WorkflowDef, repository,
 };
-
-/// How long a test waits for something that should happen at once before it fails.
-const HANG: Duration = Duration::from_secs(30);
 
 /// `call` then `after`. `call` misbehaves as `mode` says on its first `fail_times` attempts
 /// (`retryable`: a marked error; `fatal`: an unmarked one; `hang`: sleeps a minute; `beat`:
@@ -108,25 +107,6 @@ async fn attempts_of(pool: &Pool, id: RunId) -> Vec<(i32, StageStatus, Option<St
         .filter(|s| s.node_name == "call")
         .map(|s| (s.attempt, s.status, s.error_message))
         .collect()
-}
-
-async fn run_of(pool: &Pool, id: RunId) -> Run {
-    let mut conn = pool.get().await.unwrap();
-    repository::find_run(&mut conn, id).await.unwrap()
-}
-
-async fn until_status(pool: &Pool, id: RunId, status: RunStatus) -> Run {
-    tokio::time::timeout(HANG, async {
-        loop {
-            let run = run_of(pool, id).await;
-            if run.status == status {
-                return run;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("run {id} never became {status}"))
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use diesel::sql_types::is_nullable::{IsNullable, NotNull};
 use diesel::sql_types::{Bool, HasSqlType, Integer, SqlType, Text};
 use diesel::{Column, Expression, QueryableByName, Table};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use workflows::schema::{checkpoints, decisions, runs, stages};
+use workflows::schema::{checkpoints, decisions, interrupts, runs, stages};
 use workflows::testing::IsolatedSchema;
 
 #[derive(Debug, PartialEq, Eq, QueryableByName)]
@@ -79,6 +79,7 @@ macro_rules! column_shapes_for_tuples {
 }
 column_shapes_for_tuples!(A B C D E);
 column_shapes_for_tuples!(A B C D E F G H);
+column_shapes_for_tuples!(A B C D E F G H I);
 column_shapes_for_tuples!(A B C D E F G H I J);
 column_shapes_for_tuples!(A B C D E F G H I J K L);
 column_shapes_for_tuples!(A B C D E F G H I J K L M N O P Q);
@@ -112,6 +113,7 @@ async fn schema_rs_matches_the_migrated_database() {
     let declared_tables = [
         ("checkpoints", declared::<checkpoints::table>()),
         ("decisions", declared::<decisions::table>()),
+        ("interrupts", declared::<interrupts::table>()),
         ("runs", declared::<runs::table>()),
         ("stages", declared::<stages::table>()),
     ];

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::fixtures::{Gate, HANG, mark};
+use crate::fixtures::{Gate, HANG, mark, run_of, until_status};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use http::StatusCode;
@@ -87,12 +87,6 @@ fn worker(executor: Executor, config: WorkerConfig) -> Worker {
     Worker::new(executor, config)
 }
 
-async fn run_of(pool: &Pool, id: RunId) -> workflows::Run {
-    repository::find_run(&mut pool.get().await.unwrap(), id)
-        .await
-        .unwrap()
-}
-
 async fn owner_and_recoveries(pool: &Pool, id: RunId) -> (Option<String>, i32) {
     let mut conn = pool.get().await.unwrap();
     runs::table
@@ -101,21 +95,6 @@ async fn owner_and_recoveries(pool: &Pool, id: RunId) -> (Option<String>, i32) {
         .first(&mut conn)
         .await
         .unwrap()
-}
-
-/// Waits until the run is in `status`.
-async fn until_status(pool: &Pool, id: RunId, status: RunStatus) -> workflows::Run {
-    tokio::time::timeout(HANG, async {
-        loop {
-            let run = run_of(pool, id).await;
-            if run.status == status {
-                return run;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("run {id} never became {status}"))
 }
 
 /// Waits until the run's stage of `node` has started.

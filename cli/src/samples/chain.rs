@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use workflows::{BoxError, GraphBuilder, NodeContext, Params, Runtime, State, workflow};
 
-use super::MAX_DELAY_MS;
+/// The longest pause a node of `chain` takes: a minute, so that tests can keep a run in
+/// flight (the typed samples, whose params schema the API fuzz knows, allow far less).
+const MAX_DELAY_MS: u64 = 60_000;
 
 /// The most the nodes of a run write in all (`nodes` × `payload`): 4 MiB. Each node adds its
 /// value to the state, which every checkpoint saves.

@@ -4,6 +4,7 @@
 //! typed sample asks the [`Model`] to think for `delay_ms` (default 20), standing for a model
 //! call, and stops at once when the run is cancelled.
 
+mod approve;
 mod chain;
 mod classify;
 mod flaky;
@@ -17,8 +18,8 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 use workflows::{BoxError, NodeContext, Runtime};
 
-/// The longest pause a sample node takes: the samples are served over HTTP by
-/// `workflows serve`, where a caller must not be able to park runs for days.
+/// The longest pause a typed sample node takes: a second, so that a fuzzed `?wait=true` run
+/// of at most 50 passes (classify) ends well inside the fuzz's request timeout.
 const MAX_DELAY_MS: u64 = 1_000;
 
 /// How long each node of a run pauses, in milliseconds: at most [`MAX_DELAY_MS`], which the

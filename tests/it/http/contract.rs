@@ -19,7 +19,10 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("post", "/workflows/runs/{id}/cancel"),
     ("post", "/workflows/runs/{id}/resume"),
     ("get", "/workflows/runs/{id}/state"),
+    ("get", "/workflows/runs/{id}/interrupts"),
+    ("post", "/workflows/runs/{id}/answer"),
     // Each registered workflow's own execute, with its params schema.
+    ("post", "/workflows/asking/execute"),
     ("post", "/workflows/flaky/execute"),
     ("post", "/workflows/gated/execute"),
     ("post", "/workflows/linear/execute"),

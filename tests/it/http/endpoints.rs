@@ -19,8 +19,11 @@ async fn get_workflows_lists_the_registered_workflows_by_name() {
         .iter()
         .map(|w| w["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["flaky", "gated", "linear", "route", "tally"]);
-    assert_eq!(body[2]["description"], "a, b, c");
+    assert_eq!(
+        names,
+        ["asking", "flaky", "gated", "linear", "route", "tally"]
+    );
+    assert_eq!(body[3]["description"], "a, b, c");
     server.stop().await;
 }
 
@@ -443,5 +446,91 @@ async fn a_sort_naming_fields_again_is_served_in_the_order_of_their_first_mentio
         page.data.iter().map(|r| r.id).collect::<Vec<_>>(),
         [newer.id, older.id]
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_question_is_streamed_listed_and_answered_over_http() {
+    let server = TestServer::start().await;
+    let mut progress = SseReader::new(
+        server
+            .post_json("/workflows/asking/execute", &json!({}))
+            .await,
+    );
+    let events = progress.rest().await;
+    let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "stage.start",
+            "stage.complete",
+            "decision",
+            "interrupt",
+            "waiting"
+        ]
+    );
+    let interrupt = &events[3].data;
+    assert_eq!(
+        (interrupt["key"].as_str(), interrupt["question"].clone()),
+        (Some("ok"), json!({"sure?": true}))
+    );
+    let run = &events[4].data;
+    assert_eq!(run["status"], "waiting");
+    let id = run["id"].as_str().unwrap().to_owned();
+
+    let listed: Vec<Value> = server
+        .get(&format!("/workflows/runs/{id}/interrupts"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            listed.len(),
+            listed[0]["key"].as_str(),
+            listed[0].get("answer")
+        ),
+        (1, Some("ok"), None)
+    );
+    let waiting: PageResult<Run> = server
+        .get("/workflows/runs?status=waiting")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let waiting: Vec<String> = waiting.data.iter().map(|r| r.id.to_string()).collect();
+    assert_eq!(waiting, [id.as_str()]);
+
+    let wrong = server
+        .post_json(
+            &format!("/workflows/runs/{id}/answer"),
+            &json!({"key": "nope", "value": 1}),
+        )
+        .await;
+    assert_eq!(wrong.status(), 400);
+    let malformed = server
+        .post_json(
+            &format!("/workflows/runs/{id}/answer"),
+            &json!({"value": 1}),
+        )
+        .await;
+    assert_eq!(malformed.status(), 400);
+    let answered = server
+        .post_json(
+            &format!("/workflows/runs/{id}/answer"),
+            &json!({"key": "ok", "value": "yes"}),
+        )
+        .await;
+    assert_eq!(answered.status(), 200);
+    let due: Run = answered.json().await.unwrap();
+    assert_eq!(due.status, RunStatus::Waiting);
+    assert!(due.wake_at.is_some());
+    let listed: Vec<Value> = server
+        .get(&format!("/workflows/runs/{id}/interrupts"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed[0]["answer"], json!("yes"));
     server.stop().await;
 }

@@ -195,6 +195,9 @@ fn registry() -> Registry {
         WorkflowDef::new("flaky", "fails at b the first time", |g, r, p| {
             Box::pin(flaky(g, r, p))
         }),
+        WorkflowDef::new("asking", "asks ok, then records the answer", |g, r, p| {
+            Box::pin(crate::fixtures::asking(g, r, p))
+        }),
         crate::fixtures::tally(),
     ] {
         registry.register(def).unwrap();

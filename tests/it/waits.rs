@@ -1,0 +1,404 @@
+//! Durable waits: a node asks a question and the run waits holding no worker until someone
+//! answers (from anywhere, exactly once), or its question times out; a node sleeps and the
+//! run continues when due, whichever worker is free then.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde_json::{Value, json};
+use workflows::schema::runs;
+use workflows::testing::IsolatedSchema;
+
+use crate::fixtures::{run_of, until_status};
+use workflows::{
+    BoxError, Error, Executor, GraphBuilder, NodeContext, Params, Pool, Registry, Run, RunId,
+    RunStatus, Runtime, State, Worker, WorkerConfig, WorkflowDef, repository,
+};
+
+use crate::fence::until_blocked_n;
+
+/// How many drafts `approval` wrote: its side effect.
+#[derive(Default)]
+struct Drafts(AtomicUsize);
+
+/// `draft` (counts a draft, asks `approve`, with a timeout if `timeout_ms`), then `review`
+/// (reads the answer into `approved`). `ask_at_end`: `draft` is the exit point instead.
+async fn approval(g: &mut GraphBuilder, rt: &Runtime, p: Params) -> Result<State, BoxError> {
+    let drafts = rt.get::<Drafts>()?;
+    let timeout = p.get::<u64>("timeout_ms")?.map(Duration::from_millis);
+    let draft = g.node("draft", move |s: State, ctx: NodeContext| {
+        let drafts = Arc::clone(&drafts);
+        async move {
+            let n = drafts.0.fetch_add(1, Ordering::SeqCst) + 1;
+            let question = json!({"draft": format!("draft {n}"), "approve?": true});
+            match timeout {
+                Some(timeout) => ctx.interrupt_with_timeout("approve", question, timeout)?,
+                None => ctx.interrupt("approve", question)?,
+            }
+            Ok(s.with("draft", n))
+        }
+    });
+    if p.get::<bool>("ask_at_end")?.unwrap_or(false) {
+        g.start_at(draft).end_at(draft);
+        return Ok(State::new());
+    }
+    let review = g.node("review", |s: State, ctx: NodeContext| async move {
+        let approved: Option<bool> = ctx.answer("approve")?;
+        Ok(s.with("approved", approved))
+    });
+    g.edge(draft, review).start_at(draft).end_at(review);
+    Ok(State::new())
+}
+
+/// `rest` sleeps `sleep_ms` durably, then `wake`.
+async fn nap(g: &mut GraphBuilder, _: &Runtime, p: Params) -> Result<State, BoxError> {
+    let sleep = Duration::from_millis(p.require("sleep_ms")?);
+    let rest = g.node("rest", move |s: State, ctx: NodeContext| async move {
+        ctx.continue_after(sleep)?;
+        Ok(s.with("rested", true))
+    });
+    let wake = g.node(
+        "wake",
+        |s: State, _| async move { Ok(s.with("woke", true)) },
+    );
+    g.edge(rest, wake).start_at(rest).end_at(wake);
+    Ok(State::new())
+}
+
+fn registry() -> Registry {
+    let mut registry = Registry::new();
+    registry
+        .register(WorkflowDef::new(
+            "approval",
+            "draft, ask, review",
+            |g, r, p| Box::pin(approval(g, r, p)),
+        ))
+        .unwrap();
+    registry
+        .register(WorkflowDef::new("nap", "rest, sleep, wake", |g, r, p| {
+            Box::pin(nap(g, r, p))
+        }))
+        .unwrap();
+    registry
+}
+
+fn executor(pool: &Pool, drafts: &Arc<Drafts>) -> Executor {
+    Executor::builder(pool.clone(), registry())
+        .runtime(Runtime::builder().with_arc(Arc::clone(drafts)).build())
+        .build()
+        .unwrap()
+}
+
+/// A worker of `concurrency` runs, polling every 50 ms, until `stop` is sent.
+fn worker(
+    pool: &Pool,
+    drafts: &Arc<Drafts>,
+    concurrency: usize,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let worker = Worker::new(
+        executor(pool, drafts),
+        WorkerConfig::default()
+            .concurrency(concurrency)
+            .poll_interval(Duration::from_millis(50)),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        worker
+            .run_until(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    (stop, task)
+}
+
+async fn owner_of(pool: &Pool, id: RunId) -> (Option<String>, Option<uuid::Uuid>) {
+    let mut conn = pool.get().await.unwrap();
+    runs::table
+        .find(id)
+        .select((runs::owner, runs::lease_token))
+        .first(&mut conn)
+        .await
+        .unwrap()
+}
+
+fn result_of(run: &Run) -> Value {
+    run.result.as_ref().unwrap().to_value().unwrap()
+}
+
+#[tokio::test]
+async fn an_approval_waits_holding_no_worker_and_continues_once_answered_from_elsewhere() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let pool = schema.pool();
+    let drafts = Arc::new(Drafts::default());
+    let submitter = executor(pool, &drafts);
+    let approval = submitter.submit("approval", json!({}), None).await.unwrap();
+    // One slot only.
+    let (stop, task) = worker(pool, &drafts, 1);
+
+    let waiting = until_status(pool, approval.id, RunStatus::Waiting).await;
+    assert_eq!(waiting.wake_at, None, "it waits for an answer, not a time");
+    assert_eq!(owner_of(pool, approval.id).await, (None, None));
+    let mut conn = pool.get().await.unwrap();
+    let asked = repository::interrupts(&mut conn, approval.id)
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(
+        (
+            asked.len(),
+            asked[0].key.as_str(),
+            asked[0].node_name.as_str()
+        ),
+        (1, "approve", "draft")
+    );
+    assert_eq!(
+        asked[0].payload.to_value().unwrap(),
+        json!({"draft": "draft 1", "approve?": true})
+    );
+    assert_eq!(asked[0].answer, None);
+
+    // The worker's one slot is free: another run completes meanwhile.
+    let other = submitter
+        .submit("nap", json!({"sleep_ms": 0}), None)
+        .await
+        .unwrap();
+    until_status(pool, other.id, RunStatus::Completed).await;
+    assert_eq!(run_of(pool, approval.id).await.status, RunStatus::Waiting);
+
+    // Answered from elsewhere (another executor, as another process would).
+    let elsewhere = executor(pool, &Arc::new(Drafts::default()));
+    let due = elsewhere
+        .answer(approval.id, "approve", json!(true))
+        .await
+        .unwrap();
+    assert_eq!(due.status, RunStatus::Waiting);
+    assert!(due.wake_at.is_some(), "an answered run is due");
+
+    let done = until_status(pool, approval.id, RunStatus::Completed).await;
+    let _ = stop.send(());
+    task.await.unwrap();
+    assert_eq!(result_of(&done), json!({"draft": 1, "approved": true}));
+    assert_eq!(
+        AtomicUsize::load(&drafts.0, Ordering::SeqCst),
+        1,
+        "the node before the answer ran once"
+    );
+    let mut conn = pool.get().await.unwrap();
+    let steps: Vec<(String, i32)> = repository::stages(&mut conn, approval.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.node_name, s.iteration))
+        .collect();
+    assert_eq!(steps, [("draft".to_owned(), 1), ("review".to_owned(), 2)]);
+    let asked = repository::interrupts(&mut conn, approval.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        asked[0].answer.as_ref().unwrap().to_value().unwrap(),
+        json!(true)
+    );
+    assert!(asked[0].answered_at.is_some());
+    drop(conn);
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn answers_that_do_not_fit_are_refused_naming_why_and_change_nothing() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let pool = schema.pool();
+    let drafts = Arc::new(Drafts::default());
+    let executor = executor(pool, &drafts);
+    // Started here: it runs `draft`, then waits (nothing continues it: no worker).
+    let waiting = executor.run("approval", json!({})).await.unwrap();
+    assert_eq!(waiting.status, RunStatus::Waiting);
+    let id = waiting.id;
+
+    let wrong_key = executor.answer(id, "nope", json!(1)).await.unwrap_err();
+    assert_eq!(
+        wrong_key.to_string(),
+        format!(
+            r#"invalid key "nope": run {id} did not ask "nope"; it waits for an answer to "approve""#
+        )
+    );
+    let nul = executor
+        .answer(id, "approve", json!({"note": "a\u{0}b"}))
+        .await
+        .unwrap_err();
+    assert!(matches!(nul, Error::InvalidInput { .. }), "{nul}");
+    let mut conn = pool.get().await.unwrap();
+    assert_eq!(
+        repository::interrupts(&mut conn, id).await.unwrap()[0].answer,
+        None
+    );
+    drop(conn);
+
+    executor.answer(id, "approve", json!(false)).await.unwrap();
+    let twice = executor
+        .answer(id, "approve", json!(true))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        twice.to_string(),
+        format!(r#"invalid key "approve": run {id} was answered "approve" already"#)
+    );
+    let mut conn = pool.get().await.unwrap();
+    let answer = repository::interrupts(&mut conn, id).await.unwrap()[0]
+        .answer
+        .clone();
+    drop(conn);
+    assert_eq!(answer.unwrap().to_value().unwrap(), json!(false));
+
+    executor.cancel(id).await.unwrap();
+    let cancelled = executor
+        .answer(id, "approve", json!(true))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        cancelled.to_string(),
+        format!("run {id} is cancelled: cannot answer")
+    );
+    let unknown = RunId::from_uuid(uuid::Uuid::new_v4());
+    assert!(matches!(
+        executor.answer(unknown, "approve", json!(true)).await,
+        Err(Error::RunNotFound { .. })
+    ));
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn of_two_racing_answers_exactly_one_is_recorded() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let pool = schema.pool();
+    let drafts = Arc::new(Drafts::default());
+    let executor = Arc::new(executor(pool, &drafts));
+    let id = executor.run("approval", json!({})).await.unwrap().id;
+
+    // Hold the run's row, so that both answers wait for it, then let them race.
+    let mut holder = diesel_async::AsyncPgConnection::establish(schema.database_url())
+        .await
+        .unwrap();
+    diesel_async::SimpleAsyncConnection::batch_execute(
+        &mut holder,
+        &format!("BEGIN; SELECT 1 FROM runs WHERE id = '{id}' FOR UPDATE"),
+    )
+    .await
+    .unwrap();
+    let answers: Vec<_> = [json!("yes"), json!("no")]
+        .into_iter()
+        .map(|value| {
+            let executor = Arc::clone(&executor);
+            tokio::spawn(async move { executor.answer(id, "approve", value).await })
+        })
+        .collect();
+    until_blocked_n(&schema, "%interrupts%", 2).await;
+    diesel_async::SimpleAsyncConnection::batch_execute(&mut holder, "COMMIT")
+        .await
+        .unwrap();
+    let mut won = 0;
+    for answer in answers {
+        match answer.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(e) => assert!(
+                e.to_string().ends_with("was answered \"approve\" already"),
+                "{e}"
+            ),
+        }
+    }
+    assert_eq!(won, 1);
+    let mut conn = pool.get().await.unwrap();
+    let asked = repository::interrupts(&mut conn, id).await.unwrap();
+    drop(conn);
+    assert_eq!(asked.len(), 1);
+    assert!(asked[0].answer.is_some());
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_question_that_times_out_continues_with_no_answer() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let pool = schema.pool();
+    let drafts = Arc::new(Drafts::default());
+    let submitted = executor(pool, &drafts)
+        .submit("approval", json!({"timeout_ms": 300}), None)
+        .await
+        .unwrap();
+    let (stop, task) = worker(pool, &drafts, 1);
+    let waiting = until_status(pool, submitted.id, RunStatus::Waiting).await;
+    let due = waiting
+        .wake_at
+        .expect("a question with a timeout is due then");
+    let done = until_status(pool, submitted.id, RunStatus::Completed).await;
+    let _ = stop.send(());
+    task.await.unwrap();
+    assert_eq!(result_of(&done), json!({"draft": 1, "approved": null}));
+    let mut conn = pool.get().await.unwrap();
+    let review = repository::stages(&mut conn, submitted.id).await.unwrap()[1].clone();
+    drop(conn);
+    assert!(
+        review.created_at >= due,
+        "continued at {} before {due}",
+        review.created_at
+    );
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_durable_sleep_continues_when_due_with_its_worker_replaced_meanwhile() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let pool = schema.pool();
+    let drafts = Arc::new(Drafts::default());
+    let submitted = executor(pool, &drafts)
+        .submit("nap", json!({"sleep_ms": 1500}), None)
+        .await
+        .unwrap();
+    let (stop, task) = worker(pool, &drafts, 1);
+    let waiting = until_status(pool, submitted.id, RunStatus::Waiting).await;
+    let _ = stop.send(());
+    task.await.unwrap();
+    let due = waiting
+        .wake_at
+        .expect("a sleeping run is due when it wakes");
+    assert_eq!(owner_of(pool, submitted.id).await, (None, None));
+
+    let (stop, task) = worker(pool, &drafts, 1);
+    let done = until_status(pool, submitted.id, RunStatus::Completed).await;
+    let _ = stop.send(());
+    task.await.unwrap();
+    assert_eq!(result_of(&done), json!({"rested": true, "woke": true}));
+    let mut conn = pool.get().await.unwrap();
+    let wake = repository::stages(&mut conn, submitted.id).await.unwrap()[1].clone();
+    drop(conn);
+    assert_eq!(wake.node_name, "wake");
+    assert!(
+        wake.created_at >= due,
+        "woke at {} before {due}",
+        wake.created_at
+    );
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_node_that_asks_where_the_run_ends_fails_it_saying_so() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let drafts = Arc::new(Drafts::default());
+    let run = executor(schema.pool(), &drafts)
+        .run("approval", json!({"ask_at_end": true}))
+        .await
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    let message = run.error_message.unwrap();
+    assert!(
+        message.starts_with("node draft asked the run to wait, but the run ends at it"),
+        "{message}"
+    );
+    schema.drop_schema().await.unwrap();
+}
