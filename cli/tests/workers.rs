@@ -1,6 +1,6 @@
 //! Worker processes against a real PostgreSQL: sharing runs, recovering a killed worker's
-//! run, a run waiting out a retry's backoff surviving its worker's SIGKILL, fencing off a
-//! paused worker, and cancelling from another process.
+//! run, runs waiting out a retry's backoff or for an answer surviving their worker's
+//! SIGKILL, fencing off a paused worker, and cancelling from another process.
 #![allow(clippy::unwrap_used)] // test helpers panic on failure, which is what a test wants
 
 mod common;
@@ -278,6 +278,66 @@ async fn a_run_waiting_out_a_long_backoff_survives_its_worker_s_sigkill_and_anot
     assert_eq!(
         run.result.unwrap().to_value().unwrap()["done"],
         json!(["extract", "transform", "load"])
+    );
+    drop(conn);
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_waiting_for_an_answer_survives_its_worker_s_sigkill_and_the_answer_continues_it() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let url = schema.database_url().to_owned();
+    let id: RunId = diesel::insert_into(runs::table)
+        .values((
+            runs::workflow_name.eq("approve"),
+            runs::status.eq(RunStatus::Pending),
+            runs::params.eq(json!({"topic": "rust"})),
+        ))
+        .returning(runs::id)
+        .get_result(&mut connect(&url).await)
+        .await
+        .unwrap();
+
+    let doomed = WorkerProcess::start(&url, &["--name", "doomed", "--poll-ms", "100"]);
+    until(&url, "the run waits for its answer", async |conn| {
+        status(conn, id).await == RunStatus::Waiting
+    })
+    .await;
+    doomed.signal("-KILL");
+    drop(doomed);
+
+    // Answered from another process while no worker runs at all.
+    let answered = Command::new(env!("CARGO_BIN_EXE_workflows"))
+        .args(["answer", &id.to_string(), "approve", "--value", "true"])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(answered.status.success(), "{answered:?}");
+
+    let rescuer = WorkerProcess::start(&url, &["--name", "rescuer", "--poll-ms", "100"]);
+    until(&url, "the run has completed", async |conn| {
+        status(conn, id).await == RunStatus::Completed
+    })
+    .await;
+    assert!(rescuer.stop().success());
+    let mut conn = connect(&url).await;
+    assert_eq!(
+        owner_and_recoveries(&mut conn, id).await,
+        (Some(s("rescuer")), 0)
+    );
+    assert_eq!(
+        steps(&mut conn, id).await,
+        [
+            (s("draft"), 1, StageStatus::Completed),
+            (s("review"), 2, StageStatus::Completed),
+            (s("publish"), 3, StageStatus::Completed),
+        ],
+        "the node before the question ran once"
+    );
+    let run = repository::find_run(&mut conn, id).await.unwrap();
+    assert_eq!(
+        run.result.unwrap().to_value().unwrap()["published"],
+        json!(true)
     );
     drop(conn);
     schema.drop_schema().await.unwrap();
