@@ -48,6 +48,30 @@ pub(crate) async fn cancel(pool: Pool, run_id: RunId) -> workflows::Result<Outco
     Ok(Outcome::Success)
 }
 
+/// Sends run `run_id` the JSON `value` on `topic`.
+pub(crate) async fn send(
+    pool: Pool,
+    run_id: RunId,
+    topic: &str,
+    value: &str,
+) -> workflows::Result<Outcome> {
+    let value = json_value(value)?;
+    let id = executor(pool)?.send(run_id, topic, value).await?;
+    outln!("message {id} sent to run {run_id} on {topic}");
+    Ok(Outcome::Success)
+}
+
+/// `--value`, as JSON.
+fn json_value(value: &str) -> workflows::Result<serde_json::Value> {
+    serde_json::from_str(value).map_err(|e| {
+        workflows::Error::invalid_input(
+            "--value",
+            value,
+            format_args!("must be JSON (a string is '\"yes\"'): {e}"),
+        )
+    })
+}
+
 /// Answers a waiting run's question `key` with the JSON `value`.
 pub(crate) async fn answer(
     pool: Pool,
@@ -55,13 +79,7 @@ pub(crate) async fn answer(
     key: &str,
     value: &str,
 ) -> workflows::Result<Outcome> {
-    let value: serde_json::Value = serde_json::from_str(value).map_err(|e| {
-        workflows::Error::invalid_input(
-            "--value",
-            value,
-            format_args!("must be JSON (a string is '\"yes\"'): {e}"),
-        )
-    })?;
+    let value = json_value(value)?;
     let run = executor(pool)?.answer(run_id, key, value).await?;
     outln!("run {} answered: a worker continues it", run.id);
     Ok(Outcome::Success)
@@ -168,6 +186,15 @@ fn print_event(event: &Event) {
         } => {
             outln!("  ? {node} asks {key}: {question}");
             outln!("    answer with: workflows answer {run_id} {key} --value JSON");
+        }
+        Event::AwaitingMessage {
+            run_id,
+            node,
+            topic,
+            ..
+        } => {
+            outln!("  ✉ {node} waits for a message on {topic}");
+            outln!("    send one with: workflows send {run_id} {topic} --value JSON");
         }
         Event::Sleeping { node, for_ms, .. } => {
             let secs = Duration::from_millis(*for_ms).as_secs_f64();

@@ -9,6 +9,7 @@
 //! workflows cancel RUN_ID                cancel a pending or running run
 //! workflows resume RUN_ID                continue a failed or cancelled run
 //! workflows answer RUN_ID KEY --value J  answer a waiting run's question
+//! workflows send RUN_ID TOPIC --value J  send a run a message
 //! workflows submit NAME [--key KEY]      queue a run for the workers
 //! workflows worker [--concurrency N]     execute queued runs until interrupted
 //! workflows serve [--addr HOST:PORT]     the HTTP API, its docs and the run inspector
@@ -75,6 +76,16 @@ enum Command {
         /// The question's key, as `show` lists it.
         key: String,
         /// The answer, as JSON (a string is `'"yes"'`).
+        #[arg(long)]
+        value: String,
+    },
+    /// Send a message on a topic to a run that has not ended.
+    Send {
+        /// The run's id.
+        run_id: String,
+        /// The topic.
+        topic: String,
+        /// The message, as JSON.
         #[arg(long)]
         value: String,
     },
@@ -163,6 +174,11 @@ async fn run(cli: Cli) -> workflows::Result<Outcome> {
         Command::Answer { run_id, key, value } => {
             execute::answer(pool, run_id.parse()?, &key, &value).await
         }
+        Command::Send {
+            run_id,
+            topic,
+            value,
+        } => execute::send(pool, run_id.parse()?, &topic, &value).await,
         Command::Resume { run_id } => execute::resume(pool, run_id.parse()?).await,
         Command::Submit { name, params, key } => {
             worker::submit(pool, &name, &params, key.as_deref()).await

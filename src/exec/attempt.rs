@@ -1,7 +1,6 @@
 //! One attempt at a run, on its own task: the hot start (params, the factory's graph, where
 //! a resumed run continues), the engine, and the post-commit that reads the run as recorded.
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -16,6 +15,7 @@ use super::execution::read_run;
 use super::observer::{ChannelObserver, Observer, Observers};
 use super::shared::Inner;
 use crate::error::{Error, Result};
+use crate::graph::node_signals::Given;
 use crate::graph::routing::{Step, panic_message};
 use crate::model::{Run, RunId, RunStatus};
 use crate::store::journal::Journal;
@@ -178,7 +178,7 @@ async fn execute_attempt(
         },
         _ => None,
     };
-    let mut answers = HashMap::new();
+    let mut given = Given::default();
 
     let (node, cursor, iteration, resumed) = match (&attempt, due) {
         (Attempt::Fresh, _) => match fresh(1) {
@@ -210,10 +210,7 @@ async fn execute_attempt(
                 Err(why) => return fail(journal, run.id, why).await,
             }
         }
-        (_, due) => {
-            if let Some(due) = due {
-                answers = due.answers;
-            }
+        (_, _) => {
             let point = match journal.resume_point().await {
                 Ok(point) => point,
                 Err(e) if e.is_connection_lost() => return Err(e),
@@ -245,6 +242,18 @@ async fn execute_attempt(
                 },
                 Some(saved) => {
                     let after = saved.checkpoint_node().unwrap_or_default().to_owned();
+                    // The node after a question or a wait for a message is given the answers
+                    // and the message, however it comes to run (due, recovered, resumed).
+                    given = match journal.given_after(saved.iteration()).await {
+                        Ok(given) => given,
+                        Err(e) if e.is_connection_lost() => return Err(e),
+                        Err(e) => {
+                            let why =
+                                format!("what its last node waited for could not be read: {e}");
+                            return fail(journal, run.id, resume_failure(why, previous_error))
+                                .await;
+                        }
+                    };
                     observer.on_event(&Event::CheckpointLoaded {
                         run_id: run.id,
                         node: after.clone(),
@@ -319,7 +328,7 @@ async fn execute_attempt(
         deadline,
     };
     engine
-        .run(node, cursor, iteration, first_attempt, answers)
+        .run(node, cursor, iteration, first_attempt, given)
         .await
 }
 

@@ -1,7 +1,6 @@
 //! The state-graph engine: executes a run node by node, choosing edges, bounding cycles,
 //! honouring cancellation, and handing each step to the [`Journal`] before telling observers.
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::exec::events::Event;
 use crate::exec::observer::Observer;
 use crate::graph::erased::{AnyDeps, AnyGraph, AnyUpdate, DynState, NodeCall};
-use crate::graph::node_signals::{NodeSignals, WaitRequest};
+use crate::graph::node_signals::{Given, NodeSignals, WaitRequest};
 use crate::graph::routing::{Route, Step, panic_message};
 use crate::graph::{NodePolicy, State};
 use crate::model::{RunId, StateUpdate};
@@ -107,10 +106,10 @@ impl Engine<'_> {
         cursor: Cursor,
         mut iteration: u32,
         mut attempt: u32,
-        answers: HashMap<String, Option<Value>>,
+        given: Given,
     ) -> Result<Outcome> {
-        // The answers are for the first node only: the one after the node that asked.
-        let mut answers = Some(answers);
+        // Answers and a message are for the first node only: the one after the wait.
+        let mut given = Some(given);
         let Cursor {
             mut position,
             mut state,
@@ -136,9 +135,7 @@ impl Engine<'_> {
             });
             let policy = self.graph.policy(&node);
             let started = Instant::now();
-            let signals = Arc::new(NodeSignals::with_answers(
-                answers.take().unwrap_or_default(),
-            ));
+            let signals = Arc::new(NodeSignals::given(given.take().unwrap_or_default()));
             let tried = self
                 .try_node(&*state, &node, (iteration, attempt), policy, &signals)
                 .await?;
@@ -173,8 +170,11 @@ impl Engine<'_> {
                     }
                     attempt += 1;
                     input = Value::Object(position.data().clone());
-                    // A retry gets the answers its first attempt got.
-                    answers = Some(signals.answers.clone());
+                    // A retry is given what its first attempt was given.
+                    given = Some(Given {
+                        answers: signals.answers.clone(),
+                        delivered: signals.delivered.clone(),
+                    });
                     continue;
                 }
                 Tried::Done(update) => update,
@@ -220,12 +220,19 @@ impl Engine<'_> {
                         question,
                         timeout,
                     } => WaitCommit {
-                        question: Some((key, question)),
+                        question: Some((key.as_str(), question)),
+                        topic: None,
                         wake_after: *timeout,
                     },
                     WaitRequest::Sleep { after } => WaitCommit {
                         question: None,
+                        topic: None,
                         wake_after: Some(*after),
+                    },
+                    WaitRequest::Message { topic, timeout } => WaitCommit {
+                        question: None,
+                        topic: Some((topic.as_str(), iteration)),
+                        wake_after: *timeout,
                     },
                 }),
                 (Step::Complete, _) => Next::Complete { result: &output },
@@ -246,6 +253,11 @@ impl Engine<'_> {
                 output_snapshot: snapshots.keeps_output(position.steps()).then_some(&output),
                 next_input: snapshots.keeps_every_input().then_some(&output),
                 checkpoint: &position,
+                received: signals
+                    .delivered
+                    .as_ref()
+                    .and_then(|d| d.message.as_ref())
+                    .map(|(id, _)| *id),
                 transition: Transition {
                     to: route.to.as_deref(),
                     predicate: route.predicate.as_deref(),
@@ -278,6 +290,14 @@ impl Engine<'_> {
                         node: node.clone(),
                         iteration,
                         for_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+                    },
+                    WaitRequest::Message { topic, timeout } => Event::AwaitingMessage {
+                        run_id: self.run_id,
+                        node: node.clone(),
+                        iteration,
+                        topic,
+                        timeout_ms: timeout
+                            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
                     },
                 });
                 return Ok(Outcome::Waiting);

@@ -162,6 +162,20 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         timeout_ms: Option<u64>,
     },
+    /// A node completed waiting for a message on `topic`: the run waits for it.
+    AwaitingMessage {
+        /// The run.
+        run_id: RunId,
+        /// The node that waits.
+        node: String,
+        /// Its step number.
+        iteration: u32,
+        /// The topic.
+        topic: String,
+        /// How long the run waits for it, in milliseconds, if not for ever.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+    },
     /// A node completed asking the run to sleep: it waits `for_ms`, holding no worker.
     Sleeping {
         /// The run.
@@ -208,6 +222,7 @@ impl Event {
             | Event::Waiting { run_id, .. }
             | Event::Interrupted { run_id, .. }
             | Event::Sleeping { run_id, .. }
+            | Event::AwaitingMessage { run_id, .. }
             | Event::EdgeTransition { run_id, .. }
             | Event::CheckpointSaved { run_id, .. }
             | Event::CheckpointLoaded { run_id, .. }

@@ -290,6 +290,35 @@ impl Executor {
         runs::answer(&mut conn, run_id, key, &answer).await
     }
 
+    /// Sends `message` on `topic` to a run that has not ended (pending, running or waiting),
+    /// durably: the node after one that waits for the topic
+    /// ([`NodeContext::wait_for_message`](crate::NodeContext::wait_for_message)) receives
+    /// it, once, in the order messages on the topic were sent; one sent before the run waits
+    /// is kept for it. A run waiting for this topic becomes due: a
+    /// [`Worker`](crate::Worker) continues it at once. Returns the message's id.
+    ///
+    /// Refused, changing nothing: [`Error::RunNotFound`] (404); [`Error::InvalidStatus`]
+    /// (400) for a run that ended; [`Error::InvalidInput`] (400) for an empty topic or a NUL
+    /// character in the topic or the message.
+    pub async fn send(&self, run_id: RunId, topic: &str, message: Value) -> Result<i64> {
+        if topic.is_empty() || topic.contains('\0') {
+            return Err(Error::invalid_input(
+                "topic",
+                topic,
+                "must be non-empty text without a NUL character",
+            ));
+        }
+        if let Some(at) = nul_character_at(&message, "message") {
+            return Err(Error::invalid_input(
+                at,
+                message.to_string(),
+                "PostgreSQL cannot store a NUL character in JSON text; remove it",
+            ));
+        }
+        let mut conn = self.inner.pool.get().await?;
+        runs::send(&mut conn, run_id, topic, &message).await
+    }
+
     /// Interrupts the node of every attempt at `run_id` executing here (its status is
     /// someone else's business: a cancel, or a lost lease).
     pub(crate) fn interrupt(&self, run_id: RunId) {

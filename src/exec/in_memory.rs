@@ -117,7 +117,7 @@ pub async fn run_in_memory(
             cursor,
             1,
             1,
-            std::collections::HashMap::new(),
+            crate::graph::node_signals::Given::default(),
         )
         .await?;
     let recorded = journal.into_inner();

@@ -102,6 +102,14 @@ impl Observer for TracingObserver {
             } => {
                 tracing::info!(%run_id, node, for_ms, "run sleeping")
             }
+            Event::AwaitingMessage {
+                run_id,
+                node,
+                topic,
+                ..
+            } => {
+                tracing::info!(%run_id, node, topic, "run waiting for a message")
+            }
             Event::NodeCompleted {
                 run_id,
                 node,

@@ -227,6 +227,52 @@ impl<D> NodeContext<D> {
             .map_err(Into::into)
     }
 
+    /// Waits for a message on `topic` sent to this run ([`Executor::send`](crate::Executor::send),
+    /// `POST /workflows/runs/{id}/messages`, `workflows send`): once this node completes, the
+    /// run waits holding no worker until one is sent (at once if one was sent already and
+    /// not received), or `timeout` passes. The next node receives it with
+    /// [`NodeContext::message`]. Messages on a topic are received one at a time, in the
+    /// order they were sent, each once.
+    pub fn wait_for_message(
+        &self,
+        topic: impl Into<String>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<(), BoxError> {
+        let topic = topic.into();
+        if topic.is_empty() || topic.contains('\0') {
+            return Err(
+                format!("a topic must be non-empty text without NUL, not {topic:?}").into(),
+            );
+        }
+        self.signals
+            .ask(WaitRequest::Message { topic, timeout })
+            .map_err(Into::into)
+    }
+
+    /// The message on `topic` the node before this one waited for, as `T`; `None` if the
+    /// wait timed out without one. An error if that node waited for no message on `topic`,
+    /// or the message is not a `T`.
+    pub fn message<T: DeserializeOwned>(&self, topic: &str) -> Result<Option<T>, BoxError> {
+        match &self.signals.delivered {
+            Some(delivered) if delivered.topic == topic => match &delivered.message {
+                None => Ok(None),
+                Some((_, payload)) => serde_json::from_value(payload.clone())
+                    .map(Some)
+                    .map_err(|e| format!("the message on {topic:?} does not fit: {e}").into()),
+            },
+            Some(delivered) => Err(format!(
+                "node {} has no message on {topic:?}: the node before it waited for {:?}",
+                self.node, delivered.topic
+            )
+            .into()),
+            None => Err(format!(
+                "node {} has no message on {topic:?}: the node before it waited for none",
+                self.node
+            )
+            .into()),
+        }
+    }
+
     /// The answer to the question `key` that the node before this one asked, as `T`;
     /// `None` if it timed out unanswered. An error if no such question was asked, or the
     /// answer is not a `T`.

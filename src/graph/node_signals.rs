@@ -20,6 +20,28 @@ pub(crate) enum WaitRequest {
     },
     /// For `after`.
     Sleep { after: Duration },
+    /// Until a message on `topic` is sent to the run (or `timeout` passes without one).
+    Message {
+        topic: String,
+        timeout: Option<Duration>,
+    },
+}
+
+/// A message delivered to the node a run continues at after waiting for its topic.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Delivered {
+    /// The topic waited for.
+    pub(crate) topic: String,
+    /// The oldest message not received yet on it (its id and payload); `None` if the wait
+    /// timed out without one.
+    pub(crate) message: Option<(i64, Value)>,
+}
+
+/// What the node a run continues at after a wait is given.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Given {
+    pub(crate) answers: HashMap<String, Option<Value>>,
+    pub(crate) delivered: Option<Delivered>,
 }
 
 /// Shared by a node's context and the engine, for one attempt.
@@ -32,13 +54,16 @@ pub(crate) struct NodeSignals {
     /// The answers to the questions the node before this one asked, by key: `None` for one
     /// that timed out unanswered.
     pub(crate) answers: HashMap<String, Option<Value>>,
+    /// The message this node receives, if the node before it waited for one.
+    pub(crate) delivered: Option<Delivered>,
 }
 
 impl NodeSignals {
-    /// Signals for a node that is given `answers`.
-    pub(crate) fn with_answers(answers: HashMap<String, Option<Value>>) -> Self {
+    /// Signals for a node that is given `answers` and the message `delivered`.
+    pub(crate) fn given(given: Given) -> Self {
         NodeSignals {
-            answers,
+            answers: given.answers,
+            delivered: given.delivered,
             ..NodeSignals::default()
         }
     }

@@ -187,6 +187,7 @@ fn api_routes(timeout: Duration) -> OpenApiRouter<ApiState> {
         .routes(routes!(runs::cancel_run))
         .routes(routes!(runs::get_interrupts))
         .routes(routes!(runs::answer_run))
+        .routes(routes!(runs::send_message))
         .route_layer(middleware::from_fn_with_state(timeout, bounded_in_time));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(bounded)

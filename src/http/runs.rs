@@ -328,6 +328,59 @@ pub(crate) async fn answer_run(
     ))
 }
 
+/// A message for a run.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MessageBody {
+    /// The topic the run waits for (or will).
+    #[schema(pattern = r"^[^\x00]+$")]
+    topic: String,
+    /// The message: any JSON value.
+    #[schema(value_type = Object)]
+    value: serde_json::Value,
+}
+
+/// A sent message's id.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct MessageSent {
+    /// The message's id: messages on a topic are received in the order of their ids.
+    id: i64,
+}
+
+/// Sends a message to a run that has not ended: the node after one that waits for its
+/// topic receives it, once, in order; a run waiting for the topic becomes due.
+#[utoipa::path(
+    post,
+    path = "/workflows/runs/{id}/messages",
+    tag = "runs",
+    params(("id" = uuid::Uuid, Path, description = "The run's id")),
+    request_body(content = MessageBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The message, stored", body = MessageSent),
+        (status = 400, description = "The id is not a UUID, the body is not `{topic, value}`, or the run has ended", body = ErrorBody),
+        (status = 404, description = "No run has this id", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        ServerErrors,
+    )
+)]
+pub(crate) async fn send_message(
+    State(api): State<ApiState>,
+    RunIdPath(id): RunIdPath,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<MessageSent>, ApiError> {
+    let body = json_body(&headers, body, api.limits.body_bytes)?.unwrap_or_default();
+    let message: MessageBody = serde_json::from_value(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body must be {{\"topic\": \"...\", \"value\": ...}}: {e}"),
+        )
+    })?;
+    let id = api.executor.send(id, &message.topic, message.value).await?;
+    Ok(Json(MessageSent { id }))
+}
+
 /// Deletes a finished run with its stages, decisions and checkpoint.
 #[utoipa::path(
     delete,

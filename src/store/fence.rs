@@ -23,7 +23,7 @@ use diesel::query_builder::QueryFragment;
 
 use crate::model::{RunId, RunStatus};
 use crate::store::lease::Lease;
-use crate::store::schema::{checkpoints, decisions, interrupts, runs, stages};
+use crate::store::schema::{checkpoints, decisions, interrupts, messages, runs, stages};
 
 /// The name of the part that locks the run: what [`held_run`] reads.
 pub(crate) const HELD_RUN: &str = "held_run";
@@ -114,6 +114,10 @@ diesel::allow_tables_to_appear_in_same_query!(decided, checkpoints);
 diesel::allow_tables_to_appear_in_same_query!(checkpointed, runs);
 diesel::allow_tables_to_appear_in_same_query!(checkpointed, interrupts);
 diesel::allow_tables_to_appear_in_same_query!(asked, runs);
+diesel::allow_tables_to_appear_in_same_query!(asked, messages);
+diesel::allow_tables_to_appear_in_same_query!(checkpointed, messages);
+diesel::allow_tables_to_appear_in_same_query!(completed_stage, messages);
+diesel::allow_tables_to_appear_in_same_query!(held_run, messages);
 diesel::allow_tables_to_appear_in_same_query!(answered, runs);
 diesel::allow_tables_to_appear_in_same_query!(held_run, interrupts);
 

@@ -40,6 +40,8 @@ pub(crate) enum Next<'a> {
 pub(crate) struct WaitCommit<'a> {
     /// The question asked (its key and payload), recorded as an interrupt.
     pub(crate) question: Option<(&'a str, &'a Value)>,
+    /// The topic of the message waited for, and the step of the node that waits.
+    pub(crate) topic: Option<(&'a str, u32)>,
     /// When it is due regardless (a timer, or a question's timeout); `None`: only when
     /// answered.
     pub(crate) wake_after: Option<std::time::Duration>,
@@ -63,6 +65,8 @@ pub(crate) struct NodeCommit<'a> {
     pub(crate) next_input: Option<&'a Value>,
     /// The whole state, saved as the run's checkpoint.
     pub(crate) checkpoint: &'a State,
+    /// The message delivered to the node, now received by it (its id).
+    pub(crate) received: Option<i64>,
     pub(crate) transition: Transition<'a>,
     pub(crate) next: Next<'a>,
 }

@@ -18,17 +18,18 @@
 use std::collections::HashMap;
 
 use diesel::data_types::PgInterval;
-use diesel::dsl::exists;
+use diesel::dsl::{case_when, exists};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{QueryFragment, QueryId};
-use diesel::sql_types::{Bool, Integer, Jsonb, Nullable, Text};
+use diesel::sql_types::{Bool, Integer, Jsonb, Nullable, Text, Timestamptz};
 use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::error::{Error, Result};
 use crate::graph::BoxFuture;
 use crate::graph::State;
+use crate::graph::node_signals::{Delivered, Given};
 use crate::model::{RawJson, RunId, RunStatus, StageStatus};
 use crate::store::atomic_statement::{AtomicStatement, Part};
 use crate::store::backoff::Backoff;
@@ -44,7 +45,7 @@ use crate::store::journal::{
 use crate::store::lease::Lease;
 use crate::store::lease::LeaseDeadline;
 use crate::store::run_connections::RunConnections;
-use crate::store::schema::{checkpoints, decisions, interrupts, runs, stages};
+use crate::store::schema::{checkpoints, decisions, interrupts, messages, runs, stages};
 use crate::store::sql_functions::clock_timestamp;
 
 /// Writes one run's steps to the workflow tables, under its lease.
@@ -80,9 +81,6 @@ pub(crate) struct DuePoint {
     pub(crate) retry: bool,
     /// The run's checkpoint: the state that node starts from (none if it is the first).
     pub(crate) checkpoint: Option<State>,
-    /// The questions that node asked, by key, with their answers (`None`: unanswered, so
-    /// timed out).
-    pub(crate) answers: HashMap<String, Option<serde_json::Value>>,
 }
 
 /// What a write looks like once it has landed: how to tell, after a connection broke,
@@ -216,24 +214,6 @@ impl PgJournal {
                 reason: "it was waiting, but it has no stage to continue after".to_owned(),
             });
         };
-        let asked: Vec<(String, Option<RawJson>)> = interrupts::table
-            .filter(interrupts::run_id.eq(self.lease.run_id))
-            .filter(interrupts::iteration.eq(iteration))
-            .select((interrupts::key, interrupts::answer))
-            .load(&mut *conn)
-            .await?;
-        let mut answers = HashMap::new();
-        for (key, answer) in asked {
-            let answer = answer
-                .map(|a| a.to_value())
-                .transpose()
-                .map_err(|e| Error::Value {
-                    container: "answer",
-                    key: key.clone(),
-                    reason: format!("as stored, cannot be read: {e}"),
-                })?;
-            answers.insert(key, answer);
-        }
         let checkpoint = PgCheckpointStore::load_with(&mut conn, self.lease.run_id).await?;
         Ok(DuePoint {
             node,
@@ -241,8 +221,50 @@ impl PgJournal {
             attempt: u32::try_from(attempt).unwrap_or(0),
             retry: status == StageStatus::Failed,
             checkpoint,
-            answers,
         })
+    }
+
+    /// What the node after step `step` is given: the answers to the questions asked there,
+    /// and, if the run waited there for a message, the oldest one on its topic not received
+    /// yet (`None` if the wait timed out without one).
+    pub(crate) async fn given_after(&self, step: u32) -> Result<Given> {
+        let mut conn = self.pool.get().await?;
+        let run_id = self.lease.run_id;
+        let asked: Vec<(String, Option<RawJson>)> = interrupts::table
+            .filter(interrupts::run_id.eq(run_id))
+            .filter(interrupts::iteration.eq(self::step(step)))
+            .select((interrupts::key, interrupts::answer))
+            .load(&mut *conn)
+            .await?;
+        let mut answers = HashMap::new();
+        for (key, answer) in asked {
+            answers.insert(key, answer.map(|a| raw_to_value(&a, "answer")).transpose()?);
+        }
+        let waited: (Option<String>, Option<i32>) = runs::table
+            .find(run_id)
+            .select((runs::wait_topic, runs::wait_step))
+            .first(&mut *conn)
+            .await?;
+        let delivered = match waited {
+            (Some(topic), Some(at)) if at == self::step(step) => {
+                let oldest: Option<(i64, RawJson)> = messages::table
+                    .filter(messages::run_id.eq(run_id))
+                    .filter(messages::topic.eq(&topic))
+                    .filter(messages::received_step.is_null())
+                    .order_by(messages::id.asc())
+                    .select((messages::id, messages::payload))
+                    .first(&mut *conn)
+                    .await
+                    .optional()?;
+                let message = match oldest {
+                    Some((id, payload)) => Some((id, raw_to_value(&payload, "message")?)),
+                    None => None,
+                };
+                Some(Delivered { topic, message })
+            }
+            _ => None,
+        };
+        Ok(Given { answers, delivered })
     }
 
     /// Whether the write described by `landed` is in the database.
@@ -305,8 +327,16 @@ macro_rules! start_stage {
 
 /// The run found in `$source` (the part before) → `waiting`, its lease given up, due after
 /// `$wake_after` (a `Duration`), or only when answered (`None`).
+/// When a waiting run is due, as an SQL expression of `runs`.
+type DueTime = Box<
+    dyn diesel::expression::BoxableExpression<runs::table, Pg, SqlType = Nullable<Timestamptz>>
+        + Send
+        + Sync,
+>;
+
 macro_rules! wait_after_node {
-    ($source:ident :: $run_id:ident, $wake_after:expr) => {{
+    ($source:ident :: $run_id:ident, $c:expr, $wait:expr) => {{
+        let (c, wait): (&NodeCommit<'_>, WaitCommit<'_>) = ($c, $wait);
         let waiting = runs::table.filter(runs::id.eq_any($source::table.select($source::$run_id)));
         let released = (
             runs::status.eq(RunStatus::Waiting),
@@ -314,16 +344,36 @@ macro_rules! wait_after_node {
             runs::lease_token.eq(None::<uuid::Uuid>),
             runs::heartbeat_at.eq(None::<chrono::DateTime<chrono::Utc>>),
             runs::lease_expires_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+            runs::wait_topic.eq(wait.topic.map(|(topic, _)| topic)),
+            runs::wait_step.eq(wait.topic.map(|(_, at)| step(at))),
         );
-        let part: Part<'_> = match $wake_after {
-            Some(after) => Box::new(diesel::update(waiting).set((
-                released,
-                runs::wake_at.eq((clock_timestamp() + interval(after)).nullable()),
-            ))),
-            None => Box::new(diesel::update(waiting).set((
-                released,
-                runs::wake_at.eq(None::<chrono::DateTime<chrono::Utc>>),
-            ))),
+        let later: DueTime = match wait.wake_after {
+            Some(after) => Box::new((clock_timestamp() + interval(after)).nullable()),
+            None => {
+                Box::new(None::<chrono::DateTime<chrono::Utc>>.into_sql::<Nullable<Timestamptz>>())
+            }
+        };
+        let part: Part<'_> = match wait.topic {
+            // Due now if a message on the topic was sent before the run waited for it.
+            Some((topic, _)) => {
+                let sent_already = exists(
+                    messages::table
+                        .filter(messages::run_id.eq(c.run_id))
+                        .filter(messages::topic.eq(topic))
+                        .filter(messages::received_step.is_null()),
+                );
+                Box::new(
+                    diesel::update(waiting).set((
+                        released,
+                        runs::wake_at.eq(case_when::<_, _, Nullable<Timestamptz>>(
+                            sent_already,
+                            clock_timestamp().nullable(),
+                        )
+                        .otherwise(later)),
+                    )),
+                )
+            }
+            None => Box::new(diesel::update(waiting).set((released, runs::wake_at.eq(later)))),
         };
         part
     }};
@@ -340,6 +390,15 @@ macro_rules! end_run {
                 runs::completed_at.eq(clock_timestamp().nullable()),
             ))
     };
+}
+
+/// A stored JSON value, read.
+fn raw_to_value(raw: &RawJson, what: &'static str) -> Result<serde_json::Value> {
+    raw.to_value().map_err(|e| Error::Value {
+        container: what,
+        key: String::new(),
+        reason: format!("as stored, cannot be read: {e}"),
+    })
 }
 
 /// `d` as a PostgreSQL interval.
@@ -603,14 +662,30 @@ fn commit<'a>(
             Some(message)
         )),
         (Next::Wait(wait), _) => match wait.question {
-            Some(_) => wait_after_node!(asked::run_id, wait.wake_after),
-            None => wait_after_node!(checkpointed::run_id, wait.wake_after),
+            Some(_) => wait_after_node!(asked::run_id, c, wait),
+            None => wait_after_node!(checkpointed::run_id, c, wait),
         },
     };
     let statement = AtomicStatement::new(last)
         .with_named(HELD_RUN, fence::running_under(lease))
         .with_named(COMPLETED_STAGE, complete_stage)
         .with_named(DECIDED, decide);
+    // The message delivered to the node is received by it, with its completion.
+    let statement = match c.received {
+        Some(id) => statement.with(
+            diesel::update(
+                messages::table
+                    .filter(messages::id.eq(id))
+                    .filter(messages::received_step.is_null())
+                    .filter(
+                        messages::run_id
+                            .eq_any(completed_stage::table.select(completed_stage::run_id)),
+                    ),
+            )
+            .set(messages::received_step.eq(step(c.iteration))),
+        ),
+        None => statement,
+    };
     if saves_checkpoint {
         let statement = statement.with_named(CHECKPOINTED, save_checkpoint(c.node, state));
         match c.next {

@@ -37,7 +37,7 @@ use super::atomic_statement::AtomicStatement;
 use super::fence::{ANSWERED, HELD_RUN, answered, held_run};
 use super::lease::Lease;
 use super::rows::RunRow;
-use super::schema::{checkpoints, interrupts, runs, stages};
+use super::schema::{checkpoints, interrupts, messages, runs, stages};
 use super::sql_functions::{clock_timestamp, db_now, gen_random_uuid};
 use crate::error::{Error, Result};
 use crate::model::{Run, RunId, RunStatus, StageStatus};
@@ -195,7 +195,8 @@ pub(crate) async fn claim_pending(
     rows.into_iter().map(leased).collect()
 }
 
-/// Claims up to `limit` `waiting` runs of `workflows` that are due, longest due first, for
+/// Claims up to `limit` `waiting` runs of `workflows` that are due (or were sent the message
+/// they wait for), longest due first, for
 /// `owner`: they go on where they waited. Rows another worker is claiming at the same moment
 /// are skipped, not waited for.
 pub(crate) async fn claim_due(
@@ -212,7 +213,19 @@ pub(crate) async fn claim_due(
         .filter(
             waiting
                 .field(runs::wake_at)
-                .le(clock_timestamp().nullable()),
+                .le(clock_timestamp().nullable())
+                .or(waiting.field(runs::wait_topic).is_not_null().and(exists(
+                    // Sent while the run was starting to wait: the statement that made it wait
+                    // could not see it yet (it read the messages before the sender committed).
+                    messages::table
+                        .filter(messages::run_id.eq(waiting.field(runs::id)))
+                        .filter(
+                            messages::topic
+                                .nullable()
+                                .eq(waiting.field(runs::wait_topic)),
+                        )
+                        .filter(messages::received_step.is_null()),
+                ))),
         )
         .filter(waiting.field(runs::workflow_name).eq_any(workflows))
         .order_by(waiting.field(runs::wake_at).asc())
@@ -593,6 +606,46 @@ pub(crate) async fn answer(
     match run {
         Some(run) => Ok(Run::from(run)),
         None => Err(answer_refusal(conn, id, key).await),
+    }
+}
+
+/// Sends `payload` on `topic` to run `id` (not ended yet), in one statement that locks the
+/// run first; a run waiting for that topic becomes due now. Returns the message's id.
+pub(crate) async fn send(
+    conn: &mut AsyncPgConnection,
+    id: RunId,
+    topic: &str,
+    payload: &serde_json::Value,
+) -> Result<i64> {
+    let open = runs::table
+        .find(id)
+        .filter(runs::status.eq_any([Pending, Running, Waiting]))
+        .select(runs::id)
+        .for_no_key_update();
+    let wake = diesel::update(
+        runs::table
+            .filter(runs::id.eq_any(held_run::table.select(held_run::id)))
+            .filter(runs::status.eq(Waiting))
+            .filter(runs::wait_topic.eq(topic)),
+    )
+    .set(runs::wake_at.eq(clock_timestamp().nullable()));
+    let sent = diesel::insert_into(messages::table)
+        .values(held_run::table.select((
+            held_run::id,
+            topic.into_sql::<diesel::sql_types::Text>(),
+            payload.into_sql::<diesel::sql_types::Jsonb>(),
+        )))
+        .into_columns((messages::run_id, messages::topic, messages::payload))
+        .returning(messages::id);
+    let id_sent = AtomicStatement::new(sent)
+        .with_named(HELD_RUN, open)
+        .with(wake)
+        .get_result::<i64>(conn)
+        .await
+        .optional()?;
+    match id_sent {
+        Some(sent) => Ok(sent),
+        None => Err(refusal(conn, id, "send to").await),
     }
 }
 

@@ -38,6 +38,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    messages (id) {
+        id -> Int8,
+        run_id -> Uuid,
+        topic -> Text,
+        payload -> Jsonb,
+        sent_at -> Timestamptz,
+        received_step -> Nullable<Int4>,
+    }
+}
+
+diesel::table! {
     runs (id) {
         id -> Uuid,
         workflow_name -> Text,
@@ -56,6 +67,8 @@ diesel::table! {
         lease_expires_at -> Nullable<Timestamptz>,
         recoveries -> Int4,
         wake_at -> Nullable<Timestamptz>,
+        wait_topic -> Nullable<Text>,
+        wait_step -> Nullable<Int4>,
     }
 }
 
@@ -79,6 +92,14 @@ diesel::table! {
 diesel::joinable!(checkpoints -> runs (run_id));
 diesel::joinable!(decisions -> runs (run_id));
 diesel::joinable!(interrupts -> runs (run_id));
+diesel::joinable!(messages -> runs (run_id));
 diesel::joinable!(stages -> runs (run_id));
 
-diesel::allow_tables_to_appear_in_same_query!(checkpoints, decisions, interrupts, runs, stages,);
+diesel::allow_tables_to_appear_in_same_query!(
+    checkpoints,
+    decisions,
+    interrupts,
+    messages,
+    runs,
+    stages,
+);

@@ -10,7 +10,7 @@ use diesel::sql_types::is_nullable::{IsNullable, NotNull};
 use diesel::sql_types::{Bool, HasSqlType, Integer, SqlType, Text};
 use diesel::{Column, Expression, QueryableByName, Table};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use workflows::schema::{checkpoints, decisions, interrupts, runs, stages};
+use workflows::schema::{checkpoints, decisions, interrupts, messages, runs, stages};
 use workflows::testing::IsolatedSchema;
 
 #[derive(Debug, PartialEq, Eq, QueryableByName)]
@@ -78,11 +78,12 @@ macro_rules! column_shapes_for_tuples {
     };
 }
 column_shapes_for_tuples!(A B C D E);
+column_shapes_for_tuples!(A B C D E F);
 column_shapes_for_tuples!(A B C D E F G H);
 column_shapes_for_tuples!(A B C D E F G H I);
 column_shapes_for_tuples!(A B C D E F G H I J);
 column_shapes_for_tuples!(A B C D E F G H I J K L);
-column_shapes_for_tuples!(A B C D E F G H I J K L M N O P Q);
+column_shapes_for_tuples!(A B C D E F G H I J K L M N O P Q R S);
 
 fn declared<T: Table>() -> Vec<ColumnShape>
 where
@@ -114,6 +115,7 @@ async fn schema_rs_matches_the_migrated_database() {
         ("checkpoints", declared::<checkpoints::table>()),
         ("decisions", declared::<decisions::table>()),
         ("interrupts", declared::<interrupts::table>()),
+        ("messages", declared::<messages::table>()),
         ("runs", declared::<runs::table>()),
         ("stages", declared::<stages::table>()),
     ];

@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 use workflows::schema::runs;
 use workflows::testing::IsolatedSchema;
 
-use crate::fixtures::{run_of, until_status};
+use crate::fixtures::{HANG, run_of, until_status};
 use workflows::{
-    BoxError, Error, Executor, GraphBuilder, NodeContext, Params, Pool, Registry, Run, RunId,
-    RunStatus, Runtime, State, Worker, WorkerConfig, WorkflowDef, repository,
+    BoxError, Error, Executor, GraphBuilder, NodeContext, Params, Pool, Predicate, Registry, Run,
+    RunId, RunStatus, Runtime, State, Worker, WorkerConfig, WorkflowDef, repository,
 };
 
 use crate::fence::until_blocked_n;
@@ -68,8 +68,42 @@ async fn nap(g: &mut GraphBuilder, _: &Runtime, p: Params) -> Result<State, BoxE
     Ok(State::new())
 }
 
+/// `listen` waits for a message on `mail` (for `timeout_ms`, if given), `read` appends it
+/// to `got`, and the run loops until it has read `count`.
+async fn inbox(g: &mut GraphBuilder, _: &Runtime, p: Params) -> Result<State, BoxError> {
+    let timeout = p.get::<u64>("timeout_ms")?.map(Duration::from_millis);
+    let count: usize = p.require("count")?;
+    let listen = g.node("listen", move |s: State, ctx: NodeContext| async move {
+        ctx.wait_for_message("mail", timeout)?;
+        Ok(s)
+    });
+    let read = g.node("read", |s: State, ctx: NodeContext| async move {
+        let mut got: Vec<Value> = s.get("got")?.unwrap_or_default();
+        got.push(ctx.message::<Value>("mail")?.unwrap_or(Value::Null));
+        Ok(s.with("got", got))
+    });
+    let more = Predicate::new("more to read", move |s: &State| {
+        s.get::<Vec<Value>>("got")
+            .ok()
+            .flatten()
+            .is_some_and(|got| got.len() < count)
+    });
+    g.edge(listen, read)
+        .edge_if(read, listen, more)
+        .start_at(listen)
+        .end_at(read);
+    Ok(State::new())
+}
+
 fn registry() -> Registry {
     let mut registry = Registry::new();
+    registry
+        .register(WorkflowDef::new(
+            "inbox",
+            "listen, read, loop",
+            |g, r, p| Box::pin(inbox(g, r, p)),
+        ))
+        .unwrap();
     registry
         .register(WorkflowDef::new(
             "approval",
@@ -400,5 +434,107 @@ async fn a_node_that_asks_where_the_run_ends_fails_it_saying_so() {
         message.starts_with("node draft asked the run to wait, but the run ends at it"),
         "{message}"
     );
+    schema.drop_schema().await.unwrap();
+}
+
+/// The messages of a run: (topic, payload, the step that received it).
+async fn messages_of(pool: &Pool, id: RunId) -> Vec<(String, Value, Option<i32>)> {
+    use workflows::schema::messages;
+    let mut conn = pool.get().await.unwrap();
+    messages::table
+        .filter(messages::run_id.eq(id))
+        .order_by(messages::id)
+        .select((messages::topic, messages::payload, messages::received_step))
+        .load(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn messages_sent_before_and_after_the_wait_are_each_received_once_in_order() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let pool = schema.pool();
+    let drafts = Arc::new(Drafts::default());
+    let executor = executor(pool, &drafts);
+    let submitted = executor
+        .submit("inbox", json!({"count": 3}), None)
+        .await
+        .unwrap();
+    // Sent before the run even started: kept for it.
+    executor
+        .send(submitted.id, "mail", json!("first"))
+        .await
+        .unwrap();
+    executor
+        .send(submitted.id, "other", json!("not for it"))
+        .await
+        .unwrap();
+    let (stop, task) = worker(pool, &drafts, 1);
+    // It reads "first", then waits for the second.
+    until_status(pool, submitted.id, RunStatus::Waiting).await;
+    let mut conn = pool.get().await.unwrap();
+    tokio::time::timeout(HANG, async {
+        loop {
+            let steps = repository::stages(&mut conn, submitted.id)
+                .await
+                .unwrap()
+                .len();
+            let run = repository::find_run(&mut conn, submitted.id).await.unwrap();
+            if steps == 3 && run.status == RunStatus::Waiting {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the run waits for its second message");
+    drop(conn);
+    executor
+        .send(submitted.id, "mail", json!("second"))
+        .await
+        .unwrap();
+    executor
+        .send(submitted.id, "mail", json!("third"))
+        .await
+        .unwrap();
+    let done = until_status(pool, submitted.id, RunStatus::Completed).await;
+    let _ = stop.send(());
+    task.await.unwrap();
+    assert_eq!(result_of(&done)["got"], json!(["first", "second", "third"]));
+    // Each received once, by the `read` of its turn (steps 2, 4, 6); the other topic's not.
+    assert_eq!(
+        messages_of(pool, submitted.id).await,
+        [
+            ("mail".to_owned(), json!("first"), Some(2)),
+            ("other".to_owned(), json!("not for it"), None),
+            ("mail".to_owned(), json!("second"), Some(4)),
+            ("mail".to_owned(), json!("third"), Some(6)),
+        ]
+    );
+    let ended = executor
+        .send(submitted.id, "mail", json!("late"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        ended.to_string(),
+        format!("run {} is completed: cannot send to", submitted.id)
+    );
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_wait_for_a_message_times_out_without_one() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let pool = schema.pool();
+    let drafts = Arc::new(Drafts::default());
+    let submitted = executor(pool, &drafts)
+        .submit("inbox", json!({"count": 1, "timeout_ms": 300}), None)
+        .await
+        .unwrap();
+    let (stop, task) = worker(pool, &drafts, 1);
+    let done = until_status(pool, submitted.id, RunStatus::Completed).await;
+    let _ = stop.send(());
+    task.await.unwrap();
+    assert_eq!(result_of(&done)["got"], json!([null]));
     schema.drop_schema().await.unwrap();
 }

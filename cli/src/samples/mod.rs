@@ -111,7 +111,7 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["chain", "classify", "flaky", "reasoning", "summarize"]
+            ["approve", "chain", "classify", "flaky", "reasoning", "summarize"]
         );
     }
 
@@ -139,6 +139,17 @@ mod tests {
             let run = run_in_memory(def, &super::runtime(), params).await.unwrap();
             assert_eq!(run.status, RunStatus::Completed, "{name}: {:?}", run.error);
         }
+        // In memory, nobody answers: the approval gate stops at its question.
+        let def = registry.get("approve").unwrap();
+        let run = run_in_memory(def, &super::runtime(), json!({"topic": "rust"}))
+            .await
+            .unwrap();
+        assert_eq!(
+            (run.status, run.steps.len()),
+            (RunStatus::Waiting, 1),
+            "{:?}",
+            run.error
+        );
     }
 
     /// A delay past the limit is refused before a run is written, naming the field.

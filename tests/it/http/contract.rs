@@ -21,6 +21,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("get", "/workflows/runs/{id}/state"),
     ("get", "/workflows/runs/{id}/interrupts"),
     ("post", "/workflows/runs/{id}/answer"),
+    ("post", "/workflows/runs/{id}/messages"),
     // Each registered workflow's own execute, with its params schema.
     ("post", "/workflows/asking/execute"),
     ("post", "/workflows/flaky/execute"),
