@@ -277,8 +277,15 @@ impl Executor {
     /// Refused, changing nothing: [`Error::RunNotFound`] (404); [`Error::InvalidStatus`]
     /// (400) if the run is not waiting (never asked, continued already, cancelled);
     /// [`Error::InvalidInput`] (400) naming the key if the run did not ask it where it
-    /// waits, it was answered already, or the answer holds a NUL character.
+    /// waits, it was answered already, or the key or the answer holds a NUL character.
     pub async fn answer(&self, run_id: RunId, key: &str, answer: Value) -> Result<Run> {
+        if key.contains('\0') {
+            return Err(Error::invalid_input(
+                "key",
+                key,
+                "a question's key holds no NUL character",
+            ));
+        }
         if let Some(at) = nul_character_at(&answer, "answer") {
             return Err(Error::invalid_input(
                 at,

@@ -268,6 +268,16 @@ async fn answers_that_do_not_fit_are_refused_naming_why_and_change_nothing() {
         .await
         .unwrap_err();
     assert!(matches!(nul, Error::InvalidInput { .. }), "{nul}");
+    let nul_key = executor
+        .answer(id, "app\u{0}", json!(true))
+        .await
+        .unwrap_err();
+    assert!(matches!(nul_key, Error::InvalidInput { .. }), "{nul_key}");
+    let nul_topic = executor.send(id, "m\u{0}", json!(1)).await.unwrap_err();
+    assert!(
+        matches!(nul_topic, Error::InvalidInput { .. }),
+        "{nul_topic}"
+    );
     let mut conn = pool.get().await.unwrap();
     assert_eq!(
         repository::interrupts(&mut conn, id).await.unwrap()[0].answer,

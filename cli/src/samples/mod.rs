@@ -111,7 +111,14 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["approve", "chain", "classify", "flaky", "reasoning", "summarize"]
+            [
+                "approve",
+                "chain",
+                "classify",
+                "flaky",
+                "reasoning",
+                "summarize"
+            ]
         );
     }
 

@@ -1,6 +1,5 @@
--- Durable waits for people, timers and messages: a node asks a question (an interrupt),
--- sleeps, or waits for a message, and the run waits holding no lease and no worker until it
--- is answered, due, or sent what it waits for.
+-- Durable waits for people and timers: a node asks a question (an interrupt) or sleeps, and
+-- the run waits holding no lease and no worker until it is answered or due.
 
 -- A run waiting for an answer has no due time until it is answered (or its question times
 -- out); one waiting for a timer or a retry has one.
@@ -26,29 +25,6 @@ CREATE TABLE interrupts (
     CONSTRAINT interrupts_answered_check CHECK ((answer IS NULL) = (answered_at IS NULL)),
     CONSTRAINT interrupts_run_id_iteration_key_key UNIQUE (run_id, iteration, key)
 );
-
--- Messages sent to a run, by topic, in the order they were sent (`id`). A message is
--- received by the node a run continues at after waiting for its topic: that node's
--- completion records its step here, in the node's one statement, so it is received once.
-CREATE TABLE messages (
-    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    run_id UUID NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    topic TEXT NOT NULL,
-    payload JSONB NOT NULL,
-    sent_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT clock_timestamp(),
-    received_step INTEGER
-);
-CREATE INDEX idx_messages_unreceived ON messages (run_id, topic, id) WHERE received_step IS NULL;
-
--- What the run's last wait for a message was for: its topic, and the step of the node that
--- waited (the node after it receives). Kept after the run continues; a new wait replaces it.
-ALTER TABLE runs
-    ADD COLUMN wait_topic TEXT,
-    ADD COLUMN wait_step INTEGER,
-    ADD CONSTRAINT runs_wait_topic_check CHECK ((wait_topic IS NULL) = (wait_step IS NULL));
--- Claiming runs whose message has arrived.
-CREATE INDEX idx_runs_waiting_for_messages ON runs (id)
-    WHERE status = 'waiting' AND wait_topic IS NOT NULL;
 
 -- Wake-ups: also when a waiting run becomes due now (answered), so that an idle worker
 -- continues it at once instead of at its next poll.

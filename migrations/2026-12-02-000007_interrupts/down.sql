@@ -15,18 +15,12 @@ CREATE TRIGGER runs_notify
     FOR EACH ROW EXECUTE FUNCTION workflows_notify();
 
 DROP TABLE interrupts;
-DROP TABLE messages;
-DROP INDEX idx_runs_waiting_for_messages;
-ALTER TABLE runs
-    DROP CONSTRAINT runs_wait_topic_check,
-    DROP COLUMN wait_step,
-    DROP COLUMN wait_topic;
 
 -- A run waiting for an answer has no due time, which the older constraint requires: it
 -- fails, and can be resumed after its checkpoint.
 UPDATE runs
 SET status = 'failed',
-    error_message = 'it was waiting for an answer or a message when the waits migration was reverted; resume it',
+    error_message = 'it was waiting for an answer when the interrupts migration was reverted; resume it',
     completed_at = clock_timestamp()
 WHERE status = 'waiting' AND wake_at IS NULL;
 
