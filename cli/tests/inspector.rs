@@ -216,3 +216,47 @@ async fn a_running_run_s_page_is_live_and_offers_cancel() {
     assert!(server.stop().success());
     schema.drop_schema().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_waiting_run_s_page_shows_its_question_with_an_answer_form_then_the_answer() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (server, base) = WorkerProcess::serve(schema.database_url(), &["--drain-secs", "0"]);
+    let waiting = run(&base, "approve", json!({"topic": "rust"})).await;
+    assert_eq!(waiting["status"], "waiting");
+    let id = waiting["id"].as_str().unwrap().to_owned();
+
+    let Some(page) = rendered(&format!("{base}/#/runs/{id}")) else {
+        return;
+    };
+    assert!(page.contains(r#"<table id="questions">"#), "{page}");
+    assert!(page.contains(r#"<tr data-key="approve">"#), "{page}");
+    assert!(page.contains("A post about rust"), "{page}");
+    assert!(page.contains(r#"<textarea id="answer-approve""#), "{page}");
+    assert!(
+        page.contains(r#"<button id="send-approve">answer</button>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<button id="cancel">cancel</button>"#),
+        "a waiting run can be cancelled: {page}"
+    );
+
+    // Answered (as the form does), the page shows the answer instead of the form.
+    let answered = reqwest::Client::new()
+        .post(format!("{base}/workflows/runs/{id}/answer"))
+        .json(&json!({"key": "approve", "value": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answered.status(), 200);
+    let Some(page) = rendered(&format!("{base}/#/runs/{id}")) else {
+        return;
+    };
+    assert!(
+        page.contains(r#"<pre class="answered">true</pre>"#),
+        "{page}"
+    );
+    assert!(!page.contains("<textarea"), "{page}");
+    assert!(server.stop().success());
+    schema.drop_schema().await.unwrap();
+}
