@@ -61,6 +61,23 @@ pub(crate) fn params_body(
     Ok(params)
 }
 
+/// A JSON request body as `T` (`shape` says what it must look like, for the error); an
+/// empty body is read as `null`.
+pub(crate) fn body_as<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+    shape: &str,
+) -> Result<T, ApiError> {
+    let value = json_body(headers, body, limit)?.unwrap_or_default();
+    serde_json::from_value(value).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body must be {shape}: {e}"),
+        )
+    })
+}
+
 /// A JSON request body, at most `limit` bytes, sent as `application/json`; `None` if empty.
 pub(crate) fn json_body(
     headers: &HeaderMap,

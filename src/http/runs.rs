@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::ApiState;
 use super::api_error::{ApiError, ErrorBody, RunLookupErrors, ServerErrors};
-use super::extract::{RunIdPath, json_body, wait_requested};
+use super::extract::{RunIdPath, body_as, wait_requested};
 use super::progress::{ProgressMessage, respond};
 use crate::{
     Decision, Interrupt, KeysetPage, PageRequest, PageResult, QueryParams, Run, RunCursor,
@@ -316,13 +316,12 @@ pub(crate) async fn answer_run(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Run>, ApiError> {
-    let body = json_body(&headers, body, api.limits.body_bytes)?.unwrap_or_default();
-    let answer: AnswerBody = serde_json::from_value(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("the body must be {{\"key\": \"...\", \"value\": ...}}: {e}"),
-        )
-    })?;
+    let answer: AnswerBody = body_as(
+        &headers,
+        body,
+        api.limits.body_bytes,
+        r#"{"key": "...", "value": ...}"#,
+    )?;
     Ok(Json(
         api.executor.answer(id, &answer.key, answer.value).await?,
     ))
@@ -370,13 +369,12 @@ pub(crate) async fn send_message(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<MessageSent>, ApiError> {
-    let body = json_body(&headers, body, api.limits.body_bytes)?.unwrap_or_default();
-    let message: MessageBody = serde_json::from_value(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("the body must be {{\"topic\": \"...\", \"value\": ...}}: {e}"),
-        )
-    })?;
+    let message: MessageBody = body_as(
+        &headers,
+        body,
+        api.limits.body_bytes,
+        r#"{"topic": "...", "value": ...}"#,
+    )?;
     let id = api.executor.send(id, &message.topic, message.value).await?;
     Ok(Json(MessageSent { id }))
 }

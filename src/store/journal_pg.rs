@@ -301,6 +301,27 @@ impl PgJournal {
     }
 }
 
+/// The update that fails the `started` stage of attempt `$attempt` at `$node`, step
+/// `$iteration`, of the run the statement locked (`held_run`), recording `$error`.
+macro_rules! fail_started_stage {
+    ($run_id:expr, ($node:expr, $iteration:expr, $attempt:expr), $duration_ms:expr, $error:expr) => {
+        diesel::update(
+            stages::table
+                .filter(stages::run_id.eq($run_id))
+                .filter(stages::node_name.eq($node))
+                .filter(stages::iteration.eq(step($iteration)))
+                .filter(stages::attempt.eq(step($attempt)))
+                .filter(stages::status.eq(StageStatus::Started))
+                .filter(exists(held_run::table.select(held_run::id))),
+        )
+        .set((
+            stages::status.eq(StageStatus::Failed),
+            stages::duration_ms.eq($duration_ms),
+            stages::error_message.eq($error),
+        ))
+    };
+}
+
 /// Inserts the `started` stage of `$node` at step `$iteration` for the run found in
 /// `$source` (the locked run, or the stage a commit completed).
 macro_rules! start_stage {
@@ -498,20 +519,12 @@ impl Journal for PgJournal {
     fn node_failed<'a>(&'a self, f: &'a NodeFailure<'a>) -> BoxFuture<'a, Result<bool>> {
         let lease = self.lease;
         let fail_stage = move || {
-            diesel::update(
-                stages::table
-                    .filter(stages::run_id.eq(f.run_id))
-                    .filter(stages::node_name.eq(f.node))
-                    .filter(stages::iteration.eq(step(f.iteration)))
-                    .filter(stages::attempt.eq(step(f.attempt)))
-                    .filter(stages::status.eq(StageStatus::Started))
-                    .filter(exists(held_run::table.select(held_run::id))),
+            fail_started_stage!(
+                f.run_id,
+                (f.node, f.iteration, f.attempt),
+                f.duration_ms,
+                f.error
             )
-            .set((
-                stages::status.eq(StageStatus::Failed),
-                stages::duration_ms.eq(f.duration_ms),
-                stages::error_message.eq(f.error),
-            ))
         };
         let landed = Landed::Stage {
             node: f.node,
@@ -771,20 +784,12 @@ fn end_held_run<'a>(
 fn fail_attempt<'a>(
     f: &'a AttemptFailure<'a>,
 ) -> impl QueryFragment<Pg> + QueryId + Send + Sync + 'a {
-    diesel::update(
-        stages::table
-            .filter(stages::run_id.eq(f.run_id))
-            .filter(stages::node_name.eq(f.node))
-            .filter(stages::iteration.eq(step(f.iteration)))
-            .filter(stages::attempt.eq(step(f.attempt)))
-            .filter(stages::status.eq(StageStatus::Started))
-            .filter(exists(held_run::table.select(held_run::id))),
+    fail_started_stage!(
+        f.run_id,
+        (f.node, f.iteration, f.attempt),
+        f.duration_ms,
+        f.error
     )
-    .set((
-        stages::status.eq(StageStatus::Failed),
-        stages::duration_ms.eq(f.duration_ms),
-        stages::error_message.eq(f.error),
-    ))
     .returning(stages::run_id)
 }
 

@@ -17,6 +17,47 @@ use workflows::{
 /// Guards against hangs only: far longer than anything a test waits for.
 pub(crate) const HANG: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// A worker executing on a task of its own until [`Running::stop`].
+pub(crate) struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<workflows::Result<workflows::ShutdownReport>>,
+}
+
+impl Running {
+    /// Starts `worker`.
+    pub(crate) fn start(worker: workflows::Worker) -> Running {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            worker
+                .run_until(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Running { stop, task }
+    }
+
+    /// Stops the worker, and returns its report.
+    pub(crate) async fn stop(self) -> workflows::ShutdownReport {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap()
+    }
+}
+
+/// The run's owner and lease token: both `None` when nobody holds it.
+pub(crate) async fn owner_and_token(
+    pool: &workflows::Pool,
+    id: RunId,
+) -> (Option<String>, Option<uuid::Uuid>) {
+    let mut conn = pool.get().await.unwrap();
+    runs::table
+        .find(id)
+        .select((runs::owner, runs::lease_token))
+        .first(&mut conn)
+        .await
+        .unwrap()
+}
+
 /// The run as recorded now.
 pub(crate) async fn run_of(pool: &workflows::Pool, id: RunId) -> workflows::Run {
     workflows::repository::find_run(&mut pool.get().await.unwrap(), id)

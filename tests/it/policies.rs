@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use workflows::testing::IsolatedSchema;
 
-use crate::fixtures::{HANG, run_of, until_status};
+use crate::fixtures::{HANG, Running, owner_and_token, run_of, until_status};
 use workflows::{
     BoxError, Event, Executor, ExecutorConfig, GraphBuilder, NodeContext, NodeError, NodePolicy,
     Params, Pool, Registry, RetryPolicy, RunId, RunStatus, Runtime, StageStatus, State, Worker,
@@ -367,50 +367,24 @@ async fn a_long_backoff_releases_the_run_and_another_worker_finishes_it_when_due
         .unwrap();
 
     // The first worker claims the run, fails its first attempt and lets go of it.
-    let first = releasing_worker(pool, "first");
-    let (stop_first, stopped) = tokio::sync::oneshot::channel::<()>();
-    let first_task = tokio::spawn(async move {
-        first
-            .run_until(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let first = Running::start(releasing_worker(pool, "first"));
     let waiting = until_status(pool, submitted.id, RunStatus::Waiting).await;
-    let _ = stop_first.send(());
-    let report = first_task.await.unwrap().unwrap();
+    let report = first.stop().await;
     assert!(
         report.cancelled.is_empty(),
         "nothing was executing to cancel"
     );
     let wake_at = waiting.wake_at.expect("a waiting run says when it is due");
-    let lease = {
-        use diesel::prelude::*;
-        use diesel_async::RunQueryDsl;
-        use workflows::schema::runs;
-        let mut conn = pool.get().await.unwrap();
-        runs::table
-            .find(submitted.id)
-            .select((runs::owner, runs::lease_token))
-            .first::<(Option<String>, Option<uuid::Uuid>)>(&mut conn)
-            .await
-            .unwrap()
-    };
-    assert_eq!(lease, (None, None), "a waiting run holds no lease");
+    assert_eq!(
+        owner_and_token(pool, submitted.id).await,
+        (None, None),
+        "a waiting run holds no lease"
+    );
 
     // Another worker, started later, finishes it once it is due.
-    let second = releasing_worker(pool, "second");
-    let (stop_second, stopped) = tokio::sync::oneshot::channel::<()>();
-    let second_task = tokio::spawn(async move {
-        second
-            .run_until(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let second = Running::start(releasing_worker(pool, "second"));
     let done = until_status(pool, submitted.id, RunStatus::Completed).await;
-    let _ = stop_second.send(());
-    second_task.await.unwrap().unwrap();
+    second.stop().await;
     let mut conn = pool.get().await.unwrap();
     let stages = repository::stages(&mut conn, submitted.id).await.unwrap();
     drop(conn);
@@ -445,15 +419,7 @@ async fn a_waiting_run_can_be_cancelled_and_is_never_continued() {
         )
         .await
         .unwrap();
-    let worker = releasing_worker(pool, "worker");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        worker
-            .run_until(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let worker = Running::start(releasing_worker(pool, "worker"));
     until_status(pool, submitted.id, RunStatus::Waiting).await;
     let cancelled = executor.cancel(submitted.id).await.unwrap();
     assert_eq!(
@@ -462,8 +428,7 @@ async fn a_waiting_run_can_be_cancelled_and_is_never_continued() {
     );
     // Well past its due time, the worker has not touched it.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
+    worker.stop().await;
     assert_eq!(
         run_of(pool, submitted.id).await.status,
         RunStatus::Cancelled

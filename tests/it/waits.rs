@@ -9,10 +9,9 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::{Value, json};
-use workflows::schema::runs;
 use workflows::testing::IsolatedSchema;
 
-use crate::fixtures::{HANG, run_of, until_status};
+use crate::fixtures::{HANG, Running, owner_and_token, run_of, until_status};
 use workflows::{
     BoxError, Error, Executor, GraphBuilder, NodeContext, Params, Pool, Predicate, Registry, Run,
     RunId, RunStatus, Runtime, State, Worker, WorkerConfig, WorkflowDef, repository,
@@ -20,9 +19,10 @@ use workflows::{
 
 use crate::fence::until_blocked_n;
 
-/// How many drafts `approval` wrote: its side effect.
+/// How many drafts `approval` wrote (its side effect), and the gate a `gated` `inbox`
+/// waits at before it starts waiting for its message.
 #[derive(Default)]
-struct Drafts(AtomicUsize);
+struct Drafts(AtomicUsize, tokio::sync::Notify);
 
 /// `draft` (counts a draft, asks `approve`, with a timeout if `timeout_ms`), then `review`
 /// (reads the answer into `approved`). `ask_at_end`: `draft` is the exit point instead.
@@ -68,14 +68,26 @@ async fn nap(g: &mut GraphBuilder, _: &Runtime, p: Params) -> Result<State, BoxE
     Ok(State::new())
 }
 
-/// `listen` waits for a message on `mail` (for `timeout_ms`, if given), `read` appends it
+/// `listen` (after the test's gate, if `gated`) waits for a message on `mail` (for
+/// `timeout_ms`, if given), `read` appends it
 /// to `got`, and the run loops until it has read `count`.
-async fn inbox(g: &mut GraphBuilder, _: &Runtime, p: Params) -> Result<State, BoxError> {
+async fn inbox(g: &mut GraphBuilder, rt: &Runtime, p: Params) -> Result<State, BoxError> {
     let timeout = p.get::<u64>("timeout_ms")?.map(Duration::from_millis);
     let count: usize = p.require("count")?;
-    let listen = g.node("listen", move |s: State, ctx: NodeContext| async move {
-        ctx.wait_for_message("mail", timeout)?;
-        Ok(s)
+    let gate = p
+        .get::<bool>("gated")?
+        .unwrap_or(false)
+        .then(|| rt.get::<Drafts>())
+        .transpose()?;
+    let listen = g.node("listen", move |s: State, ctx: NodeContext| {
+        let gate = gate.clone();
+        async move {
+            if let Some(gate) = gate {
+                gate.1.notified().await;
+            }
+            ctx.wait_for_message("mail", timeout)?;
+            Ok(s)
+        }
     });
     let read = g.node("read", |s: State, ctx: NodeContext| async move {
         let mut got: Vec<Value> = s.get("got")?.unwrap_or_default();
@@ -126,41 +138,14 @@ fn executor(pool: &Pool, drafts: &Arc<Drafts>) -> Executor {
         .unwrap()
 }
 
-/// A worker of `concurrency` runs, polling every 50 ms, until `stop` is sent.
-fn worker(
-    pool: &Pool,
-    drafts: &Arc<Drafts>,
-    concurrency: usize,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let worker = Worker::new(
+/// A worker of `concurrency` runs, polling every 50 ms.
+fn worker(pool: &Pool, drafts: &Arc<Drafts>, concurrency: usize) -> Running {
+    Running::start(Worker::new(
         executor(pool, drafts),
         WorkerConfig::default()
             .concurrency(concurrency)
             .poll_interval(Duration::from_millis(50)),
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        worker
-            .run_until(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
-    (stop, task)
-}
-
-async fn owner_of(pool: &Pool, id: RunId) -> (Option<String>, Option<uuid::Uuid>) {
-    let mut conn = pool.get().await.unwrap();
-    runs::table
-        .find(id)
-        .select((runs::owner, runs::lease_token))
-        .first(&mut conn)
-        .await
-        .unwrap()
+    ))
 }
 
 fn result_of(run: &Run) -> Value {
@@ -175,11 +160,11 @@ async fn an_approval_waits_holding_no_worker_and_continues_once_answered_from_el
     let submitter = executor(pool, &drafts);
     let approval = submitter.submit("approval", json!({}), None).await.unwrap();
     // One slot only.
-    let (stop, task) = worker(pool, &drafts, 1);
+    let running = worker(pool, &drafts, 1);
 
     let waiting = until_status(pool, approval.id, RunStatus::Waiting).await;
     assert_eq!(waiting.wake_at, None, "it waits for an answer, not a time");
-    assert_eq!(owner_of(pool, approval.id).await, (None, None));
+    assert_eq!(owner_and_token(pool, approval.id).await, (None, None));
     let mut conn = pool.get().await.unwrap();
     let asked = repository::interrupts(&mut conn, approval.id)
         .await
@@ -217,8 +202,7 @@ async fn an_approval_waits_holding_no_worker_and_continues_once_answered_from_el
     assert!(due.wake_at.is_some(), "an answered run is due");
 
     let done = until_status(pool, approval.id, RunStatus::Completed).await;
-    let _ = stop.send(());
-    task.await.unwrap();
+    running.stop().await;
     assert_eq!(result_of(&done), json!({"draft": 1, "approved": true}));
     assert_eq!(
         AtomicUsize::load(&drafts.0, Ordering::SeqCst),
@@ -375,14 +359,13 @@ async fn a_question_that_times_out_continues_with_no_answer() {
         .submit("approval", json!({"timeout_ms": 300}), None)
         .await
         .unwrap();
-    let (stop, task) = worker(pool, &drafts, 1);
+    let running = worker(pool, &drafts, 1);
     let waiting = until_status(pool, submitted.id, RunStatus::Waiting).await;
     let due = waiting
         .wake_at
         .expect("a question with a timeout is due then");
     let done = until_status(pool, submitted.id, RunStatus::Completed).await;
-    let _ = stop.send(());
-    task.await.unwrap();
+    running.stop().await;
     assert_eq!(result_of(&done), json!({"draft": 1, "approved": null}));
     let mut conn = pool.get().await.unwrap();
     let review = repository::stages(&mut conn, submitted.id).await.unwrap()[1].clone();
@@ -404,19 +387,17 @@ async fn a_durable_sleep_continues_when_due_with_its_worker_replaced_meanwhile()
         .submit("nap", json!({"sleep_ms": 1500}), None)
         .await
         .unwrap();
-    let (stop, task) = worker(pool, &drafts, 1);
+    let running = worker(pool, &drafts, 1);
     let waiting = until_status(pool, submitted.id, RunStatus::Waiting).await;
-    let _ = stop.send(());
-    task.await.unwrap();
+    running.stop().await;
     let due = waiting
         .wake_at
         .expect("a sleeping run is due when it wakes");
-    assert_eq!(owner_of(pool, submitted.id).await, (None, None));
+    assert_eq!(owner_and_token(pool, submitted.id).await, (None, None));
 
-    let (stop, task) = worker(pool, &drafts, 1);
+    let running = worker(pool, &drafts, 1);
     let done = until_status(pool, submitted.id, RunStatus::Completed).await;
-    let _ = stop.send(());
-    task.await.unwrap();
+    running.stop().await;
     assert_eq!(result_of(&done), json!({"rested": true, "woke": true}));
     let mut conn = pool.get().await.unwrap();
     let wake = repository::stages(&mut conn, submitted.id).await.unwrap()[1].clone();
@@ -479,7 +460,7 @@ async fn messages_sent_before_and_after_the_wait_are_each_received_once_in_order
         .send(submitted.id, "other", json!("not for it"))
         .await
         .unwrap();
-    let (stop, task) = worker(pool, &drafts, 1);
+    let running = worker(pool, &drafts, 1);
     // It reads "first", then waits for the second.
     until_status(pool, submitted.id, RunStatus::Waiting).await;
     let mut conn = pool.get().await.unwrap();
@@ -508,8 +489,7 @@ async fn messages_sent_before_and_after_the_wait_are_each_received_once_in_order
         .await
         .unwrap();
     let done = until_status(pool, submitted.id, RunStatus::Completed).await;
-    let _ = stop.send(());
-    task.await.unwrap();
+    running.stop().await;
     assert_eq!(result_of(&done)["got"], json!(["first", "second", "third"]));
     // Each received once, by the `read` of its turn (steps 2, 4, 6); the other topic's not.
     assert_eq!(
@@ -541,10 +521,57 @@ async fn a_wait_for_a_message_times_out_without_one() {
         .submit("inbox", json!({"count": 1, "timeout_ms": 300}), None)
         .await
         .unwrap();
-    let (stop, task) = worker(pool, &drafts, 1);
+    let running = worker(pool, &drafts, 1);
     let done = until_status(pool, submitted.id, RunStatus::Completed).await;
-    let _ = stop.send(());
-    task.await.unwrap();
+    running.stop().await;
     assert_eq!(result_of(&done)["got"], json!([null]));
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_committed_while_the_run_starts_waiting_is_still_received() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let pool = schema.pool();
+    let drafts = Arc::new(Drafts::default());
+    let executor = executor(pool, &drafts);
+    let execution = executor
+        .start("inbox", json!({"count": 1, "gated": true}))
+        .await
+        .unwrap();
+    let id = execution.run_id();
+
+    // Hold the run's row: `listen`'s commit takes its snapshot, then waits for the row.
+    let mut holder = diesel_async::AsyncPgConnection::establish(schema.database_url())
+        .await
+        .unwrap();
+    diesel_async::SimpleAsyncConnection::batch_execute(
+        &mut holder,
+        &format!("BEGIN; SELECT 1 FROM runs WHERE id = '{id}' FOR UPDATE"),
+    )
+    .await
+    .unwrap();
+    drafts.1.notify_one();
+    until_blocked_n(&schema, "WITH \"held_run\"%", 1).await;
+    // A message commits inside that window: the commit's snapshot cannot see it.
+    diesel_async::SimpleAsyncConnection::batch_execute(
+        &mut holder,
+        &format!(
+            "INSERT INTO messages (run_id, topic, payload) VALUES ('{id}', 'mail', '\"raced\"'); COMMIT"
+        ),
+    )
+    .await
+    .unwrap();
+    let waiting = execution.wait().await.unwrap();
+    assert_eq!(
+        (waiting.status, waiting.wake_at),
+        (RunStatus::Waiting, None),
+        "the statement that made the run wait did not see the message"
+    );
+
+    // A worker's claim finds it all the same.
+    let running = worker(pool, &drafts, 1);
+    let done = until_status(pool, id, RunStatus::Completed).await;
+    running.stop().await;
+    assert_eq!(result_of(&done)["got"], json!(["raced"]));
     schema.drop_schema().await.unwrap();
 }
