@@ -37,6 +37,16 @@ impl ToSchema for RunParams {
     }
 
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((JSON_VALUE.to_owned(), JsonValue::schema()));
+    }
+}
+
+/// Any JSON value without a NUL character in a key or string: what an answer or a message
+/// may be.
+pub(crate) struct JsonValue;
+
+impl PartialSchema for JsonValue {
+    fn schema() -> RefOr<Schema> {
         let value: RefOr<Schema> = Ref::from_schema_name(JSON_VALUE).into();
         let json_value = AnyOfBuilder::new()
             .item(ObjectBuilder::new().schema_type(SchemaType::from_iter([
@@ -55,7 +65,13 @@ impl ToSchema for RunParams {
                 "A JSON value with no NUL character in any key or string.",
             ))
             .build();
-        schemas.push((JSON_VALUE.to_owned(), Schema::AnyOf(json_value).into()));
+        Schema::AnyOf(json_value).into()
+    }
+}
+
+impl ToSchema for JsonValue {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed(JSON_VALUE)
     }
 }
 

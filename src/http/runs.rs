@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::ApiState;
 use super::api_error::{ApiError, ErrorBody, RunLookupErrors, ServerErrors};
 use super::extract::{RunIdPath, body_as, wait_requested};
+use super::params_schema::JsonValue;
 use super::progress::{ProgressMessage, respond};
 use crate::{
     Decision, Interrupt, KeysetPage, PageRequest, PageResult, QueryParams, Run, RunCursor,
@@ -288,7 +289,7 @@ pub(crate) struct AnswerBody {
     #[schema(pattern = r"^[^\x00]*$")]
     key: String,
     /// The answer: any JSON value the node after the question reads.
-    #[schema(value_type = Object)]
+    #[schema(value_type = JsonValue)]
     value: serde_json::Value,
 }
 
@@ -335,7 +336,7 @@ pub(crate) struct MessageBody {
     #[schema(pattern = r"^[^\x00]+$")]
     topic: String,
     /// The message: any JSON value.
-    #[schema(value_type = Object)]
+    #[schema(value_type = JsonValue)]
     value: serde_json::Value,
 }
 
