@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use workflows::testing::IsolatedSchema;
 
 use common::WorkerProcess;
+use common::browser::{self, Browser};
 
 /// The page's DOM once its scripts have loaded what they show, or `None` when the browser
 /// tests are skipped.
@@ -21,12 +22,8 @@ fn rendered(url: &str) -> Option<String> {
     }
     let profile = std::env::temp_dir().join(format!("workflows-chromium-{}", uuid::Uuid::new_v4()));
     let output = Command::new("chromium")
+        .args(browser::HEADLESS)
         .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
             &format!("--user-data-dir={}", profile.display()),
             // Lets the page's fetches and timers settle before the DOM is taken.
             "--virtual-time-budget=10000",
@@ -44,6 +41,12 @@ fn rendered(url: &str) -> Option<String> {
         String::from_utf8_lossy(&output.stderr)
     );
     Some(String::from_utf8(output.stdout).unwrap())
+}
+
+async fn get(url: &str) -> Value {
+    let response = reqwest::get(url).await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    response.json().await.unwrap()
 }
 
 async fn run(base: &str, workflow: &str, params: Value) -> Value {
@@ -218,7 +221,7 @@ async fn a_running_run_s_page_is_live_and_offers_cancel() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_waiting_run_s_page_shows_its_question_with_an_answer_form_then_the_answer() {
+async fn a_waiting_run_s_question_is_answered_by_typing_into_its_page_and_clicking() {
     let schema = IsolatedSchema::create().await.unwrap();
     let (server, base) = WorkerProcess::serve(schema.database_url(), &["--drain-secs", "0"]);
     let waiting = run(&base, "approve", json!({"topic": "rust"})).await;
@@ -241,21 +244,36 @@ async fn a_waiting_run_s_page_shows_its_question_with_an_answer_form_then_the_an
         "a waiting run can be cancelled: {page}"
     );
 
-    // Answered (as the form does), the page shows the answer instead of the form.
-    let answered = reqwest::Client::new()
-        .post(format!("{base}/workflows/runs/{id}/answer"))
-        .json(&json!({"key": "approve", "value": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answered.status(), 200);
+    // A person types the answer and clicks: it is recorded, the run is due, and the page
+    // shows the answer instead of the form.
+    let Some(mut browser) = Browser::open(&format!("{base}/#/runs/{id}")) else {
+        return;
+    };
+    browser.wait_for("document.querySelector('#send-approve')");
+    browser.type_into("#answer-approve", "true");
+    browser.click("#send-approve");
+    browser.wait_for("document.querySelector('pre.answered')");
+    assert_eq!(
+        browser.eval("document.querySelector('pre.answered').textContent"),
+        json!("true")
+    );
+    assert_eq!(
+        browser.eval("document.querySelectorAll('textarea').length"),
+        json!(0)
+    );
+    let interrupts = get(&format!("{base}/workflows/runs/{id}/interrupts")).await;
+    assert_eq!(interrupts[0]["key"], "approve");
+    assert_eq!(interrupts[0]["answer"], json!(true));
+    let answered = get(&format!("{base}/workflows/runs/{id}")).await;
+    assert_eq!(answered["status"], "waiting", "{answered}");
+    assert!(
+        answered["wake_at"].is_string(),
+        "answered, the run is due: {answered}"
+    );
+    drop(browser);
     let Some(page) = rendered(&format!("{base}/#/runs/{id}")) else {
         return;
     };
-    assert!(
-        page.contains(r#"<pre class="answered">true</pre>"#),
-        "{page}"
-    );
     assert!(!page.contains("<textarea"), "{page}");
     assert!(server.stop().success());
     schema.drop_schema().await.unwrap();

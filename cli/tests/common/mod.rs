@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod browser;
+
 /// Guards against hangs only.
 pub const HANG: Duration = Duration::from_secs(120);
 
