@@ -85,15 +85,49 @@ pub(crate) async fn answer(
     Ok(Outcome::Success)
 }
 
+/// Asks the person at the terminal for the answer to `key`, as JSON, until it parses; an
+/// empty line (or no terminal) leaves the question open for `workflows answer`.
+async fn prompt_for_answer(executor: &Executor, run_id: RunId, key: &str) -> workflows::Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Ok(());
+    }
+    loop {
+        print!("answer {key} (JSON, empty to leave it open)> ");
+        let _ = std::io::stdout().flush();
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty()
+        {
+            return Ok(());
+        }
+        // Mistyped JSON is asked again; a refused answer (answered meanwhile, cancelled)
+        // is the command's error.
+        match json_value(line.trim()) {
+            Ok(value) => {
+                executor.answer(run_id, key, value).await?;
+                outln!("answered");
+                return Ok(());
+            }
+            Err(e) => eprintln!("error: {e}"),
+        }
+    }
+}
+
 /// Prints each step of an execution as it happens; Ctrl-C cancels the run.
 async fn follow(executor: &Executor, mut execution: Execution) -> workflows::Result<Outcome> {
     let started = Instant::now();
     let run_id = execution.run_id();
     let mut interrupted = false;
+    let mut asked = None;
     loop {
         tokio::select! {
             event = execution.next_event() => match event {
-                Some(event) => print_event(&event),
+                Some(event) => {
+                    print_event(&event);
+                    if let Event::Interrupted { key, .. } = &event {
+                        asked = Some(key.clone());
+                    }
+                }
                 None => break,
             },
             _ = tokio::signal::ctrl_c(), if !interrupted => {
@@ -108,6 +142,9 @@ async fn follow(executor: &Executor, mut execution: Execution) -> workflows::Res
     let run = execution.wait().await?;
     outln!("{} in {} ms", run.status, started.elapsed().as_millis());
     if run.status == RunStatus::Waiting {
+        if let Some(key) = asked.filter(|_| run.wake_at.is_none()) {
+            prompt_for_answer(executor, run_id, &key).await?;
+        }
         outln!("a worker (`workflows worker`) continues it once it is answered or due");
         return Ok(Outcome::Success);
     }

@@ -296,6 +296,49 @@ async fn a_run_that_asks_prints_its_question_and_answer_makes_a_worker_continue_
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn run_in_a_terminal_prompts_for_the_answer_and_asks_again_when_it_is_not_json() {
+    let (schema, url) = migrated().await;
+    // `script` (util-linux) gives the command a terminal, fed from this test's input.
+    let command = format!(
+        "{} run approve --params '{{\"topic\": \"rust\"}}'",
+        env!("CARGO_BIN_EXE_workflows")
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("DATABASE_URL", &url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux's `script` runs");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"yes\ntrue\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&output.stdout).replace('\r', "");
+    assert!(output.status.success(), "{out}");
+    assert!(
+        out.contains(
+            "answer approve (JSON, empty to leave it open)> error: invalid --value \"yes\""
+        ),
+        "{out}"
+    );
+    assert!(out.contains("> answered\n"), "{out}");
+    let id = run_id_of(&out);
+    let shown = stdout(&workflows(&["show", &id], Some(&url)));
+    assert!(shown.contains("status    waiting"), "{shown}");
+    let answers: Vec<_> = shown.lines().filter(|l| l.contains("approve")).collect();
+    assert!(
+        answers.iter().any(|l| l.trim_end().ends_with("true")),
+        "{shown}"
+    );
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_failed_run_exits_3_and_resume_completes_it() {
     let (schema, url) = migrated().await;
     let url = Some(url.as_str());
