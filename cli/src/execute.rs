@@ -142,7 +142,7 @@ async fn follow(executor: &Executor, mut execution: Execution) -> workflows::Res
     let run = execution.wait().await?;
     outln!("{} in {} ms", run.status, started.elapsed().as_millis());
     if run.status == RunStatus::Waiting {
-        if let Some(key) = asked.filter(|_| run.wake_at.is_none()) {
+        if let Some(key) = asked {
             prompt_for_answer(executor, run_id, &key).await?;
         }
         outln!("a worker (`workflows worker`) continues it once it is answered or due");
