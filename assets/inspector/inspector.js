@@ -322,10 +322,14 @@ function stageTable(stages) {
 }
 
 // What the run's nodes asked. An open question of a waiting run can be answered here: the
-// answer is JSON (a string is "yes", with the quotes).
+// answer is JSON (a string is "yes", with the quotes), and must fit the question's schema
+// if it has one.
 function questionTable(run, interrupts) {
   const answerForm = (q) => {
     const input = el("textarea", { id: `answer-${q.key}`, rows: 2, placeholder: 'JSON, e.g. true or "yes"' });
+    // A refused answer (not JSON, or not fitting the schema) is shown beside the form,
+    // which keeps what was typed so that it can be mended.
+    const refusal = el("p", { class: "error-text answer-error", id: `refused-${q.key}` });
     const send = el("button", {
       id: `send-${q.key}`, text: "answer",
       onclick: async () => {
@@ -337,11 +341,16 @@ function questionTable(run, interrupts) {
           });
           route();
         } catch (error) {
-          showError(error);
+          refusal.textContent = String(error.message || error);
         }
       },
     });
-    return el("div", { class: "answer" }, input, send);
+    // The server checks an answer against the question's schema; shown here so that the
+    // person answering knows the shape before the refusal tells them.
+    const schema = q.answer_schema === undefined ? "" : el("details", { class: "answer-schema" },
+      el("summary", { text: "the answer must fit this schema" }),
+      el("pre", { class: "snapshot", text: JSON.stringify(q.answer_schema, null, 2) }));
+    return el("div", { class: "answer" }, input, send, refusal, schema);
   };
   return el("table", { id: "questions" },
     el("thead", {}, el("tr", {}, ["#", "node", "key", "question", "answer"].map((h) => el("th", { text: h })))),

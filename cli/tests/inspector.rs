@@ -240,6 +240,10 @@ async fn a_waiting_run_s_question_is_answered_by_typing_into_its_page_and_clicki
         "{page}"
     );
     assert!(
+        page.contains("the answer must fit this schema"),
+        "the question's schema is shown beside its form: {page}"
+    );
+    assert!(
         page.contains(r#"<button id="cancel">cancel</button>"#),
         "a waiting run can be cancelled: {page}"
     );
@@ -250,6 +254,23 @@ async fn a_waiting_run_s_question_is_answered_by_typing_into_its_page_and_clicki
         return;
     };
     browser.wait_for("document.querySelector('#send-approve')");
+    // An answer that does not fit the question's schema (a boolean) is refused beside the
+    // form, which stays.
+    browser.type_into("#answer-approve", r#""yes""#);
+    browser.click("#send-approve");
+    browser.wait_for("document.querySelector('#refused-approve').textContent");
+    let refused = browser.eval("document.querySelector('#refused-approve').textContent");
+    assert!(
+        refused.as_str().is_some_and(|r| r.contains(
+            r#"the answer to "approve" does not fit its schema: expected boolean, found a string"#
+        )),
+        "{refused}"
+    );
+    assert_eq!(
+        get(&format!("{base}/workflows/runs/{id}/interrupts")).await[0].get("answer"),
+        None
+    );
+    browser.eval("document.querySelector('#answer-approve').value = ''");
     browser.type_into("#answer-approve", "true");
     browser.click("#send-approve");
     browser.wait_for("document.querySelector('pre.answered')");

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use serde_json::json;
 use workflows::schema::{runs, stages};
 use workflows::testing::IsolatedSchema;
@@ -81,6 +81,16 @@ async fn steps(conn: &mut AsyncPgConnection, id: RunId) -> Vec<(String, i32, Sta
         .unwrap()
         .into_iter()
         .map(|s| (s.node_name, s.iteration, s.status))
+        .collect()
+}
+
+/// The run's stages as (node, step, attempt, status).
+async fn attempts(conn: &mut AsyncPgConnection, id: RunId) -> Vec<(String, i32, i32, StageStatus)> {
+    repository::stages(conn, id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.node_name, s.iteration, s.attempt, s.status))
         .collect()
 }
 
@@ -259,14 +269,8 @@ async fn a_run_waiting_out_a_long_backoff_survives_its_worker_s_sigkill_and_anot
         owner_and_recoveries(&mut conn, id).await,
         (Some(s("rescuer")), 0)
     );
-    let attempts: Vec<(String, i32, i32, StageStatus)> = repository::stages(&mut conn, id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| (s.node_name, s.iteration, s.attempt, s.status))
-        .collect();
     assert_eq!(
-        attempts,
+        attempts(&mut conn, id).await,
         [
             (s("extract"), 1, 1, StageStatus::Completed),
             (s("transform"), 2, 1, StageStatus::Failed),
@@ -283,20 +287,46 @@ async fn a_run_waiting_out_a_long_backoff_survives_its_worker_s_sigkill_and_anot
     schema.drop_schema().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_run_waiting_for_an_answer_survives_its_worker_s_sigkill_and_the_answer_continues_it() {
-    let schema = IsolatedSchema::create().await.unwrap();
-    let url = schema.database_url().to_owned();
-    let id: RunId = diesel::insert_into(runs::table)
+/// A `pending` run of the `approve` sample, as another process would submit it.
+async fn pending_approval(url: &str) -> RunId {
+    diesel::insert_into(runs::table)
         .values((
             runs::workflow_name.eq("approve"),
             runs::status.eq(RunStatus::Pending),
             runs::params.eq(json!({"topic": "rust"})),
         ))
         .returning(runs::id)
-        .get_result(&mut connect(&url).await)
+        .get_result(&mut connect(url).await)
         .await
+        .unwrap()
+}
+
+/// Answers `true` to the `approve` run `id`'s question, from another process.
+fn approve_from_the_cli(url: &str, id: RunId) {
+    let answered = Command::new(env!("CARGO_BIN_EXE_workflows"))
+        .args(["answer", &id.to_string(), "approve", "--value", "true"])
+        .env("DATABASE_URL", url)
+        .output()
         .unwrap();
+    assert!(answered.status.success(), "{answered:?}");
+}
+
+/// Starts a worker named `rescuer`, waits until it has completed run `id` and stops it.
+async fn completed_by_a_rescuer(url: &str, id: RunId) -> AsyncPgConnection {
+    let rescuer = WorkerProcess::start(url, &["--name", "rescuer", "--poll-ms", "100"]);
+    until(url, "the run has completed", async |conn| {
+        status(conn, id).await == RunStatus::Completed
+    })
+    .await;
+    assert!(rescuer.stop().success());
+    connect(url).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_waiting_for_an_answer_survives_its_worker_s_sigkill_and_the_answer_continues_it() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let url = schema.database_url().to_owned();
+    let id = pending_approval(&url).await;
 
     let doomed = WorkerProcess::start(&url, &["--name", "doomed", "--poll-ms", "100"]);
     until(&url, "the run waits for its answer", async |conn| {
@@ -307,20 +337,9 @@ async fn a_run_waiting_for_an_answer_survives_its_worker_s_sigkill_and_the_answe
     drop(doomed);
 
     // Answered from another process while no worker runs at all.
-    let answered = Command::new(env!("CARGO_BIN_EXE_workflows"))
-        .args(["answer", &id.to_string(), "approve", "--value", "true"])
-        .env("DATABASE_URL", &url)
-        .output()
-        .unwrap();
-    assert!(answered.status.success(), "{answered:?}");
+    approve_from_the_cli(&url, id);
 
-    let rescuer = WorkerProcess::start(&url, &["--name", "rescuer", "--poll-ms", "100"]);
-    until(&url, "the run has completed", async |conn| {
-        status(conn, id).await == RunStatus::Completed
-    })
-    .await;
-    assert!(rescuer.stop().success());
-    let mut conn = connect(&url).await;
+    let mut conn = completed_by_a_rescuer(&url, id).await;
     assert_eq!(
         owner_and_recoveries(&mut conn, id).await,
         (Some(s("rescuer")), 0)
@@ -341,6 +360,134 @@ async fn a_run_waiting_for_an_answer_survives_its_worker_s_sigkill_and_the_answe
     );
     drop(conn);
     schema.drop_schema().await.unwrap();
+}
+
+/// How many of the schema's sessions wait for a lock in a statement like `like`.
+async fn blocked(conn: &mut AsyncPgConnection, schema: &IsolatedSchema, like: &str) -> i64 {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_stat_activity
+          WHERE application_name = $1 AND wait_event_type = 'Lock' AND query LIKE $2",
+    )
+    .bind::<diesel::sql_types::Text, _>(schema.name())
+    .bind::<diesel::sql_types::Text, _>(like)
+    .get_result::<Count>(conn)
+    .await
+    .unwrap()
+    .n
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_s_worker_killed_while_continuing_it_after_its_answer_loses_and_repeats_nothing() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let url = schema.database_url().to_owned();
+    let id = pending_approval(&url).await;
+    let doomed = WorkerProcess::start(
+        &url,
+        &[
+            "--name",
+            "doomed",
+            "--poll-ms",
+            "100",
+            "--lease-ms",
+            "1000",
+            "--heartbeat-ms",
+            "200",
+        ],
+    );
+    until(&url, "the run waits for its answer", async |conn| {
+        status(conn, id).await == RunStatus::Waiting
+    })
+    .await;
+
+    // Hold the window open: with the run's checkpoint row locked, `review`'s commit (which
+    // saves the checkpoint) waits, so the worker is killed with the node run and its commit
+    // in flight, not yet durable.
+    let mut locker = connect(&url).await;
+    locker.batch_execute("BEGIN").await.unwrap();
+    diesel::sql_query("SELECT run_id FROM checkpoints WHERE run_id = $1 FOR UPDATE")
+        .bind::<diesel::sql_types::Uuid, _>(id.as_uuid())
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    approve_from_the_cli(&url, id);
+    let mut watcher = connect(&url).await;
+    let deadline = Instant::now() + HANG;
+    while blocked(&mut watcher, &schema, "%checkpoints%").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "review's commit never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    doomed.signal("-KILL");
+    drop(doomed);
+    // What the kernel's closing of its sockets does to its sessions (a session waiting for a
+    // lock notices only when it next reads): its statements end, uncommitted.
+    diesel::sql_query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE application_name = $1 AND pid <> pg_backend_pid() AND pid <> $2",
+    )
+    .bind::<diesel::sql_types::Text, _>(schema.name())
+    .bind::<diesel::sql_types::Integer, _>(backend_pid(&mut watcher).await)
+    .execute(&mut locker)
+    .await
+    .unwrap();
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        steps(&mut watcher, id).await,
+        [
+            (s("draft"), 1, StageStatus::Completed),
+            (s("review"), 2, StageStatus::Started),
+        ],
+        "the worker died with review's commit not made"
+    );
+
+    let mut conn = completed_by_a_rescuer(&url, id).await;
+    assert_eq!(
+        owner_and_recoveries(&mut conn, id).await,
+        (Some(s("rescuer")), 1)
+    );
+    assert_eq!(
+        attempts(&mut conn, id).await,
+        [
+            (s("draft"), 1, 1, StageStatus::Completed),
+            (s("review"), 2, 1, StageStatus::Failed),
+            (s("review"), 3, 1, StageStatus::Completed),
+            (s("publish"), 4, 1, StageStatus::Completed),
+        ],
+        "draft ran once; review, whose commit died with its worker, ran again once (a \
+         takeover continues at a new step, given the answer)"
+    );
+    let asked = repository::interrupts(&mut conn, id).await.unwrap();
+    assert_eq!(
+        (
+            asked.len(),
+            asked[0].answer.as_ref().map(|a| a.to_value().unwrap())
+        ),
+        (1, Some(json!(true))),
+        "the question was asked once and its answer kept"
+    );
+    let run = repository::find_run(&mut conn, id).await.unwrap();
+    assert_eq!(
+        run.result.unwrap().to_value().unwrap()["published"],
+        json!(true)
+    );
+    drop((conn, watcher, locker));
+    schema.drop_schema().await.unwrap();
+}
+
+async fn backend_pid(conn: &mut AsyncPgConnection) -> i32 {
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+        "pg_backend_pid()",
+    ))
+    .get_result(conn)
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

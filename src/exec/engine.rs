@@ -17,9 +17,9 @@ use crate::graph::erased::{AnyDeps, AnyGraph, AnyUpdate, DynState, NodeCall};
 use crate::graph::node_signals::{Given, NodeSignals, WaitRequest};
 use crate::graph::routing::{Route, Step, panic_message};
 use crate::graph::{NodePolicy, State};
-use crate::model::{RunId, StateUpdate};
+use crate::model::{AnswerSchema, RunId, StateUpdate};
 use crate::store::journal::{
-    AttemptFailure, Journal, Next, NodeCommit, NodeFailure, Retry, Transition, WaitCommit,
+    AttemptFailure, Journal, Next, NodeCommit, NodeFailure, Question, Retry, Transition, WaitCommit,
 };
 
 /// What the stage of a node interrupted by a cancel records.
@@ -218,9 +218,14 @@ impl Engine<'_> {
                     WaitRequest::Answer {
                         key,
                         question,
+                        schema,
                         timeout,
                     } => WaitCommit {
-                        question: Some((key.as_str(), question)),
+                        question: Some(Question {
+                            key,
+                            payload: question,
+                            answer_schema: schema.as_ref().map(AnswerSchema::as_value),
+                        }),
                         topic: None,
                         wake_after: *timeout,
                     },
@@ -276,6 +281,7 @@ impl Engine<'_> {
                         key,
                         question,
                         timeout,
+                        ..
                     } => Event::Interrupted {
                         run_id: self.run_id,
                         node: node.clone(),

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::node_signals::{NodeSignals, WaitRequest};
 use super::{State, WorkflowState};
-use crate::model::RunId;
+use crate::model::{AnswerSchema, RunId};
 
 /// Any error a workflow factory or node may return: whatever implements
 /// [`std::error::Error`], and plain strings (`Err("no input".into())`).
@@ -181,7 +181,7 @@ impl<D> NodeContext<D> {
         key: impl Into<String>,
         question: impl Serialize,
     ) -> Result<(), BoxError> {
-        self.ask_for_answer(key.into(), question, None)
+        self.ask_for_answer(key.into(), question, None, None)
     }
 
     /// [`NodeContext::interrupt`], with a time limit: if nobody answers within `timeout`,
@@ -192,13 +192,44 @@ impl<D> NodeContext<D> {
         question: impl Serialize,
         timeout: std::time::Duration,
     ) -> Result<(), BoxError> {
-        self.ask_for_answer(key.into(), question, Some(timeout))
+        self.ask_for_answer(key.into(), question, None, Some(timeout))
+    }
+
+    /// [`NodeContext::interrupt`], for an answer that must be an `A`: the question is stored
+    /// with `A`'s JSON Schema, and an answer that does not fit it is refused (a 400 naming
+    /// where it does not fit) before it is recorded, so the run keeps waiting for one that
+    /// does. The inspector shows the schema beside its answer form.
+    ///
+    /// An error (the node fails) if `A`'s schema uses a keyword the check does not know,
+    /// such as `pattern`: see [`Interrupt::answer_schema`](crate::model::Interrupt::answer_schema).
+    pub fn interrupt_for<A: schemars::JsonSchema>(
+        &self,
+        key: impl Into<String>,
+        question: impl Serialize,
+    ) -> Result<(), BoxError> {
+        let key = key.into();
+        let schema = schema_of::<A>(&key)?;
+        self.ask_for_answer(key, question, Some(schema), None)
+    }
+
+    /// [`NodeContext::interrupt_for`], with a time limit, as
+    /// [`NodeContext::interrupt_with_timeout`].
+    pub fn interrupt_for_with_timeout<A: schemars::JsonSchema>(
+        &self,
+        key: impl Into<String>,
+        question: impl Serialize,
+        timeout: std::time::Duration,
+    ) -> Result<(), BoxError> {
+        let key = key.into();
+        let schema = schema_of::<A>(&key)?;
+        self.ask_for_answer(key, question, Some(schema), Some(timeout))
     }
 
     fn ask_for_answer(
         &self,
         key: String,
         question: impl Serialize,
+        schema: Option<AnswerSchema>,
         timeout: Option<std::time::Duration>,
     ) -> Result<(), BoxError> {
         if key.is_empty() || key.contains('\0') {
@@ -213,6 +244,7 @@ impl<D> NodeContext<D> {
             .ask(WaitRequest::Answer {
                 key,
                 question,
+                schema,
                 timeout,
             })
             .map_err(Into::into)
@@ -309,4 +341,15 @@ impl<D> NodeContext<D> {
     pub async fn cancelled(&self) {
         self.cancel.cancelled().await
     }
+}
+
+/// The answer schema of `A` for the question `key`, or why answers to it cannot be checked.
+fn schema_of<A: schemars::JsonSchema>(key: &str) -> Result<AnswerSchema, BoxError> {
+    AnswerSchema::of::<A>().map_err(|e| {
+        format!(
+            "the answer to {key:?} cannot be checked against the schema of {}: {e}",
+            std::any::type_name::<A>()
+        )
+        .into()
+    })
 }

@@ -9,13 +9,17 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::Notify;
 
+use crate::model::AnswerSchema;
+
 /// A wait a node asked for: the run waits, holding no worker, after the node completes.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum WaitRequest {
-    /// Until `key` is answered (or `timeout` passes unanswered).
+    /// Until `key` is answered (or `timeout` passes unanswered), with an answer that fits
+    /// `schema` if there is one.
     Answer {
         key: String,
         question: Value,
+        schema: Option<AnswerSchema>,
         timeout: Option<Duration>,
     },
     /// For `after`.

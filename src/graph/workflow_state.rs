@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::State;
 use super::value::ValueError;
+use crate::model::json_kind;
 
 /// A workflow's state: a struct of the workflow's own data, which every node receives and
 /// updates.
@@ -104,16 +105,4 @@ pub trait WorkflowState: Clone + Serialize + DeserializeOwned + Send + Sync + 's
     /// Tells the state where its run is (the JSON [`State`] keeps it; other states do not).
     #[doc(hidden)]
     fn __set_position(&mut self, _position: &State) {}
-}
-
-/// What kind of JSON value `value` is, for errors.
-pub(crate) fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }

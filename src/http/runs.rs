@@ -288,7 +288,8 @@ pub(crate) struct AnswerBody {
     /// The question's key, as the run's interrupt names it.
     #[schema(pattern = r"^[^\x00]*$")]
     key: String,
-    /// The answer: any JSON value the node after the question reads.
+    /// The answer: a JSON value the node after the question reads; it must fit the
+    /// interrupt's `answer_schema`, if it has one.
     #[schema(value_type = JsonValue)]
     value: serde_json::Value,
 }
@@ -304,7 +305,7 @@ pub(crate) struct AnswerBody {
     request_body(content = AnswerBody, content_type = "application/json"),
     responses(
         (status = 200, description = "The run, waiting and due", body = Run),
-        (status = 400, description = "The id is not a UUID, the body is not `{key, value}`, the run is not waiting, or it did not ask this key (or it was answered already)", body = ErrorBody),
+        (status = 400, description = "The id is not a UUID, the body is not `{key, value}`, the run is not waiting, it did not ask this key (or it was answered already), or the value does not fit the question's `answer_schema` (the message names where)", body = ErrorBody),
         (status = 404, description = "No run has this id", body = ErrorBody),
         (status = 413, description = "The body is larger than the limit", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),

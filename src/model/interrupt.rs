@@ -32,4 +32,9 @@ pub struct Interrupt {
     /// When it was answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answered_at: Option<DateTime<Utc>>,
+    /// The JSON Schema the answer must fit, if the node gave one
+    /// ([`NodeContext::interrupt_for`](crate::NodeContext::interrupt_for)): an answer that
+    /// does not fit is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_schema: Option<RawJson>,
 }

@@ -6,6 +6,7 @@
 //! field is omitted from JSON (not `null`), statuses are lower-case strings and timestamps are
 //! RFC 3339.
 
+mod answer_schema;
 mod decision;
 mod interrupt;
 mod invalid;
@@ -18,6 +19,7 @@ mod state_update;
 mod status;
 mod workflow_info;
 
+pub(crate) use answer_schema::{AnswerSchema, json_kind};
 pub use decision::Decision;
 pub use interrupt::Interrupt;
 pub use invalid::InvalidValue;

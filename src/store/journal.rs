@@ -38,13 +38,22 @@ pub(crate) enum Next<'a> {
 /// What a run waits for after a node.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct WaitCommit<'a> {
-    /// The question asked (its key and payload), recorded as an interrupt.
-    pub(crate) question: Option<(&'a str, &'a Value)>,
+    /// The question asked, recorded as an interrupt.
+    pub(crate) question: Option<Question<'a>>,
     /// The topic of the message waited for, and the step of the node that waits.
     pub(crate) topic: Option<(&'a str, u32)>,
     /// When it is due regardless (a timer, or a question's timeout); `None`: only when
     /// answered.
     pub(crate) wake_after: Option<std::time::Duration>,
+}
+
+/// A question a node asked: what the answer is for, what a person needs to answer it, and
+/// the JSON Schema the answer must fit, if any.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Question<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) payload: &'a Value,
+    pub(crate) answer_schema: Option<&'a Value>,
 }
 
 /// A node that returned its update: its stage, its checkpoint, its decision and what

@@ -40,7 +40,7 @@ use crate::store::fence::{
     checkpointed, completed_stage, decided, failed_stage, held_run,
 };
 use crate::store::journal::{
-    AttemptFailure, Journal, Next, NodeCommit, NodeFailure, Retry, WaitCommit,
+    AttemptFailure, Journal, Next, NodeCommit, NodeFailure, Question, Retry, WaitCommit,
 };
 use crate::store::lease::Lease;
 use crate::store::lease::LeaseDeadline;
@@ -703,9 +703,9 @@ fn commit<'a>(
         let statement = statement.with_named(CHECKPOINTED, save_checkpoint(c.node, state));
         match c.next {
             Next::Wait(WaitCommit {
-                question: Some((key, question)),
+                question: Some(question),
                 ..
-            }) => statement.with_named(ASKED, ask(c, key, question)),
+            }) => statement.with_named(ASKED, ask(c, question)),
             _ => statement,
         }
     } else {
@@ -715,20 +715,19 @@ fn commit<'a>(
     }
 }
 
-/// Records the question a node asked (`key`, `question`), for the run whose checkpoint the
-/// commit saved.
+/// Records the question a node asked, for the run whose checkpoint the commit saved.
 fn ask<'a>(
     c: &'a NodeCommit<'a>,
-    key: &'a str,
-    question: &'a serde_json::Value,
+    question: Question<'a>,
 ) -> impl QueryFragment<Pg> + Send + Sync + 'a {
     diesel::insert_into(interrupts::table)
         .values(checkpointed::table.select((
             checkpointed::run_id,
-            key.into_sql::<Text>(),
+            question.key.into_sql::<Text>(),
             c.node.into_sql::<Text>(),
             step(c.iteration).into_sql::<Integer>(),
-            question.into_sql::<Jsonb>(),
+            question.payload.into_sql::<Jsonb>(),
+            question.answer_schema.into_sql::<Nullable<Jsonb>>(),
         )))
         .into_columns((
             interrupts::run_id,
@@ -736,6 +735,7 @@ fn ask<'a>(
             interrupts::node_name,
             interrupts::iteration,
             interrupts::payload,
+            interrupts::answer_schema,
         ))
         .returning(interrupts::run_id)
 }

@@ -80,4 +80,5 @@ row_of!(InterruptRow => Interrupt from interrupts {
     answer: Option<RawJson>,
     asked_at: DateTime<Utc>,
     answered_at: Option<DateTime<Utc>>,
+    answer_schema: Option<RawJson>,
 });

@@ -40,7 +40,7 @@ use super::rows::RunRow;
 use super::schema::{checkpoints, interrupts, messages, runs, stages};
 use super::sql_functions::{clock_timestamp, db_now, gen_random_uuid};
 use crate::error::{Error, Result};
-use crate::model::{Run, RunId, RunStatus, StageStatus};
+use crate::model::{AnswerSchema, Run, RunId, RunStatus, StageStatus};
 
 use RunStatus::{Cancelled, Completed, Failed, Pending, Running, Waiting};
 
@@ -571,6 +571,7 @@ pub(crate) async fn answer(
     key: &str,
     answer: &serde_json::Value,
 ) -> Result<Run> {
+    check_against_schema(conn, id, key, answer).await?;
     let waiting = runs::table
         .find(id)
         .filter(runs::status.eq(Waiting))
@@ -607,6 +608,47 @@ pub(crate) async fn answer(
         Some(run) => Ok(Run::from(run)),
         None => Err(answer_refusal(conn, id, key).await),
     }
+}
+
+/// Refuses `answer` if the open question `key` of run `id` gave a schema it does not fit.
+/// The schema is written once, with the question, so reading it before the statement that
+/// records the answer cannot see a different one; a question answered or gone meanwhile is
+/// the statement's to refuse.
+async fn check_against_schema(
+    conn: &mut AsyncPgConnection,
+    id: RunId,
+    key: &str,
+    answer: &serde_json::Value,
+) -> Result<()> {
+    let last_step = stages::table
+        .filter(stages::run_id.eq(id))
+        .select(diesel::dsl::max(stages::iteration))
+        .single_value();
+    let schema: Option<serde_json::Value> = interrupts::table
+        .filter(interrupts::run_id.eq(id))
+        .filter(interrupts::iteration.nullable().eq(last_step))
+        .filter(interrupts::key.eq(key))
+        .filter(interrupts::answer.is_null())
+        .select(interrupts::answer_schema)
+        .first::<Option<serde_json::Value>>(conn)
+        .await
+        .optional()?
+        .flatten();
+    let Some(schema) = schema else {
+        return Ok(());
+    };
+    AnswerSchema::stored(schema)
+        .check(answer)
+        .map_err(|misfit| {
+            Error::invalid_input(
+                misfit.at,
+                misfit.found.unwrap_or_else(|| answer.to_string()),
+                format!(
+                    "the answer to {key:?} does not fit its schema: {}",
+                    misfit.why
+                ),
+            )
+        })
 }
 
 /// Sends `payload` on `topic` to run `id` (not ended yet), in one statement that locks the

@@ -34,6 +34,7 @@ diesel::table! {
         answer -> Nullable<Jsonb>,
         asked_at -> Timestamptz,
         answered_at -> Nullable<Timestamptz>,
+        answer_schema -> Nullable<Jsonb>,
     }
 }
 

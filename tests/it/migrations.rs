@@ -18,7 +18,10 @@ const FIFTH: &str = "20261202000005";
 const SIXTH: &str = "20261202000006";
 const SEVENTH: &str = "20261202000007";
 const EIGHTH: &str = "20261202000008";
-const ALL: [&str; 8] = [FIRST, SECOND, THIRD, FOURTH, FIFTH, SIXTH, SEVENTH, EIGHTH];
+const NINTH: &str = "20261202000009";
+const ALL: [&str; 9] = [
+    FIRST, SECOND, THIRD, FOURTH, FIFTH, SIXTH, SEVENTH, EIGHTH, NINTH,
+];
 const LAST: &str = ALL[ALL.len() - 1];
 
 /// The migrations after the seed's, newest first: what reverting to the seed schema undoes.

@@ -24,17 +24,42 @@ use crate::fence::until_blocked_n;
 #[derive(Default)]
 struct Drafts(AtomicUsize, tokio::sync::Notify);
 
-/// `draft` (counts a draft, asks `approve`, with a timeout if `timeout_ms`), then `review`
-/// (reads the answer into `approved`). `ask_at_end`: `draft` is the exit point instead.
+/// A typed answer: what `approval` asks for when `typed`.
+#[derive(Debug, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Verdict {
+    approved: bool,
+    note: Option<String>,
+}
+
+/// An answer whose schema the check cannot make (`pattern`): what `approval` asks for when
+/// `uncheckable`.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[allow(dead_code)]
+struct Code {
+    #[schemars(regex(pattern = "^[A-Z]{3}$"))]
+    code: String,
+}
+
+/// `draft` (counts a draft, asks `approve`, with a timeout if `timeout_ms`; for a
+/// [`Verdict`] if `typed`), then `review` (reads the answer into `approved`). `ask_at_end`:
+/// `draft` is the exit point instead.
 async fn approval(g: &mut GraphBuilder, rt: &Runtime, p: Params) -> Result<State, BoxError> {
     let drafts = rt.get::<Drafts>()?;
     let timeout = p.get::<u64>("timeout_ms")?.map(Duration::from_millis);
+    let typed = p.get::<bool>("typed")?.unwrap_or(false);
+    let uncheckable = p.get::<bool>("uncheckable")?.unwrap_or(false);
     let draft = g.node("draft", move |s: State, ctx: NodeContext| {
         let drafts = Arc::clone(&drafts);
         async move {
             let n = drafts.0.fetch_add(1, Ordering::SeqCst) + 1;
             let question = json!({"draft": format!("draft {n}"), "approve?": true});
             match timeout {
+                _ if uncheckable => ctx.interrupt_for::<Code>("approve", question)?,
+                Some(timeout) if typed => {
+                    ctx.interrupt_for_with_timeout::<Verdict>("approve", question, timeout)?
+                }
+                None if typed => ctx.interrupt_for::<Verdict>("approve", question)?,
                 Some(timeout) => ctx.interrupt_with_timeout("approve", question, timeout)?,
                 None => ctx.interrupt("approve", question)?,
             }
@@ -45,7 +70,11 @@ async fn approval(g: &mut GraphBuilder, rt: &Runtime, p: Params) -> Result<State
         g.start_at(draft).end_at(draft);
         return Ok(State::new());
     }
-    let review = g.node("review", |s: State, ctx: NodeContext| async move {
+    let review = g.node("review", move |s: State, ctx: NodeContext| async move {
+        if typed {
+            let verdict: Option<Verdict> = ctx.answer("approve")?;
+            return Ok(s.with("approved", verdict.map(|v| json!([v.approved, v.note]))));
+        }
         let approved: Option<bool> = ctx.answer("approve")?;
         Ok(s.with("approved", approved))
     });
@@ -146,6 +175,21 @@ fn worker(pool: &Pool, drafts: &Arc<Drafts>, concurrency: usize) -> Running {
             .concurrency(concurrency)
             .poll_interval(Duration::from_millis(50)),
     ))
+}
+
+/// A connection in a transaction that holds run `id`'s row `FOR UPDATE` (every write to the
+/// run waits for it) until it commits or rolls back.
+async fn hold_run_row(schema: &IsolatedSchema, id: RunId) -> diesel_async::AsyncPgConnection {
+    let mut holder = diesel_async::AsyncPgConnection::establish(schema.database_url())
+        .await
+        .unwrap();
+    diesel_async::SimpleAsyncConnection::batch_execute(
+        &mut holder,
+        &format!("BEGIN; SELECT 1 FROM runs WHERE id = '{id}' FOR UPDATE"),
+    )
+    .await
+    .unwrap();
+    holder
 }
 
 fn result_of(run: &Run) -> Value {
@@ -303,6 +347,110 @@ async fn answers_that_do_not_fit_are_refused_naming_why_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn an_answer_that_does_not_fit_the_question_s_schema_is_refused_naming_where() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let pool = schema.pool();
+    let drafts = Arc::new(Drafts::default());
+    let executor = executor(pool, &drafts);
+    let id = executor
+        .run("approval", json!({"typed": true}))
+        .await
+        .unwrap()
+        .id;
+    let mut conn = pool.get().await.unwrap();
+    let asked = repository::interrupts(&mut conn, id).await.unwrap();
+    drop(conn);
+    assert_eq!(
+        asked[0].answer_schema.as_ref().unwrap().to_value().unwrap(),
+        schemars::schema_for!(Verdict).to_value(),
+        "the question is stored with the schema of the answer's type"
+    );
+
+    let refused = |answer: Value| {
+        let executor = executor.clone();
+        async move { executor.answer(id, "approve", answer).await.unwrap_err() }
+    };
+    let wrong_type = refused(json!({"approved": "yes"})).await;
+    assert_eq!(
+        wrong_type.to_string(),
+        r#"invalid answer.approved "\"yes\"": the answer to "approve" does not fit its schema: expected boolean, found a string"#
+    );
+    assert_eq!(wrong_type.kind(), workflows::ErrorKind::InvalidInput);
+    let missing = refused(json!({"note": "hm"})).await;
+    assert_eq!(
+        missing.to_string(),
+        r#"invalid answer "{\"note\":\"hm\"}": the answer to "approve" does not fit its schema: the field "approved" is required"#
+    );
+    let extra = refused(json!({"approved": true, "by": "ann"})).await;
+    assert!(
+        extra
+            .to_string()
+            .starts_with(r#"invalid answer.by "{\"approved\":true,\"by\":\"ann\"}": the answer to "approve" does not fit its schema: no such field"#),
+        "{extra}"
+    );
+    let not_an_object = refused(json!(true)).await;
+    assert!(
+        not_an_object
+            .to_string()
+            .ends_with("expected object, found a boolean"),
+        "{not_an_object}"
+    );
+
+    // Nothing was recorded: the run still waits for an answer, not due.
+    let mut conn = pool.get().await.unwrap();
+    assert_eq!(
+        repository::interrupts(&mut conn, id).await.unwrap()[0].answer,
+        None
+    );
+    drop(conn);
+    let still = run_of(pool, id).await;
+    assert_eq!((still.status, still.wake_at), (RunStatus::Waiting, None));
+
+    // One that fits is recorded, and the next node reads it as the type.
+    executor
+        .answer(id, "approve", json!({"approved": true, "note": "fine"}))
+        .await
+        .unwrap();
+    let running = worker(pool, &drafts, 1);
+    let done = until_status(pool, id, RunStatus::Completed).await;
+    running.stop().await;
+    assert_eq!(
+        result_of(&done),
+        json!({"draft": 1, "approved": [true, "fine"]})
+    );
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_question_whose_schema_cannot_be_checked_fails_its_node_naming_the_keyword() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let pool = schema.pool();
+    let drafts = Arc::new(Drafts::default());
+    let failed = executor(pool, &drafts)
+        .run("approval", json!({"uncheckable": true}))
+        .await
+        .unwrap();
+    assert_eq!(failed.status, RunStatus::Failed);
+    let message = failed.error_message.unwrap();
+    assert!(
+        message.contains(r#"the answer to "approve" cannot be checked against the schema of "#)
+            && message.contains(
+                r#"#/properties/code/pattern: answers cannot be checked against "pattern""#
+            ),
+        "{message}"
+    );
+    let mut conn = pool.get().await.unwrap();
+    assert!(
+        repository::interrupts(&mut conn, failed.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    drop(conn);
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
 async fn of_two_racing_answers_exactly_one_is_recorded() {
     let schema = IsolatedSchema::create().await.unwrap();
     let pool = schema.pool();
@@ -311,15 +459,7 @@ async fn of_two_racing_answers_exactly_one_is_recorded() {
     let id = executor.run("approval", json!({})).await.unwrap().id;
 
     // Hold the run's row, so that both answers wait for it, then let them race.
-    let mut holder = diesel_async::AsyncPgConnection::establish(schema.database_url())
-        .await
-        .unwrap();
-    diesel_async::SimpleAsyncConnection::batch_execute(
-        &mut holder,
-        &format!("BEGIN; SELECT 1 FROM runs WHERE id = '{id}' FOR UPDATE"),
-    )
-    .await
-    .unwrap();
+    let mut holder = hold_run_row(&schema, id).await;
     let answers: Vec<_> = [json!("yes"), json!("no")]
         .into_iter()
         .map(|value| {
@@ -541,15 +681,7 @@ async fn a_message_committed_while_the_run_starts_waiting_is_still_received() {
     let id = execution.run_id();
 
     // Hold the run's row: `listen`'s commit takes its snapshot, then waits for the row.
-    let mut holder = diesel_async::AsyncPgConnection::establish(schema.database_url())
-        .await
-        .unwrap();
-    diesel_async::SimpleAsyncConnection::batch_execute(
-        &mut holder,
-        &format!("BEGIN; SELECT 1 FROM runs WHERE id = '{id}' FOR UPDATE"),
-    )
-    .await
-    .unwrap();
+    let mut holder = hold_run_row(&schema, id).await;
     drafts.1.notify_one();
     until_blocked_n(&schema, "WITH \"held_run\"%", 1).await;
     // A message commits inside that window: the commit's snapshot cannot see it.

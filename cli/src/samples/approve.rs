@@ -17,7 +17,8 @@ async fn approve(
     let topic: String = params.require("topic")?;
     let draft = graph.node("draft", |state: State, ctx: NodeContext| async move {
         let text = format!("A post about {}", state.require::<String>("topic")?);
-        ctx.interrupt("approve", json!({"draft": text, "answer": "true or false"}))?;
+        // Typed: an answer that is not a boolean is refused, and the run keeps waiting.
+        ctx.interrupt_for::<bool>("approve", json!({"draft": text, "answer": "true or false"}))?;
         Ok(state.with("draft", text))
     });
     let review = graph.node("review", |state: State, ctx: NodeContext| async move {

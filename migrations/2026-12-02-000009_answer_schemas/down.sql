@@ -1,0 +1,1 @@
+ALTER TABLE interrupts DROP COLUMN answer_schema;
