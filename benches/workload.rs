@@ -4,9 +4,20 @@
 //!
 //! Prints one line per figure, `name<TAB>value`, for `scripts/bench` to tabulate; asserts
 //! only that every run completed. Run it with `./scripts/bench` (a scratch database).
+//!
+//! Beside runs/s it reports, per run, what each one cost: statements sent (counted by a
+//! Diesel instrumentation on every connection), commits (write transactions: the server's
+//! next transaction id, before and after), WAL bytes (`pg_current_wal_lsn()`), and this
+//! process's CPU time per node step (`getrusage`): the same figures `scripts/bench` takes
+//! of pgbench running f4.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use diesel::connection::{Instrumentation, InstrumentationEvent, set_default_instrumentation};
+use diesel::sql_types::{BigInt, Double};
+use diesel_async::RunQueryDsl;
 
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -61,6 +72,90 @@ async fn one_run(executor: &Executor, i: usize) -> Result<(), Fail> {
     Ok(())
 }
 
+/// Statements sent on every connection of this process.
+static STATEMENTS: AtomicU64 = AtomicU64::new(0);
+
+struct StatementCounter;
+
+impl Instrumentation for StatementCounter {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if matches!(event, InstrumentationEvent::StartQuery { .. }) {
+            STATEMENTS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The CPU time this process's threads have run, in microseconds: the sum of their
+/// `/proc/self/task/*/schedstat` (nanoseconds, unlike the 10 ms ticks of `/proc/self/stat`);
+/// 0 off Linux.
+fn cpu_micros() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let nanos: u64 = tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    nanos as f64 / 1e3
+}
+
+#[derive(diesel::QueryableByName)]
+struct ServerMark {
+    /// The next transaction id the server will assign: how many write transactions have
+    /// committed (or aborted) so far.
+    #[diesel(sql_type = BigInt)]
+    next_xid: i64,
+    /// The WAL position, in bytes.
+    #[diesel(sql_type = Double)]
+    wal: f64,
+}
+
+/// What a phase cost, read before and after it.
+#[derive(Clone, Copy)]
+struct Mark {
+    statements: u64,
+    next_xid: i64,
+    wal: f64,
+    cpu_micros: f64,
+}
+
+async fn mark(pool: &workflows::Pool) -> Result<Mark, Fail> {
+    let mut conn = pool.get().await?;
+    let server: ServerMark = diesel::sql_query(
+        "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_xid,
+                pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8 AS wal",
+    )
+    .get_result(&mut conn)
+    .await?;
+    // Counted after the query, so that it is not counted in the phase.
+    Ok(Mark {
+        statements: AtomicU64::load(&STATEMENTS, Ordering::Relaxed),
+        next_xid: server.next_xid,
+        wal: server.wal,
+        cpu_micros: cpu_micros(),
+    })
+}
+
+/// Per run: statements, commits, WAL bytes; and CPU per node step, between two marks.
+fn print_costs(label: &str, before: Mark, after: Mark, runs: usize) {
+    let n = runs as f64;
+    // The mark's own query is one statement, counted in `after`.
+    let statements = (after.statements - before.statements - 1) as f64;
+    println!("workload W statements/run {label}\t{:.1}", statements / n);
+    println!(
+        "workload W commits/run {label}\t{:.1}",
+        (after.next_xid - before.next_xid) as f64 / n
+    );
+    println!(
+        "workload W WAL bytes/run {label}\t{:.0}",
+        (after.wal - before.wal) / n
+    );
+    println!(
+        "workload W client CPU µs/node step {label}\t{:.1}",
+        (after.cpu_micros - before.cpu_micros) / (n * NODES as f64)
+    );
+}
+
 /// Runs per second, `runs` runs with at most `concurrency` in flight.
 async fn throughput(executor: &Executor, runs: usize, concurrency: usize) -> Result<f64, Fail> {
     let slots = Arc::new(Semaphore::new(concurrency));
@@ -98,26 +193,36 @@ async fn main() -> Result<(), Fail> {
     };
     let url =
         std::env::var("DATABASE_URL").map_err(|_| "set DATABASE_URL (./scripts/bench does)")?;
+    set_default_instrumentation(|| Some(Box::new(StatementCounter)))?;
     let pool = DbConfig::new(url).max_connections(16).connect().await?;
     run_pending_migrations(&pool).await?;
     let mut registry = Registry::new();
     registry.register(WorkflowDef::new("w", "workload W", |g, r, p| {
         Box::pin(workload_w(g, r, p))
     }))?;
-    let executor = Executor::builder(pool, registry).build()?;
+    let executor = Executor::builder(pool.clone(), registry).build()?;
 
     for i in 0..5 {
         one_run(&executor, i).await?; // warm-up: connections, prepared statements
     }
     let mut c1 = Vec::new();
     let mut c8 = Vec::new();
+    let mut costs = Vec::new();
     for _ in 0..repetitions {
+        let start = mark(&pool).await?;
         c1.push(throughput(&executor, sequential, 1).await?);
+        let between = mark(&pool).await?;
         c8.push(throughput(&executor, concurrent, 8).await?);
+        costs.push((start, between, mark(&pool).await?));
     }
     let (c1, c8) = (median(c1), median(c8));
     println!("workload W runs/s c=1\t{c1:.1}");
     println!("workload W runs/s c=8\t{c8:.1}");
+    // The costs of the last repetition: per run they hardly vary, unlike time.
+    if let Some(&(start, between, end)) = costs.last() {
+        print_costs("c=1", start, between, sequential);
+        print_costs("c=8", between, end, concurrent);
+    }
     println!("workload W node steps/s c=1\t{:.0}", c1 * NODES as f64);
     println!("workload W node steps/s c=8\t{:.0}", c8 * NODES as f64);
     if let Some(kib) = proc_status_kib("VmHWM:") {

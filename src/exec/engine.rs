@@ -117,7 +117,7 @@ impl Engine<'_> {
         let snapshots = self.graph.snapshots();
         // The first stage of an attempt stores the whole state it starts from: what the
         // updates after it apply to.
-        let mut input = Value::Object(position.data().clone());
+        let mut input = Arc::new(Value::Object(position.data().clone()));
         if !self
             .journal
             .node_started(self.run_id, (&node, iteration, attempt), &input)
@@ -169,7 +169,7 @@ impl Engine<'_> {
                         return Ok(outcome);
                     }
                     attempt += 1;
-                    input = Value::Object(position.data().clone());
+                    input = Arc::new(Value::Object(position.data().clone()));
                     // A retry is given what its first attempt was given.
                     given = Some(Given {
                         answers: signals.answers.clone(),
@@ -198,7 +198,7 @@ impl Engine<'_> {
             position.set_checkpoint(&node, iteration);
             position.count_step();
             state.set_position(&position);
-            let output = Value::Object(position.data().clone());
+            let output = Arc::new(Value::Object(position.data().clone()));
             let route = self
                 .graph
                 .route(&node, &*state, position.steps(), self.max_iterations);
@@ -548,7 +548,7 @@ impl Engine<'_> {
         });
     }
 
-    fn node_committed(&self, at: Step3<'_>, duration_ms: u64, output: &Value, route: &Route) {
+    fn node_committed(&self, at: Step3<'_>, duration_ms: u64, output: &Arc<Value>, route: &Route) {
         let (run_id, node, iteration) = (self.run_id, at.node, at.iteration);
         self.observer.on_event(&Event::NodeCompleted {
             run_id,
@@ -556,7 +556,7 @@ impl Engine<'_> {
             iteration,
             attempt: at.attempt,
             duration_ms,
-            output: Some(output.clone()),
+            output: Some(Arc::clone(output)),
             error: None,
         });
         self.observer.on_event(&Event::EdgeTransition {

@@ -3,6 +3,8 @@
 //! Events are emitted after the fact they report has been recorded: a `NodeCompleted` event
 //! means the stage, its decision and the checkpoint are in the database.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -37,8 +39,9 @@ pub enum Event {
         iteration: u32,
         /// Which attempt at the step, from 1.
         attempt: u32,
-        /// The state's data it received.
-        input: Value,
+        /// The state's data it received (shared, not copied, by every observer).
+        #[cfg_attr(feature = "http", schema(value_type = Object))]
+        input: Arc<Value>,
     },
     /// A node finished, successfully or not.
     NodeCompleted {
@@ -52,9 +55,11 @@ pub enum Event {
         attempt: u32,
         /// How long it took.
         duration_ms: u64,
-        /// The state's data it returned, if it succeeded.
+        /// The state's data it returned, if it succeeded (shared, not copied, by every
+        /// observer).
         #[serde(skip_serializing_if = "Option::is_none")]
-        output: Option<Value>,
+        #[cfg_attr(feature = "http", schema(value_type = Option<Object>))]
+        output: Option<Arc<Value>>,
         /// Its error, if it failed.
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,

@@ -173,6 +173,9 @@ pub(crate) struct ChannelObserver(pub(crate) mpsc::UnboundedSender<Event>);
 
 impl Observer for ChannelObserver {
     fn on_event(&self, event: &Event) {
-        let _ = self.0.send(event.clone());
+        // A stream nobody reads (an execution only waited for) costs no copy.
+        if !self.0.is_closed() {
+            let _ = self.0.send(event.clone());
+        }
     }
 }
