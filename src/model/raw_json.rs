@@ -48,6 +48,13 @@ impl RawJson {
         )
     }
 
+    /// `value` serialized as JSON, without a [`serde_json::Value`] in between.
+    pub(crate) fn serialized<T: serde::Serialize + ?Sized>(
+        value: &T,
+    ) -> Result<Self, serde_json::Error> {
+        serde_json::value::to_raw_value(value).map(RawJson)
+    }
+
     /// The value as a [`serde_json::Value`]. Numbers become `f64` when they are not
     /// integers that fit 64 bits, so precision beyond that is lost; a number beyond `f64`'s
     /// range (or nesting deeper than 128 levels) is an error.

@@ -9,19 +9,44 @@
 //! A part may be given a name (a CTE that later parts read, through the pseudo-tables of
 //! [`fence`](crate::fence)); named parts are `MATERIALIZED`, so that they run once, first,
 //! whatever the planner would otherwise inline.
+//!
+//! A statement executed for every node (a node's commit) can be given its [`Shape`]: which
+//! statement it is and which of its variable parts it has. Two statements of one shape have
+//! the same SQL text (only their bind values differ), so the text is built from the typed
+//! parts once per shape and reused: building it walks every part and quotes every
+//! identifier, most of the client's work per commit otherwise. Debug builds (the tests)
+//! build it every time as well and check the two agree, so that a shape that does not
+//! capture a variation fails a test instead of sending wrong SQL.
 
-use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use diesel::pg::{Pg, PgQueryBuilder};
+use diesel::query_builder::{AstPass, Query, QueryBuilder, QueryFragment, QueryId};
 use diesel::result::QueryResult;
 
 /// One part of a statement, of any type.
 pub(crate) type Part<'a> = Box<dyn QueryFragment<Pg> + Send + Sync + 'a>;
+
+/// Which statement, and which of its variable parts it has (bits the statement's builder
+/// defines): everything its SQL text depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Shape {
+    pub(crate) statement: &'static str,
+    pub(crate) variant: u32,
+}
+
+/// The SQL text of each shape built so far. Shapes are few (a statement's variants), so it
+/// is never pruned; past [`MAX_SHAPES`] texts are built each time instead of kept.
+static SQL_OF_SHAPE: OnceLock<RwLock<HashMap<Shape, Arc<str>>>> = OnceLock::new();
+const MAX_SHAPES: usize = 256;
 
 /// Several statements executed as one; its affected-row count and returned rows are those
 /// of the last.
 pub(crate) struct AtomicStatement<'a, L> {
     parts: Vec<(Option<&'static str>, Part<'a>)>,
     last: L,
+    shape: Option<Shape>,
 }
 
 impl<'a, L> AtomicStatement<'a, L> {
@@ -30,7 +55,15 @@ impl<'a, L> AtomicStatement<'a, L> {
         AtomicStatement {
             parts: Vec::new(),
             last,
+            shape: None,
         }
+    }
+
+    /// Says that every statement of `shape` has this one's SQL text, so that it is built
+    /// once (see the module).
+    pub(crate) fn of_shape(mut self, shape: Shape) -> Self {
+        self.shape = Some(shape);
+        self
     }
 
     /// Adds a statement that runs with the last one.
@@ -51,7 +84,64 @@ impl<'a, L> AtomicStatement<'a, L> {
     }
 }
 
+/// The openings of unnamed parts, so that walking a statement allocates none.
+const UNNAMED: [&str; 8] = [
+    "w0 AS (", "w1 AS (", "w2 AS (", "w3 AS (", "w4 AS (", "w5 AS (", "w6 AS (", "w7 AS (",
+];
+
+/// A statement whose SQL text is built by walking its parts, whatever its shape.
+struct Walked<'s, 'a, L>(&'s AtomicStatement<'a, L>);
+
+impl<L: QueryFragment<Pg>> QueryFragment<Pg> for Walked<'_, '_, L> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.0.walk_ast(out)
+    }
+}
+
+impl<L: QueryFragment<Pg>> AtomicStatement<'_, L> {
+    /// The SQL text, built by walking the parts.
+    fn walked_sql(&self) -> QueryResult<String> {
+        let mut sql = PgQueryBuilder::default();
+        Walked(self).to_sql(&mut sql, &Pg)?;
+        Ok(sql.finish())
+    }
+}
+
 impl<L: QueryFragment<Pg>> QueryFragment<Pg> for AtomicStatement<'_, L> {
+    fn to_sql(&self, out: &mut PgQueryBuilder, backend: &Pg) -> QueryResult<()> {
+        let Some(shape) = self.shape else {
+            return Walked(self).to_sql(out, backend);
+        };
+        let cache = SQL_OF_SHAPE.get_or_init(RwLock::default);
+        let known = cache
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&shape)
+            .cloned();
+        let sql = match known {
+            Some(sql) => {
+                debug_assert_eq!(
+                    &*sql,
+                    self.walked_sql()?,
+                    "two statements of {shape:?} have different SQL: the shape misses a variation"
+                );
+                sql
+            }
+            None => {
+                let sql: Arc<str> = self.walked_sql()?.into();
+                let mut cache = cache
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                if cache.len() < MAX_SHAPES {
+                    cache.insert(shape, Arc::clone(&sql));
+                }
+                sql
+            }
+        };
+        out.push_sql(&sql);
+        Ok(())
+    }
+
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         for (i, (name, part)) in self.parts.iter().enumerate() {
             out.push_sql(if i == 0 { "WITH " } else { ", " });
@@ -60,7 +150,10 @@ impl<L: QueryFragment<Pg>> QueryFragment<Pg> for AtomicStatement<'_, L> {
                     out.push_identifier(name)?;
                     out.push_sql(" AS MATERIALIZED (");
                 }
-                None => out.push_sql(&format!("w{i} AS (")),
+                None => match UNNAMED.get(i) {
+                    Some(opening) => out.push_sql(opening),
+                    None => out.push_sql(&format!("w{i} AS (")),
+                },
             }
             part.walk_ast(out.reborrow())?;
             out.push_sql(")");
@@ -97,6 +190,52 @@ mod tests {
     use super::*;
     use crate::store::schema::{decisions, stages};
     use diesel::prelude::*;
+
+    fn delete_from(node: &str) -> impl QueryFragment<Pg> + Send + Sync + '_ {
+        diesel::delete(decisions::table.filter(decisions::from_node.eq(node)))
+    }
+
+    #[test]
+    fn a_shaped_statement_s_sql_is_built_once_and_the_same_as_walked() {
+        let shape = Shape {
+            statement: "test: delete with an update",
+            variant: 0,
+        };
+        let statement = |node: &'static str| {
+            AtomicStatement::new(delete_from(node))
+                .with(diesel::update(stages::table).set(stages::duration_ms.eq(5)))
+                .of_shape(shape)
+        };
+        let first = diesel::debug_query::<Pg, _>(&statement("a")).to_string();
+        let cached = SQL_OF_SHAPE.get().unwrap().read().unwrap()[&shape].clone();
+        assert_eq!(&*cached, statement("a").walked_sql().unwrap());
+        let second = diesel::debug_query::<Pg, _>(&statement("b")).to_string();
+        assert_eq!(
+            (
+                first.split_once(" -- ").unwrap().0,
+                second.split_once(" -- ").unwrap().0
+            ),
+            (&*cached, &*cached),
+            "only the binds differ"
+        );
+        assert!(second.ends_with(r#"binds: [5, "b"]"#), "{second}");
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "the shape misses a variation")]
+    fn two_statements_of_one_shape_with_different_sql_are_caught_in_tests() {
+        let shape = Shape {
+            statement: "test: a shape that misses a part",
+            variant: 0,
+        };
+        let with_update = AtomicStatement::new(delete_from("a"))
+            .with(diesel::update(stages::table).set(stages::duration_ms.eq(5)))
+            .of_shape(shape);
+        let _ = diesel::debug_query::<Pg, _>(&with_update).to_string();
+        let without = AtomicStatement::new(delete_from("a")).of_shape(shape);
+        let _ = diesel::debug_query::<Pg, _>(&without).to_string();
+    }
 
     #[test]
     fn parts_become_ctes_before_the_last_statement_and_named_ones_are_materialized() {

@@ -31,7 +31,7 @@ use crate::graph::BoxFuture;
 use crate::graph::State;
 use crate::graph::node_signals::{Delivered, Given};
 use crate::model::{RawJson, RunId, RunStatus, StageStatus};
-use crate::store::atomic_statement::{AtomicStatement, Part};
+use crate::store::atomic_statement::{AtomicStatement, Part, Shape};
 use crate::store::backoff::Backoff;
 use crate::store::checkpoints::PgCheckpointStore;
 use crate::store::checkpoints::state_to_json;
@@ -609,7 +609,7 @@ impl Journal for PgJournal {
 fn commit<'a>(
     c: &'a NodeCommit<'a>,
     lease: Lease,
-    state: &'a serde_json::Value,
+    state: &'a RawJson,
     keep: bool,
 ) -> AtomicStatement<'a, Part<'a>> {
     let complete_stage = diesel::update(
@@ -680,6 +680,7 @@ fn commit<'a>(
         },
     };
     let statement = AtomicStatement::new(last)
+        .of_shape(commit_shape(c, saves_checkpoint))
         .with_named(HELD_RUN, fence::running_under(lease))
         .with_named(COMPLETED_STAGE, complete_stage)
         .with_named(DECIDED, decide);
@@ -715,6 +716,29 @@ fn commit<'a>(
     }
 }
 
+/// Which of [`commit`]'s variable parts a commit has: what its SQL text depends on.
+fn commit_shape(c: &NodeCommit<'_>, saves_checkpoint: bool) -> Shape {
+    let next = match (c.next, saves_checkpoint) {
+        (Next::Node { .. }, _) => 0,
+        (Next::Complete { .. }, true) => 1,
+        (Next::Complete { .. }, false) => 2,
+        (Next::Fail { .. }, _) => 3,
+        (Next::Wait(_), _) => 4,
+    };
+    let wait = match c.next {
+        Next::Wait(wait) => {
+            u32::from(wait.question.is_some()) << 3
+                | u32::from(wait.topic.is_some()) << 4
+                | u32::from(wait.wake_after.is_some()) << 5
+        }
+        _ => 0,
+    };
+    Shape {
+        statement: "node commit",
+        variant: next | wait | u32::from(c.received.is_some()) << 6,
+    }
+}
+
 /// Records the question a node asked, for the run whose checkpoint the commit saved.
 fn ask<'a>(
     c: &'a NodeCommit<'a>,
@@ -743,7 +767,7 @@ fn ask<'a>(
 /// Upserts the checkpoint of the run whose decision the commit recorded.
 fn save_checkpoint<'a>(
     node: &'a str,
-    state: &'a serde_json::Value,
+    state: &'a RawJson,
 ) -> impl QueryFragment<Pg> + Send + Sync + 'a {
     diesel::insert_into(checkpoints::table)
         .values(decided::table.select((
