@@ -63,6 +63,7 @@ pub(super) async fn execute(
         .with(Arc::new(ChannelObserver(events)));
     let journal = PgJournal::new(
         inner.connections.clone(),
+        inner.group_commit.clone(),
         inner.config.keep_checkpoints,
         lease,
         deadline,

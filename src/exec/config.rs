@@ -33,6 +33,17 @@ pub struct ExecutorConfig {
     pub lease: Duration,
     /// How often leases are renewed (default 10 s); well below `lease`.
     pub heartbeat: Duration,
+    /// Whether node commits of different runs that are ready at the same time are committed
+    /// together, in one transaction on one connection (default false): fewer commits and
+    /// WAL flushes when many runs execute at once, with the same durability (each run's
+    /// commit is durable before its next node starts) and the same fence (each run's part
+    /// is refused alone). A batch gathers only while the one before it is in flight, so a
+    /// lone commit waits for nobody. Off by default because, where a WAL flush is cheap (a
+    /// local disk), it is slower: a batch runs its statements one after another on one
+    /// server process and adds a `BEGIN` and a `COMMIT` round trip, while separate commits
+    /// run in parallel and PostgreSQL already shares their flushes (`bench/RESULTS.md`).
+    /// Try it where flushes are slow (network storage, synchronous replication).
+    pub group_commit: bool,
 }
 
 impl Default for ExecutorConfig {
@@ -43,6 +54,7 @@ impl Default for ExecutorConfig {
             owner: None,
             lease: Duration::from_secs(30),
             heartbeat: Duration::from_secs(10),
+            group_commit: false,
         }
     }
 }
@@ -75,6 +87,12 @@ impl ExecutorConfig {
     /// How often leases are renewed.
     pub fn heartbeat(mut self, heartbeat: Duration) -> Self {
         self.heartbeat = heartbeat;
+        self
+    }
+
+    /// Sets [`group_commit`](Self::group_commit).
+    pub fn group_commit(mut self, together: bool) -> Self {
+        self.group_commit = together;
         self
     }
 

@@ -65,6 +65,7 @@ use crate::error::{Error, Result};
 use crate::model::{Run, RunId};
 use crate::query::repository;
 use crate::store::db::Pool;
+use crate::store::group_commit::GroupCommit;
 use crate::store::lease::Lease;
 use crate::store::lease::LeaseDeadline;
 use crate::store::run_connections::RunConnections;
@@ -115,9 +116,15 @@ impl ExecutorBuilder {
                 });
             }
         }
+        // The runs and their batched commits take turns on the same connections.
+        let connections = RunConnections::new(self.pool.clone());
         Ok(Executor {
             inner: Arc::new(Inner {
-                connections: RunConnections::new(self.pool.clone()),
+                group_commit: self
+                    .config
+                    .group_commit
+                    .then(|| Arc::new(GroupCommit::new(connections.clone()))),
+                connections,
                 owner: self.config.owner_or_default(),
                 pool: self.pool,
                 registry: self.registry,

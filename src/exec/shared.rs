@@ -2,8 +2,8 @@
 //! and runtime, the configuration, and the table of attempts executing in this process.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
@@ -13,6 +13,7 @@ use super::config::ExecutorConfig;
 use super::observer::Observers;
 use crate::model::RunId;
 use crate::store::db::Pool;
+use crate::store::group_commit::GroupCommit;
 use crate::store::lease::LeaseDeadline;
 use crate::store::run_connections::RunConnections;
 use crate::workflow::registry::Registry;
@@ -23,6 +24,8 @@ pub(super) struct Inner {
     pub(super) pool: Pool,
     /// The pool as the runs use it: all of it but one connection, kept for the heartbeat.
     pub(super) connections: RunConnections,
+    /// Node commits batched across runs, when the configuration says so.
+    pub(super) group_commit: Option<Arc<GroupCommit>>,
     pub(super) registry: Registry,
     pub(super) runtime: Runtime,
     pub(super) config: ExecutorConfig,

@@ -16,6 +16,7 @@
 //! that). Past the deadline another worker may own the run, so it stops trying.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use diesel::data_types::PgInterval;
 use diesel::dsl::{case_when, exists};
@@ -39,6 +40,7 @@ use crate::store::fence::{
     self, ASKED, CHECKPOINTED, COMPLETED_STAGE, DECIDED, FAILED_STAGE, HELD_RUN, asked,
     checkpointed, completed_stage, decided, failed_stage, held_run,
 };
+use crate::store::group_commit::GroupCommit;
 use crate::store::journal::{
     AttemptFailure, Journal, Next, NodeCommit, NodeFailure, Question, Retry, WaitCommit,
 };
@@ -51,6 +53,8 @@ use crate::store::sql_functions::clock_timestamp;
 /// Writes one run's steps to the workflow tables, under its lease.
 pub(crate) struct PgJournal {
     pool: RunConnections,
+    /// Where node commits go when they are batched across runs.
+    group_commit: Option<Arc<GroupCommit>>,
     keep_checkpoints: bool,
     lease: Lease,
     deadline: LeaseDeadline,
@@ -104,12 +108,14 @@ impl PgJournal {
     /// that completes it.
     pub(crate) fn new(
         pool: RunConnections,
+        group_commit: Option<Arc<GroupCommit>>,
         keep_checkpoints: bool,
         lease: Lease,
         deadline: LeaseDeadline,
     ) -> Self {
         PgJournal {
             pool,
+            group_commit,
             keep_checkpoints,
             lease,
             deadline,
@@ -122,10 +128,27 @@ impl PgJournal {
     where
         S: QueryFragment<Pg> + QueryId + Send,
     {
+        self.write_grouped(build, landed, None).await
+    }
+
+    /// [`PgJournal::write`], in `group`'s next batch (until a break: what follows one is
+    /// checked and retried alone).
+    async fn write_grouped<S>(
+        &self,
+        build: impl Fn() -> S,
+        landed: Landed<'_>,
+        group: Option<&GroupCommit>,
+    ) -> Result<bool>
+    where
+        S: QueryFragment<Pg> + QueryId + Send,
+    {
         let mut backoff = Backoff::for_writes();
         let mut broke = false;
         loop {
             let attempt = async {
+                if let (Some(group), false) = (group, broke) {
+                    return Ok(group.commit(&build).await? > 0);
+                }
                 let mut conn = self.pool.get().await?;
                 if broke && self.has_landed(&mut conn, landed).await? {
                     return Ok(true);
@@ -512,7 +535,9 @@ impl Journal for PgJournal {
                 attempt: c.attempt,
                 status: StageStatus::Completed,
             };
-            self.write(|| commit(c, lease, &state, keep), landed).await
+            let group = self.group_commit.as_deref();
+            self.write_grouped(|| commit(c, lease, &state, keep), landed, group)
+                .await
         })
     }
 

@@ -11,6 +11,7 @@ pub(crate) mod backoff;
 pub(crate) mod checkpoints;
 pub(crate) mod db;
 pub(crate) mod fence;
+pub(crate) mod group_commit;
 pub(crate) mod journal;
 pub(crate) mod journal_pg;
 pub(crate) mod lease;

@@ -910,6 +910,37 @@ async fn shutdown_drains_quick_runs_cancels_slow_ones_and_refuses_new_ones() {
     assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn with_group_commit_concurrent_runs_record_every_node_and_shutdown_drains_their_commits() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (executor, _) = executor_on(
+        schema.pool().clone(),
+        ExecutorConfig::default().group_commit(true),
+    );
+    let mut executions = Vec::new();
+    for i in 0..8 {
+        executions.push(executor.start("linear", json!({"topic": i})).await.unwrap());
+    }
+    // Their commits are queued or in flight: shutdown waits for every one of them.
+    let report = executor.shutdown(HANG).await;
+    assert!(report.cancelled.is_empty() && report.all_stopped);
+    for execution in executions {
+        let run = wait(execution).await;
+        assert_eq!(run.status, RunStatus::Completed);
+        assert_eq!(
+            stages_of(&executor, run.id).await,
+            [
+                (s("a"), 1, StageStatus::Completed, None),
+                (s("b"), 2, StageStatus::Completed, None),
+                (s("c"), 3, StageStatus::Completed, None),
+            ]
+        );
+        assert_eq!(decisions_of(&executor, run.id).await.len(), 3);
+    }
+    drop(executor);
+    schema.drop_schema().await.unwrap();
+}
+
 #[tokio::test]
 async fn shutdown_lets_runs_that_finish_in_time_complete() {
     let (executor, gate) = executor().await;
