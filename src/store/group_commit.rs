@@ -84,6 +84,7 @@ impl GroupCommit {
         let batch = self.join();
         let mut part = Part {
             batch: &batch,
+            executing: false,
             reported: false,
         };
         let mut phase = batch.phase.subscribe();
@@ -96,7 +97,9 @@ impl GroupCommit {
             Err(_) => return Err(batch_failed("it was dropped")),
         };
         let shared: &AsyncPgConnection = &conn;
+        part.executing = true;
         let executed = build().execute(&mut &*shared).await;
+        part.executing = false;
         drop(conn);
         part.report(executed.is_err());
         let outcome = phase
@@ -172,20 +175,23 @@ async fn run_batch(batch: Arc<Batch>, connections: RunConnections, flight: Arc<S
         }
         notified.await;
     };
-    // Every part has reported: nobody else holds the connection any more.
+    // Every part has reported, so none holds the connection any more.
     batch.phase.send_replace(Phase::Open);
-    let Ok(mut conn) = Arc::try_unwrap(conn) else {
-        batch
-            .phase
-            .send_replace(Phase::Failed("its connection was still in use".to_owned()));
-        return;
-    };
     let end = if failed {
         ending.rollback
     } else {
         ending.commit
     };
-    let outcome = match conn.batch_execute(end).await {
+    let ended = match Arc::try_unwrap(conn) {
+        Ok(mut conn) => conn.batch_execute(end).await,
+        // Not expected (a part lets go of it before it reports), but a connection must
+        // never go back to the pool inside the batch's transaction.
+        Err(shared) => diesel::sql_query(end)
+            .execute(&mut &**shared)
+            .await
+            .map(drop),
+    };
+    let outcome = match ended {
         Ok(()) if failed => Phase::RolledBack,
         Ok(()) => Phase::Committed,
         Err(e) => Phase::Failed(Error::from(e).to_string()),
@@ -235,6 +241,9 @@ fn batch_failed(message: &str) -> Error {
 /// A part of a batch, which reports to it once, even when its run's task is dropped.
 struct Part<'b> {
     batch: &'b Batch,
+    /// Its statement was sent and has not answered: dropped now, nobody would see it fail,
+    /// and a `COMMIT` after a failed statement rolls back without an error.
+    executing: bool,
     reported: bool,
 }
 
@@ -253,7 +262,9 @@ impl Part<'_> {
 
 impl Drop for Part<'_> {
     fn drop(&mut self) {
-        self.report(false);
+        // Dropped with its statement under way: whether it failed is unknown, so the batch
+        // is rolled back and its other parts executed alone.
+        self.report(self.executing);
     }
 }
 
@@ -505,6 +516,64 @@ mod tests {
         assert!(dropped.await.unwrap_err().is_cancelled());
         holder.batch_execute("ROLLBACK").await.unwrap();
         assert_eq!(first.await.unwrap().unwrap(), 1);
+        assert_eq!(kept.await.unwrap().unwrap(), 1);
+        assert_eq!(
+            notes_only(&schema, &ids).await,
+            [Some(s("first")), None, Some(s("kept"))]
+        );
+        schema.drop_schema().await.unwrap();
+    }
+
+    /// Waits until a statement of the schema's sessions waits for a lock.
+    async fn until_blocked(schema: &IsolatedSchema) {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = schema.pool().get().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let waiting: Count = diesel::sql_query(
+                    "SELECT count(*) AS n FROM pg_stat_activity
+                      WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                )
+                .bind::<diesel::sql_types::Text, _>(schema.name())
+                .get_result(&mut conn)
+                .await
+                .unwrap();
+                if waiting.n > 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("no statement ever waited for the lock");
+    }
+
+    #[tokio::test]
+    async fn a_part_dropped_with_its_statement_under_way_rolls_the_batch_back_and_the_rest_go_alone()
+     {
+        let schema = IsolatedSchema::create().await.unwrap();
+        let group = group_of(&schema);
+        let ids = runs_of(&schema, 3).await;
+        let mut first_holder = hold(&schema, ids[0]).await;
+        let first = spawn_note(&group, ids[0], "first");
+        until_open_batch(&group, "the first batch in flight", |p| p.closed).await;
+        // In the next batch: one part whose statement will wait for a lock, one that will not.
+        let mut second_holder = hold(&schema, ids[1]).await;
+        let dropped = spawn_note(&group, ids[1], "dropped");
+        let kept = spawn_note(&group, ids[2], "kept");
+        until_open_batch(&group, "the next batch gathered", |p| p.joined == 2).await;
+        first_holder.batch_execute("ROLLBACK").await.unwrap();
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        until_blocked(&schema).await;
+        dropped.abort();
+        assert!(dropped.await.unwrap_err().is_cancelled());
+        second_holder.batch_execute("ROLLBACK").await.unwrap();
+        // Whether the dropped part's statement failed is unknown: the batch was rolled
+        // back, and the other part executed alone.
         assert_eq!(kept.await.unwrap().unwrap(), 1);
         assert_eq!(
             notes_only(&schema, &ids).await,
