@@ -7,6 +7,7 @@
 //! it does not know is refused when the question is asked, rather than half checked when it
 //! is answered.
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -107,7 +108,11 @@ impl AnswerSchema {
 
     /// `Ok` if `answer` fits; otherwise where it first does not, from `answer`.
     pub(crate) fn check(&self, answer: &Value) -> Result<(), Misfit> {
-        Checker { root: &self.0 }.fits(&self.0, answer, "answer")
+        Checker {
+            root: &self.0,
+            depth: Cell::new(0),
+        }
+        .fits(&self.0, answer, "answer")
     }
 }
 
@@ -158,13 +163,31 @@ fn known_keywords(schema: &Value, at: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// How deep the check goes, in schemas entered (each `$ref` followed, each nested value):
+/// far past any real answer, and short of the stack's end for a schema whose references
+/// loop without descending into the answer (`{"$ref": "#"}`, from a hand-written
+/// `JsonSchema` impl or the database).
+const MAX_DEPTH: u32 = 256;
+
 struct Checker<'s> {
     root: &'s Value,
+    depth: Cell<u32>,
 }
 
 impl<'s> Checker<'s> {
     fn fits(&self, schema: &'s Value, value: &Value, at: &str) -> Result<(), Misfit> {
-        self.fits_here(schema, value, at).map_err(|mut misfit| {
+        if self.depth.get() >= MAX_DEPTH {
+            return Err(misfit(
+                at,
+                format!(
+                    "the answer and its schema nest deeper than {MAX_DEPTH} levels here (do the schema's references loop?)"
+                ),
+            ));
+        }
+        self.depth.set(self.depth.get() + 1);
+        let fits = self.fits_here(schema, value, at);
+        self.depth.set(self.depth.get() - 1);
+        fits.map_err(|mut misfit| {
             if misfit.at == at && misfit.found.is_none() {
                 misfit.found = Some(shown(value));
             }
@@ -689,6 +712,32 @@ mod tests {
         );
         let e = AnswerSchema::new(json!({"$ref": "https://example.com/s.json"})).unwrap_err();
         assert!(e.contains("only references inside the schema"), "{e}");
+    }
+
+    #[test]
+    fn a_schema_whose_references_loop_is_a_misfit_not_a_stack_overflow() {
+        let schema = AnswerSchema::new(json!({"$ref": "#"})).unwrap();
+        let e = schema.check(&json!(true)).unwrap_err();
+        assert!(e.why.contains("do the schema's references loop?"), "{e}");
+        // A deep answer against a recursive schema that descends with it is checked.
+        let tree = AnswerSchema::new(json!({
+            "type": "object",
+            "properties": {"child": {"$ref": "#"}},
+            "additionalProperties": false
+        }))
+        .unwrap();
+        let mut deep = json!({});
+        for _ in 0..50 {
+            deep = json!({"child": deep});
+        }
+        assert_eq!(tree.check(&deep), Ok(()));
+        deep["child"]["x"] = json!(1);
+        assert!(
+            tree.check(&deep)
+                .unwrap_err()
+                .at
+                .starts_with("answer.child.x")
+        );
     }
 
     #[test]
