@@ -42,6 +42,11 @@ pub(crate) enum Outcome {
     Superseded,
 }
 
+/// The state's data, once, for the stage it goes into and every observer to share.
+fn shared_data(position: &State) -> Arc<Value> {
+    Arc::new(Value::Object(position.data().clone()))
+}
+
 fn millis(since: Instant) -> (u64, i32) {
     let ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
     (ms, i32::try_from(ms).unwrap_or(i32::MAX))
@@ -117,7 +122,7 @@ impl Engine<'_> {
         let snapshots = self.graph.snapshots();
         // The first stage of an attempt stores the whole state it starts from: what the
         // updates after it apply to.
-        let mut input = Arc::new(Value::Object(position.data().clone()));
+        let mut input = shared_data(&position);
         if !self
             .journal
             .node_started(self.run_id, (&node, iteration, attempt), &input)
@@ -169,7 +174,7 @@ impl Engine<'_> {
                         return Ok(outcome);
                     }
                     attempt += 1;
-                    input = Arc::new(Value::Object(position.data().clone()));
+                    input = shared_data(&position);
                     // A retry is given what its first attempt was given.
                     given = Some(Given {
                         answers: signals.answers.clone(),
@@ -198,7 +203,7 @@ impl Engine<'_> {
             position.set_checkpoint(&node, iteration);
             position.count_step();
             state.set_position(&position);
-            let output = Arc::new(Value::Object(position.data().clone()));
+            let output = shared_data(&position);
             let route = self
                 .graph
                 .route(&node, &*state, position.steps(), self.max_iterations);

@@ -12,6 +12,8 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use super::json_kind;
+
 /// Keywords that describe a value without constraining it.
 const ANNOTATIONS: &[&str] = &[
     "$schema",
@@ -543,18 +545,6 @@ fn is_of_type(value: &Value, name: &str) -> bool {
             n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0)
         }
         _ => false,
-    }
-}
-
-/// What kind of JSON value `value` is, for errors.
-pub(crate) fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -42,10 +42,7 @@ impl RawJson {
 
     /// `value` as JSON.
     pub fn from_value(value: &Value) -> Self {
-        RawJson(
-            serde_json::value::to_raw_value(value)
-                .expect("a serde_json::Value always serialises to valid JSON"),
-        )
+        RawJson::serialized(value).expect("a serde_json::Value always serialises to valid JSON")
     }
 
     /// `value` serialized as JSON, without a [`serde_json::Value`] in between.

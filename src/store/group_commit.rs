@@ -42,6 +42,8 @@ enum Phase {
     Open,
     /// Started on this connection, in a transaction: execute the part on it.
     Started(Arc<RunConnection>),
+    /// Every part has reported: the transaction is being ended.
+    Ending,
     /// Committed: every part that succeeded is durable.
     Committed,
     /// A part failed, and the batch was rolled back: execute the others again alone.
@@ -175,8 +177,9 @@ async fn run_batch(batch: Arc<Batch>, connections: RunConnections, flight: Arc<S
         }
         notified.await;
     };
-    // Every part has reported, so none holds the connection any more.
-    batch.phase.send_replace(Phase::Open);
+    // Every part has reported, so none holds the connection any more (this drops the
+    // phase's handle on it).
+    batch.phase.send_replace(Phase::Ending);
     let end = if failed {
         ending.rollback
     } else {
@@ -380,6 +383,19 @@ mod tests {
         Arc::new(GroupCommit::new(RunConnections::new(schema.pool().clone())))
     }
 
+    /// A part noting "first" on run `held`, in flight: its statement waits for the row the
+    /// returned connection holds locked, so the next batch gathers behind it.
+    async fn first_batch_held(
+        schema: &IsolatedSchema,
+        group: &Arc<GroupCommit>,
+        held: RunId,
+    ) -> (AsyncPgConnection, tokio::task::JoinHandle<Result<usize>>) {
+        let holder = hold(schema, held).await;
+        let first = spawn_note(group, held, "first");
+        until_open_batch(group, "the first batch in flight", |p| p.closed).await;
+        (holder, first)
+    }
+
     /// A part noting `first` on `held` in flight (its row locked by the test), then `rest`
     /// gathered behind it in one batch; the lock released; every part's result, `held`'s
     /// first.
@@ -389,9 +405,8 @@ mod tests {
         held: RunId,
         rest: Vec<(RunId, String)>,
     ) -> Vec<Result<usize>> {
-        let mut holder = hold(schema, held).await;
-        let mut tasks = vec![spawn_note(group, held, "first")];
-        until_open_batch(group, "the first batch in flight", |p| p.closed).await;
+        let (mut holder, first) = first_batch_held(schema, group, held).await;
+        let mut tasks = vec![first];
         let count = rest.len();
         for (id, text) in rest {
             tasks.push(spawn_note(group, id, &text));
@@ -435,7 +450,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_lone_commit_waits_for_nobody() {
+    async fn a_lone_commit_is_committed_as_a_batch_of_its_own() {
         let schema = IsolatedSchema::create().await.unwrap();
         let group = group_of(&schema);
         let ids = runs_of(&schema, 1).await;
@@ -506,9 +521,7 @@ mod tests {
         let schema = IsolatedSchema::create().await.unwrap();
         let group = group_of(&schema);
         let ids = runs_of(&schema, 3).await;
-        let mut holder = hold(&schema, ids[0]).await;
-        let first = spawn_note(&group, ids[0], "first");
-        until_open_batch(&group, "the first batch in flight", |p| p.closed).await;
+        let (mut holder, first) = first_batch_held(&schema, &group, ids[0]).await;
         let dropped = spawn_note(&group, ids[1], "dropped");
         let kept = spawn_note(&group, ids[2], "kept");
         until_open_batch(&group, "the next batch gathered", |p| p.joined == 2).await;
@@ -558,9 +571,7 @@ mod tests {
         let schema = IsolatedSchema::create().await.unwrap();
         let group = group_of(&schema);
         let ids = runs_of(&schema, 3).await;
-        let mut first_holder = hold(&schema, ids[0]).await;
-        let first = spawn_note(&group, ids[0], "first");
-        until_open_batch(&group, "the first batch in flight", |p| p.closed).await;
+        let (mut first_holder, first) = first_batch_held(&schema, &group, ids[0]).await;
         // In the next batch: one part whose statement will wait for a lock, one that will not.
         let mut second_holder = hold(&schema, ids[1]).await;
         let dropped = spawn_note(&group, ids[1], "dropped");

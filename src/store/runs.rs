@@ -610,6 +610,18 @@ pub(crate) async fn answer(
     }
 }
 
+/// The questions run `id` asked at its last step: where it waits, if it waits for an answer.
+fn asked_where_it_waits(id: RunId) -> interrupts::BoxedQuery<'static, diesel::pg::Pg> {
+    let last_step = stages::table
+        .filter(stages::run_id.eq(id))
+        .select(diesel::dsl::max(stages::iteration))
+        .single_value();
+    interrupts::table
+        .filter(interrupts::run_id.eq(id))
+        .filter(interrupts::iteration.nullable().eq(last_step))
+        .into_boxed()
+}
+
 /// Refuses `answer` if the open question `key` of run `id` gave a schema it does not fit.
 /// The schema is written once, with the question, so reading it before the statement that
 /// records the answer cannot see a different one; a question answered or gone meanwhile is
@@ -620,13 +632,7 @@ async fn check_against_schema(
     key: &str,
     answer: &serde_json::Value,
 ) -> Result<()> {
-    let last_step = stages::table
-        .filter(stages::run_id.eq(id))
-        .select(diesel::dsl::max(stages::iteration))
-        .single_value();
-    let schema: Option<serde_json::Value> = interrupts::table
-        .filter(interrupts::run_id.eq(id))
-        .filter(interrupts::iteration.nullable().eq(last_step))
+    let schema: Option<serde_json::Value> = asked_where_it_waits(id)
         .filter(interrupts::key.eq(key))
         .filter(interrupts::answer.is_null())
         .select(interrupts::answer_schema)
@@ -703,13 +709,7 @@ async fn answer_refusal(conn: &mut AsyncPgConnection, id: RunId, key: &str) -> E
     ) {
         return status;
     }
-    let last_step = stages::table
-        .filter(stages::run_id.eq(id))
-        .select(diesel::dsl::max(stages::iteration))
-        .single_value();
-    let asked: std::result::Result<Vec<(String, bool)>, _> = interrupts::table
-        .filter(interrupts::run_id.eq(id))
-        .filter(interrupts::iteration.nullable().eq(last_step))
+    let asked: std::result::Result<Vec<(String, bool)>, _> = asked_where_it_waits(id)
         .select((interrupts::key, interrupts::answer.is_not_null()))
         .load(conn)
         .await;
