@@ -45,11 +45,11 @@ async fn seed(conn: &mut AsyncPgConnection, runs: u32) -> Result<(), Fail> {
     // A live queue: runs other workers hold, with unexpired leases, and a backlog of pending
     // runs of the benchmark's workflow (one in twenty), oldest first.
     conn.batch_execute(&format!(
-        "INSERT INTO runs (workflow_name, status, started_at, owner, lease_token, lease_expires_at)
-         SELECT 'chain', 'running', now(), 'elsewhere', gen_random_uuid(), now() + interval '1 hour'
+        "INSERT INTO runs (workflow_name, status, started_at, owner, lease_token, lease_expires_at, submitted_by_library)
+         SELECT 'chain', 'running', now(), 'elsewhere', gen_random_uuid(), now() + interval '1 hour', true
            FROM generate_series(1, 200);
-         INSERT INTO runs (workflow_name, status, created_at)
-         SELECT 'bench-one', 'pending', now() - interval '1 hour' + i * interval '1 millisecond'
+         INSERT INTO runs (workflow_name, status, created_at, submitted_by_library)
+         SELECT 'bench-one', 'pending', now() - interval '1 hour' + i * interval '1 millisecond', true
            FROM generate_series(1, {backlog}) AS i;
          ANALYZE runs;",
         backlog = runs / 20

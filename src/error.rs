@@ -124,6 +124,27 @@ pub enum Error {
     #[error("migration failed: {0}")]
     Migration(#[source] BoxError),
 
+    /// The database has tables named as the Go service's, but not in the shape its
+    /// `000006_workflows` migration made, so they were not adopted (and nothing was changed).
+    #[error(
+        "the tables runs, stages, decisions and checkpoints are here but not as the Go service's 000006_workflows migration makes them, so workflows did not adopt them and changed nothing:\n{}\nmake them match (or move them to another schema) and run `workflows migrate up` again",
+        .differences.iter().map(|d| format!("- {d}")).collect::<Vec<_>>().join("\n")
+    )]
+    NotAdoptable {
+        /// Each difference from the seed's shape, one sentence each.
+        differences: Vec<String>,
+    },
+
+    /// The tables hold rows the integrity migration refuses (the Go service's history):
+    /// nothing more was migrated.
+    #[error(
+        "the tables hold rows the integrity migration (20261125000002) refuses, so it was not applied and nothing was changed:\n{plan}\nrun `workflows migrate repair` to see the plan, `workflows migrate repair --apply` to carry it out, then `workflows migrate up` again"
+    )]
+    NeedsRepair {
+        /// What was found, and how each would be repaired.
+        plan: crate::model::RepairPlan,
+    },
+
     /// Two workflows were registered under one name.
     #[error(
         "workflow {name:?} is registered twice: at {first} and at {second}; rename one of them"

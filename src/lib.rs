@@ -21,8 +21,10 @@ mod worker;
 mod workflow;
 
 /// Connections and migrations: the pool the library's statements run on, and the embedded
-/// migrations with the [`Migrator`](db::Migrator) that applies them under a lock.
+/// migrations with the [`Migrator`](db::Migrator) that applies them under a lock, adopts the
+/// Go service's tables and repairs what its history left in them.
 pub mod db {
+    pub use crate::model::{Defect, DefectKind, RepairPlan, Repaired};
     pub use crate::store::db::{DbConfig, Pool, PooledConnection};
     pub use crate::store::migrations::{
         MIGRATIONS, MigrationStatus, Migrator, run_pending_migrations,

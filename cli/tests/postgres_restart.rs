@@ -139,6 +139,7 @@ async fn runs_survive_a_postgres_restart_under_running_workers() {
             (
                 runs::workflow_name.eq("chain"),
                 runs::status.eq(RunStatus::Pending),
+                runs::submitted_by_library.eq(true),
                 runs::params.eq(json!({"nodes": 6, "delay_ms": 150})),
             )
         })
@@ -225,6 +226,7 @@ async fn a_live_worker_rides_out_five_restarts_and_its_long_run_completes_withou
         .values((
             runs::workflow_name.eq("chain"),
             runs::status.eq(RunStatus::Pending),
+            runs::submitted_by_library.eq(true),
             runs::params.eq(json!({"nodes": 1000, "payload": 1, "delay_ms": 2})),
         ))
         .returning(runs::id)

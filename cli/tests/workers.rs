@@ -28,6 +28,7 @@ async fn pending(url: &str, n: usize, params: serde_json::Value) -> Vec<RunId> {
             (
                 runs::workflow_name.eq("chain"),
                 runs::status.eq(RunStatus::Pending),
+                runs::submitted_by_library.eq(true),
                 runs::params.eq(params.clone()),
             )
         })
@@ -240,6 +241,7 @@ async fn a_run_waiting_out_a_long_backoff_survives_its_worker_s_sigkill_and_anot
         .values((
             runs::workflow_name.eq("flaky"),
             runs::status.eq(RunStatus::Pending),
+            runs::submitted_by_library.eq(true),
             runs::params.eq(json!({"fail_at": "transform", "retryable": true, "delay_ms": 1})),
         ))
         .returning(runs::id)
@@ -293,6 +295,7 @@ async fn pending_approval(url: &str) -> RunId {
         .values((
             runs::workflow_name.eq("approve"),
             runs::status.eq(RunStatus::Pending),
+            runs::submitted_by_library.eq(true),
             runs::params.eq(json!({"topic": "rust"})),
         ))
         .returning(runs::id)

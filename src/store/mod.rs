@@ -6,6 +6,7 @@
 //! Reads for callers (lists, pages, one run) are in [`query`](crate::query), which uses the
 //! schema and rows of this module.
 
+pub(crate) mod adoption;
 pub(crate) mod atomic_statement;
 pub(crate) mod backoff;
 pub(crate) mod checkpoints;
@@ -17,6 +18,7 @@ pub(crate) mod journal_pg;
 pub(crate) mod lease;
 pub(crate) mod listener;
 pub(crate) mod migrations;
+pub(crate) mod repair;
 pub mod retention;
 pub(crate) mod rows;
 pub(crate) mod run_connections;

@@ -108,6 +108,7 @@ pub(crate) async fn insert_running(
             runs::status.eq(Running),
             runs::params.eq(params),
             runs::started_at.eq(clock_timestamp().nullable()),
+            runs::submitted_by_library.eq(true),
             new_lease!(owner, lease),
         ))
         .returning((RunRow::as_returning(), runs::lease_token))
@@ -131,6 +132,7 @@ pub(crate) async fn insert_pending(
             runs::status.eq(Pending),
             runs::params.eq(params),
             runs::idempotency_key.eq(key),
+            runs::submitted_by_library.eq(true),
         ))
         .on_conflict(runs::idempotency_key)
         .do_nothing()
@@ -164,7 +166,8 @@ pub(crate) async fn insert_pending(
     }
 }
 
-/// Claims up to `limit` pending runs of `workflows`, oldest first, for `owner`. Rows another
+/// Claims up to `limit` pending runs of `workflows` that this library submitted (never one
+/// the Go service inserted into a shared database), oldest first, for `owner`. Rows another
 /// worker is claiming at the same moment are skipped, not waited for.
 pub(crate) async fn claim_pending(
     conn: &mut AsyncPgConnection,
@@ -177,6 +180,7 @@ pub(crate) async fn claim_pending(
     let oldest = pending
         .select(pending.field(runs::id))
         .filter(pending.field(runs::status).eq(Pending))
+        .filter(pending.field(runs::submitted_by_library))
         .filter(pending.field(runs::workflow_name).eq_any(workflows))
         .order_by(pending.field(runs::created_at).asc())
         .limit(limit)
@@ -210,6 +214,7 @@ pub(crate) async fn claim_due(
     let due = waiting
         .select(waiting.field(runs::id))
         .filter(waiting.field(runs::status).eq(Waiting))
+        .filter(waiting.field(runs::submitted_by_library))
         .filter(
             waiting
                 .field(runs::wake_at)
@@ -255,7 +260,9 @@ pub(crate) struct Expired {
     pub(crate) released: bool,
 }
 
-/// Up to `limit` running runs of `workflows` whose lease expired, longest expired first.
+/// Up to `limit` running runs of `workflows` whose lease expired, longest expired first:
+/// only runs this library submitted (a `running` run of the Go service's has no lease, and is
+/// never taken over).
 pub(crate) async fn expired(
     conn: &mut AsyncPgConnection,
     workflows: &[String],
@@ -263,6 +270,7 @@ pub(crate) async fn expired(
 ) -> Result<Vec<Expired>> {
     let rows: Vec<(RunId, i32, bool)> = runs::table
         .filter(runs::status.eq(Running))
+        .filter(runs::submitted_by_library)
         .filter(runs::workflow_name.eq_any(workflows))
         .filter(runs::lease_expires_at.lt(db_now().nullable()))
         .order_by(runs::lease_expires_at.asc())
@@ -373,7 +381,7 @@ pub(crate) struct Reopened {
 }
 
 /// `failed` or `cancelled` → `running` again, leased to `owner`, clearing the error and end
-/// time; stages the interrupted attempt left `started` are marked `failed`. Refused with
+/// time (a run the Go service made becomes this library's to execute from now on); stages the interrupted attempt left `started` are marked `failed`. Refused with
 /// [`Error::NotResumable`] (and nothing changed) when nodes of the run completed but its
 /// checkpoint is gone: resuming would run them all again.
 pub(crate) async fn reopen(
@@ -402,6 +410,7 @@ pub(crate) async fn reopen(
                     runs::status.eq(Running),
                     runs::error_message.eq(None::<String>),
                     runs::completed_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+                    runs::submitted_by_library.eq(true),
                     new_lease!(owner, lease),
                 ))
                 .returning((RunRow::as_returning(), runs::lease_token))

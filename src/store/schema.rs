@@ -70,6 +70,7 @@ diesel::table! {
         wake_at -> Nullable<Timestamptz>,
         wait_topic -> Nullable<Text>,
         wait_step -> Nullable<Int4>,
+        submitted_by_library -> Bool,
     }
 }
 

@@ -2,6 +2,7 @@
 //! one). Built as one binary: faster to link than one per file.
 #![allow(clippy::unwrap_used)] // test helpers panic on failure, which is what a test wants
 
+mod adoption;
 mod catalog;
 mod checkpoints;
 mod connection_errors;

@@ -84,6 +84,7 @@ column_shapes_for_tuples!(A B C D E F G H I);
 column_shapes_for_tuples!(A B C D E F G H I J);
 column_shapes_for_tuples!(A B C D E F G H I J K L);
 column_shapes_for_tuples!(A B C D E F G H I J K L M N O P Q R S);
+column_shapes_for_tuples!(A B C D E F G H I J K L M N O P Q R S T);
 
 fn declared<T: Table>() -> Vec<ColumnShape>
 where
