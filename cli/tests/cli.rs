@@ -124,6 +124,123 @@ async fn migrate_up_down_redo_and_status() {
     schema.drop_schema().await.unwrap();
 }
 
+/// A database as the Go service leaves it: the seed's SQL, a run it resumed (iteration numbers
+/// restarted) and a checkpoint of a run it deleted.
+const GO_DATABASE: &str = concat!(
+    include_str!("../../migrations/2026-11-25-000001_create_workflows/up.sql"),
+    "
+    INSERT INTO runs (id, workflow_name, status) VALUES ('11111111-1111-4111-8111-111111111111', 'chain', 'completed');
+    INSERT INTO stages (run_id, node_name, iteration, status, created_at) VALUES
+      ('11111111-1111-4111-8111-111111111111', 'step', 1, 'failed', '2026-01-01T12:00:00Z'),
+      ('11111111-1111-4111-8111-111111111111', 'step', 1, 'completed', '2026-01-01T12:01:00Z');
+    INSERT INTO checkpoints (run_id, state_data, checkpoint_node) VALUES ('22222222-2222-4222-8222-222222222222', '{}', 'step');
+    "
+);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_adopts_the_go_service_s_tables_repairs_its_rows_and_keeps_them_on_down() {
+    use diesel_async::SimpleAsyncConnection;
+    let schema = IsolatedSchema::create_unmigrated().await.unwrap();
+    schema
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(GO_DATABASE)
+        .await
+        .unwrap();
+    let url = Some(schema.database_url());
+    let all = migrations();
+    let (first, later) = all.split_first().unwrap();
+
+    let refused = workflows(&["migrate", "up"], url);
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stdout),
+        format!(
+            "adopted {} (the Go service's tables: kept as they are, with their rows)\n",
+            first.1
+        )
+    );
+    let report = String::from_utf8_lossy(&refused.stderr);
+    for expected in [
+        "refuses, so it was not applied and nothing was changed",
+        "- 1 checkpoints belong to no run",
+        "- 1 stages repeat the (run, node, iteration) of an earlier stage",
+        "run 11111111-1111-4111-8111-111111111111: step at iteration 1, 2 times",
+        "workflows migrate repair --apply",
+    ] {
+        assert!(report.contains(expected), "{expected:?} in:\n{report}");
+    }
+    let status = stdout(&workflows(&["migrate", "status"], url));
+    assert_eq!(
+        status.lines().next().unwrap(),
+        format!("adopted  {}", first.0)
+    );
+    assert!(
+        status.lines().skip(1).all(|l| l.starts_with("pending ")),
+        "{status}"
+    );
+
+    let plan = stdout(&workflows(&["migrate", "repair"], url));
+    assert!(
+        plan.contains("repair: moved to workflows_repair_archive")
+            && plan.ends_with("run `workflows migrate repair --apply` to carry this out\n"),
+        "{plan}"
+    );
+    let repaired = stdout(&workflows(&["migrate", "repair", "--apply"], url));
+    assert!(
+        repaired.starts_with(
+            "repaired 1 rows: checkpoints belong to no run (the Go service never deletes checkpoints)\nrepaired 1 rows: stages repeat"
+        ) && repaired.ends_with("run `workflows migrate up` next\n"),
+        "{repaired}"
+    );
+    assert_eq!(
+        stdout(&workflows(&["migrate", "repair"], url)),
+        "nothing to repair\n"
+    );
+    let later_refs: Vec<_> = later.iter().collect();
+    assert_eq!(
+        stdout(&workflows(&["migrate", "up"], url)),
+        lines("applied", &later_refs)
+    );
+
+    let reverted: Vec<_> = later.iter().rev().collect();
+    assert_eq!(
+        stdout(&workflows(&["migrate", "down", "--all"], url)),
+        format!(
+            "{}released {} (its tables were adopted from the Go service and are kept; --drop-adopted drops them)\n",
+            lines("reverted", &reverted),
+            first.1
+        )
+    );
+    let mut conn = schema.pool().get().await.unwrap();
+    let kept: i64 = diesel_async::RunQueryDsl::get_result(
+        diesel::QueryDsl::count(workflows::schema::runs::table),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    assert_eq!(kept, 1, "the Go service's run is still there");
+
+    stdout(&workflows(&["migrate", "up"], url));
+    let dropped = stdout(&workflows(
+        &["migrate", "down", "--all", "--drop-adopted"],
+        url,
+    ));
+    assert!(
+        dropped.ends_with(&format!("reverted {}\n", first.1)),
+        "{dropped}"
+    );
+    assert_eq!(
+        stdout(&workflows(&["migrate", "status"], url)),
+        all.iter()
+            .map(|(name, _)| format!("pending  {name}\n"))
+            .collect::<String>()
+    );
+    schema.drop_schema().await.unwrap();
+}
+
 #[test]
 fn migrate_without_a_database_url_says_what_to_set() {
     let out = workflows(&["migrate", "status"], None);

@@ -47,7 +47,7 @@ pub(crate) struct RunListQuery {
     #[param(pattern = r"^[^\x00]*$")]
     workflow_name: Option<String>,
     /// Only runs in this status (empty: any status).
-    #[param(value_type = Option<String>, pattern = r"^(|pending|running|completed|failed|cancelled)$")]
+    #[param(value_type = Option<String>, pattern = r"^(|pending|running|waiting|completed|failed|cancelled)$")]
     status: Option<RunStatus>,
 }
 
@@ -74,7 +74,7 @@ pub(crate) struct RunKeysetQuery {
     #[param(pattern = r"^[^\x00]*$")]
     workflow_name: Option<String>,
     /// Only runs in this status (empty: any status).
-    #[param(value_type = Option<String>, pattern = r"^(|pending|running|completed|failed|cancelled)$")]
+    #[param(value_type = Option<String>, pattern = r"^(|pending|running|waiting|completed|failed|cancelled)$")]
     status: Option<RunStatus>,
 }
 

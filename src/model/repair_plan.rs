@@ -38,7 +38,7 @@ pub struct Defect {
     pub examples: Vec<String>,
 }
 
-/// Every defect found, in the order [`apply`] repairs them; empty when there is nothing to
+/// Every defect found, in the order [`Migrator::repair`](crate::db::Migrator::repair) repairs them; empty when there is nothing to
 /// repair. Its `Display` is the report `workflows migrate repair` prints.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RepairPlan {

@@ -107,6 +107,23 @@ where
     /// [`Error::NotAdoptable`], naming each difference, and nothing is recorded.
     /// [`run_pending`](Self::run_pending) adopts first, so calling this is needed only to
     /// know that it happened.
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> workflows::Result<()> {
+    /// # let schema = workflows::testing::IsolatedSchema::create_unmigrated().await?;
+    /// let mut migrator = workflows::db::Migrator::new(schema.pool().get().await?);
+    /// // A database of the Go service's has its tables; this one has none, so they are created.
+    /// assert!(!migrator.adopt().await?);
+    /// migrator.run_pending().await?;
+    /// let first = &migrator.status().await?[0];
+    /// assert!(first.applied && !first.adopted);
+    /// // Once migrated, there is nothing the integrity migration could refuse.
+    /// assert!(migrator.repair_plan().await?.is_empty());
+    /// # drop(migrator);
+    /// # schema.drop_schema().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn adopt(&mut self) -> Result<bool> {
         self.locked(adopt_seed_tables).await
     }

@@ -18,7 +18,7 @@ use workflows::{
 };
 
 use crate::catalog::table_exists;
-use crate::fixtures::{mark, until_status};
+use crate::fixtures::{HANG, mark, until_status};
 
 const SEED_SQL: &str = include_str!("../../migrations/2026-11-25-000001_create_workflows/up.sql");
 const FIRST: &str = "20261125000001";
@@ -680,4 +680,44 @@ async fn migrate_down_keeps_adopted_tables_and_their_rows_unless_told_to_drop_th
         !table_exists(&mut conn, "runs").await,
         "dropped with --drop-adopted"
     );
+}
+
+#[tokio::test]
+async fn the_go_service_s_inserts_wake_no_worker_and_the_library_s_do() {
+    use diesel_async::AsyncConnection;
+    use futures_util::StreamExt;
+    let schema = go_database().await;
+    workflows::db::run_pending_migrations(schema.pool())
+        .await
+        .unwrap();
+    let mut listener = AsyncPgConnection::establish(schema.database_url())
+        .await
+        .unwrap();
+    listener
+        .batch_execute("LISTEN workflows_pending")
+        .await
+        .unwrap();
+    let mut conn = schema.pool().get().await.unwrap();
+    conn.batch_execute(
+        "INSERT INTO runs (workflow_name, status) VALUES ('go_chain', 'pending');
+         SELECT pg_notify('workflows_pending', 'after the Go insert');",
+    )
+    .await
+    .unwrap();
+    executor(&schema)
+        .submit("go_chain", json!({}), None)
+        .await
+        .unwrap();
+    let payloads: Vec<String> = tokio::time::timeout(
+        HANG,
+        listener
+            .notifications_stream()
+            .take(2)
+            .map(|n| n.unwrap().payload)
+            .collect(),
+    )
+    .await
+    .unwrap();
+    // Delivered in commit order: had the Go insert notified, its '' would come first.
+    assert_eq!(payloads, ["after the Go insert", ""]);
 }
