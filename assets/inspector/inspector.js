@@ -31,8 +31,42 @@ function svg(tag, attrs = {}, text) {
   return node;
 }
 
+// The bearer token, when the server asks for one: entered once, kept for this tab only.
+const TOKEN_KEY = "workflows-token";
+
+class NeedsToken extends Error {}
+
+// `fetch` with the token, if one was entered; a 401 asks for a token.
+async function authorized(path, options = {}) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const headers = new Headers(options.headers || {});
+  if (token) headers.set("Authorization", "Bearer " + token);
+  const response = await fetch(path, { ...options, headers });
+  if (response.status === 401) {
+    let message = "this server needs a token";
+    try { message = (await response.json()).error || message; } catch (_) { /* not JSON */ }
+    throw new NeedsToken(token ? "the token was not accepted: " + message : message);
+  }
+  return response;
+}
+
+function showTokenForm(error) {
+  const input = el("input", { id: "token", type: "password", autocomplete: "off", "aria-label": "token" });
+  const form = el("form", { id: "token-form" },
+    el("p", { class: "error-text", id: "token-reason", text: error.message }),
+    el("label", { for: "token", text: "API token " }), input,
+    el("button", { id: "token-save", type: "submit", text: "use token" }));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+    route();
+  });
+  document.getElementById("app").replaceChildren(form);
+  input.focus();
+}
+
 async function api(path, options = {}) {
-  const response = await fetch(path, options);
+  const response = await authorized(path, options);
   if (!response.ok) {
     let message = response.status + " " + response.statusText;
     try { message = (await response.json()).error || message; } catch (_) { /* not JSON */ }
@@ -56,6 +90,7 @@ function runDuration(run) {
 }
 
 function showError(error) {
+  if (error instanceof NeedsToken) return showTokenForm(error);
   const app = document.getElementById("app");
   app.replaceChildren(el("p", { class: "error-text", id: "error", text: String(error.message || error) }),
     el("p", {}, el("a", { href: "#/", text: "back to the runs" })));
@@ -164,7 +199,7 @@ function summary(run, live) {
           // The answer is the resumed run's progress stream: take its headers, then let go;
           // the run goes on without the stream, and this page follows it.
           const controller = new AbortController();
-          const response = await fetch(path, { method: "POST", signal: controller.signal });
+          const response = await authorized(path, { method: "POST", signal: controller.signal });
           if (!response.ok) throw new Error((await response.json()).error);
           controller.abort();
         } else {

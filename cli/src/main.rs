@@ -160,6 +160,11 @@ async fn run(cli: Cli) -> workflows::Result<Outcome> {
         ("DATABASE_URL", Some(url)) => Some(url.clone()),
         _ => std::env::var(name).ok(),
     })?;
+    // How `serve` would be exposed is checked before the database is reached.
+    let tokens = match &cli.command {
+        Command::Serve(args) => serve::access(args)?,
+        _ => None,
+    };
     let pool = match &cli.command {
         // A worker waits for the database, as a running worker rides out an outage.
         Command::Worker(_) => config.db.build_pool()?,
@@ -184,7 +189,7 @@ async fn run(cli: Cli) -> workflows::Result<Outcome> {
             worker::submit(pool, &name, &params, key.as_deref()).await
         }
         Command::Worker(args) => worker::work(pool, args).await,
-        Command::Serve(args) => serve::serve(pool, config.page, args).await,
+        Command::Serve(args) => serve::serve(pool, config.page, args, tokens).await,
         Command::Migrate { action } => migrate::run(action, pool).await,
     }
 }

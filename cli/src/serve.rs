@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
-use workflows::http::{HttpApi, HttpLimits};
+use workflows::http::{BearerTokens, HttpApi, HttpLimits};
 use workflows::{Executor, PageConfig, Pool, Registry};
 
 use crate::Outcome;
@@ -26,6 +26,61 @@ pub(crate) struct ServeArgs {
     /// On stop, seconds executing runs may take to finish before they are cancelled.
     #[arg(long, default_value_t = 30)]
     drain_secs: u64,
+    /// A file of the bearer tokens to accept, one per line: `rw:TOKEN` (read-write) or
+    /// `ro:TOKEN` (read-only); `#` starts a comment. WORKFLOWS_API_TOKENS may hold the same
+    /// entries, separated by commas.
+    #[arg(long)]
+    tokens_file: Option<std::path::PathBuf>,
+    /// Serve a non-loopback address without tokens: anyone who can reach it may read every
+    /// run and execute any workflow.
+    #[arg(long)]
+    insecure_no_auth: bool,
+}
+
+/// The tokens requests need (none: `--insecure-no-auth`, or a loopback address); an error if
+/// the address is reachable from other machines and no token is given.
+pub(crate) fn access(args: &ServeArgs) -> workflows::Result<Option<BearerTokens>> {
+    let tokens = tokens(args)?;
+    if tokens.is_none() && !args.addr.ip().is_loopback() && !args.insecure_no_auth {
+        return Err(workflows::Error::invalid_input(
+            "--addr",
+            args.addr.to_string(),
+            "is reachable from other machines, and no token is given: anyone could read every run and execute any workflow; give tokens (--tokens-file, or WORKFLOWS_API_TOKENS), serve 127.0.0.1, or say --insecure-no-auth",
+        ));
+    }
+    Ok(tokens)
+}
+
+/// The tokens of `--tokens-file` and WORKFLOWS_API_TOKENS, none if neither is given.
+fn tokens(args: &ServeArgs) -> workflows::Result<Option<BearerTokens>> {
+    let mut text = String::new();
+    if let Some(path) = &args.tokens_file {
+        text = std::fs::read_to_string(path).map_err(|e| {
+            workflows::Error::invalid_input(
+                "--tokens-file",
+                path.display().to_string(),
+                format_args!("cannot be read: {e}"),
+            )
+        })?;
+    }
+    if let Ok(from_env) = std::env::var("WORKFLOWS_API_TOKENS") {
+        text.push('\n');
+        text.push_str(&from_env);
+    }
+    if text.trim().is_empty() {
+        if args.tokens_file.is_some() {
+            return Err(workflows::Error::invalid_input(
+                "--tokens-file",
+                args.tokens_file
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                "holds no token; add lines `rw:TOKEN` or `ro:TOKEN`",
+            ));
+        }
+        return Ok(None);
+    }
+    BearerTokens::parse(&text).map(Some)
 }
 
 /// Serves until SIGINT or SIGTERM, then stops taking requests, lets runs finish for the
@@ -34,11 +89,16 @@ pub(crate) async fn serve(
     pool: Pool,
     pages: PageConfig,
     args: ServeArgs,
+    tokens: Option<BearerTokens>,
 ) -> workflows::Result<Outcome> {
     let executor = Executor::builder(pool, Registry::from_compiled()?)
         .runtime(crate::samples::runtime())
         .build()?;
-    let app = HttpApi::new(executor.clone())
+    let mut api = HttpApi::new(executor.clone());
+    if let Some(tokens) = &tokens {
+        api = api.auth(tokens.clone());
+    }
+    let app = api
         .page_config(pages)
         .limits(
             HttpLimits::default()
@@ -63,6 +123,10 @@ pub(crate) async fn serve(
     outln!(
         "serving http://{addr}/ (the API under /workflows, its contract at /openapi.json, docs at /docs)"
     );
+    match &tokens {
+        Some(tokens) => outln!("requests need a bearer token ({tokens:?})"),
+        None => outln!("no authentication: every caller may read and change everything"),
+    }
 
     let stopping = tokio::sync::watch::channel(false);
     let mut stopped = stopping.1.clone();

@@ -299,3 +299,59 @@ async fn a_waiting_run_s_question_is_answered_by_typing_into_its_page_and_clicki
     assert!(server.stop().success());
     schema.drop_schema().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_tokens_the_page_asks_for_one_once_and_keeps_it_for_the_session() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let file = std::env::temp_dir().join(format!(
+        "workflows-inspector-tokens-{}",
+        uuid::Uuid::new_v4()
+    ));
+    std::fs::write(&file, "ro:ro-0123456789abcdef0123\n").unwrap();
+    let (server, base) = WorkerProcess::serve(
+        schema.database_url(),
+        &["--tokens-file", file.to_str().unwrap()],
+    );
+    let done: Value = reqwest::Client::new()
+        .get(format!("{base}/workflows/runs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["status"], 401);
+
+    let Some(mut browser) = Browser::open(&format!("{base}/")) else {
+        std::fs::remove_file(&file).unwrap();
+        return;
+    };
+    browser.wait_for("document.querySelector('#token-form')");
+    assert_eq!(
+        browser.eval("document.querySelector('#token-reason').textContent"),
+        json!("this API needs a bearer token: send `Authorization: Bearer <token>`")
+    );
+    browser.type_into("#token", "ro-0123456789abcdef0123");
+    browser.click("#token-save");
+    browser.wait_for("document.querySelector('#page-info')");
+    assert_eq!(
+        browser.eval("document.querySelector('#page-info').textContent"),
+        json!("page 1 of 1 · 0 runs")
+    );
+    // Another view of the same tab: no second prompt.
+    browser.eval("location.hash = '#/?status=failed'");
+    browser
+        .wait_for("location.hash === '#/?status=failed' && document.querySelector('#page-info')");
+    assert_eq!(
+        browser.eval("document.querySelectorAll('#token-form').length"),
+        json!(0)
+    );
+    assert_eq!(
+        browser.eval("sessionStorage.getItem('workflows-token')"),
+        json!("ro-0123456789abcdef0123")
+    );
+    drop(browser);
+    std::fs::remove_file(&file).unwrap();
+    assert!(server.stop().success());
+    schema.drop_schema().await.unwrap();
+}

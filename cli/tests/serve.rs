@@ -87,3 +87,76 @@ async fn on_sigterm_a_run_still_executing_after_the_drain_period_is_cancelled() 
     assert_eq!(last["run"]["status"], "cancelled");
     schema.drop_schema().await.unwrap();
 }
+
+#[test]
+fn serving_a_non_loopback_address_without_tokens_is_refused_unless_told_insecure() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_workflows"))
+        .args(["serve", "--addr", "0.0.0.0:0"])
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .env_remove("WORKFLOWS_API_TOKENS")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            r#"invalid --addr "0.0.0.0:0": is reachable from other machines, and no token is given"#
+        ) && stderr.contains("--insecure-no-auth"),
+        "{stderr}"
+    );
+    // Told, it goes on (and stops at the database this test gives it, which is unreachable).
+    let told = std::process::Command::new(env!("CARGO_BIN_EXE_workflows"))
+        .args(["serve", "--addr", "0.0.0.0:0", "--insecure-no-auth"])
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .env_remove("WORKFLOWS_API_TOKENS")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&told.stderr);
+    assert!(stderr.contains("database unavailable"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_with_a_tokens_file_answers_only_requests_with_a_token() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let file = std::env::temp_dir().join(format!("workflows-tokens-{}", std::process::id()));
+    std::fs::write(
+        &file,
+        "# the team's tokens\nrw:rw-0123456789abcdef0123\nro:ro-0123456789abcdef0123\n",
+    )
+    .unwrap();
+    let (server, base) = WorkerProcess::serve(
+        schema.database_url(),
+        &["--tokens-file", file.to_str().unwrap(), "--drain-secs", "0"],
+    );
+    server
+        .expect_line("requests need a bearer token (BearerTokens { read_write: 1, read_only: 1 })");
+    let client = reqwest::Client::new();
+    let runs = format!("{base}/workflows/runs");
+    assert_eq!(client.get(&runs).send().await.unwrap().status(), 401);
+    let read = client
+        .get(&runs)
+        .bearer_auth("ro-0123456789abcdef0123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    let refused = client
+        .post(format!("{base}/workflows/chain/execute?wait=true"))
+        .bearer_auth("ro-0123456789abcdef0123")
+        .json(&json!({"nodes": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let executed = client
+        .post(format!("{base}/workflows/chain/execute?wait=true"))
+        .bearer_auth("rw-0123456789abcdef0123")
+        .json(&json!({"nodes": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(executed.status(), 200);
+    std::fs::remove_file(&file).unwrap();
+    assert!(server.stop().success());
+    schema.drop_schema().await.unwrap();
+}

@@ -27,20 +27,32 @@ const DOCS_PAGE: &str = r##"<!doctype html>
 <div id="docs"></div>
 <script src="docs/swagger-ui-bundle.js"></script>
 <script>
-  window.ui = SwaggerUIBundle({ url: "openapi.json", dom_id: "#docs", deepLinking: true });
+  // The token the inspector page keeps for this tab, if the server asks for one.
+  const token = sessionStorage.getItem("workflows-token");
+  window.ui = SwaggerUIBundle({
+    url: "openapi.json", dom_id: "#docs", deepLinking: true,
+    requestInterceptor: (request) => {
+      if (token) request.headers["Authorization"] = "Bearer " + token;
+      return request;
+    },
+  });
 </script>
 </body>
 </html>
 "##;
 
 /// `/openapi.json`, `/docs` and the docs' assets.
-pub(super) fn routes(spec: Value) -> Router<ApiState> {
+pub(super) fn contract_route(spec: Value) -> Router<ApiState> {
     let spec = Arc::new(spec);
+    Router::new().route(
+        "/openapi.json",
+        get(move |original: OriginalUri, uri: Uri| served_spec(spec.clone(), original, uri)),
+    )
+}
+
+/// `/docs` and its assets: static, so served without a token.
+pub(super) fn page_routes() -> Router<ApiState> {
     Router::new()
-        .route(
-            "/openapi.json",
-            get(move |original: OriginalUri, uri: Uri| served_spec(spec.clone(), original, uri)),
-        )
         .route("/docs", get(|| async { Html(DOCS_PAGE) }))
         .route(
             "/docs/swagger-ui-bundle.js",

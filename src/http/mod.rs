@@ -30,6 +30,7 @@
 //! [`ErrorBody`]; a 500 tells nothing internal, the log (through `tracing`) has the detail.
 
 mod api_error;
+mod auth;
 mod docs;
 mod extract;
 mod inspector;
@@ -51,6 +52,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use api_error::ErrorBody;
+pub use auth::{Access, BearerAuth, BearerAuthLayer, BearerTokens, MIN_TOKEN_LEN};
 pub use progress::{ProgressMessage, StreamError};
 
 use crate::{Executor, PageConfig};
@@ -95,6 +97,7 @@ impl HttpLimits {
 pub struct HttpApi {
     state: ApiState,
     inspector: bool,
+    auth: Option<BearerTokens>,
 }
 
 /// What every handler shares.
@@ -123,7 +126,17 @@ impl HttpApi {
                 limits: HttpLimits::default(),
             },
             inspector: true,
+            auth: None,
         }
+    }
+
+    /// Requires a bearer token of `tokens` on every request to the API and its contract
+    /// (the inspector page and the docs page are static, and ask for a token themselves).
+    /// Without it the router answers anyone: mount it behind your application's own
+    /// authentication, or give it tokens.
+    pub fn auth(mut self, tokens: BearerTokens) -> Self {
+        self.auth = Some(tokens);
+        self
     }
 
     /// Page sizes for the run list.
@@ -160,8 +173,12 @@ impl HttpApi {
         let limits = self.state.limits.clone();
         let (api, spec) = api_routes(limits.request_timeout).split_for_parts();
         let spec = contract(spec, self.state.executor.registry());
-        let mut router = api
-            .merge(docs::routes(spec))
+        let mut protected = api.merge(docs::contract_route(spec));
+        if let Some(tokens) = &self.auth {
+            protected = protected.route_layer(tokens.layer());
+        }
+        let mut router = protected
+            .merge(docs::page_routes())
             .fallback(no_route)
             .method_not_allowed_fallback(method_not_allowed);
         if self.inspector {
@@ -200,6 +217,7 @@ fn contract(spec: utoipa::openapi::OpenApi, registry: &crate::Registry) -> serde
     // An OpenAPI document always serialises to JSON; `Null` would only ever mean a bug.
     let mut spec = serde_json::to_value(spec).unwrap_or_default();
     workflow_paths::add_workflow_paths(&mut spec, registry);
+    auth::document(&mut spec);
     spec
 }
 

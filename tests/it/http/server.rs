@@ -28,6 +28,8 @@ pub(crate) struct Options {
     pub(crate) limits: HttpLimits,
     /// Where the API is mounted: "" for the root.
     pub(crate) prefix: &'static str,
+    /// The tokens it requires, if any.
+    pub(crate) auth: Option<workflows::http::BearerTokens>,
 }
 
 impl TestServer {
@@ -46,9 +48,11 @@ impl TestServer {
             .runtime(runtime)
             .build()
             .unwrap();
-        let api = HttpApi::new(executor.clone())
-            .limits(options.limits)
-            .router();
+        let mut api = HttpApi::new(executor.clone()).limits(options.limits);
+        if let Some(tokens) = options.auth {
+            api = api.auth(tokens);
+        }
+        let api = api.router();
         let app = if options.prefix.is_empty() {
             api
         } else {
