@@ -702,3 +702,27 @@ fn a_worker_with_a_zero_lease_is_told_what_is_wrong() {
         "{stderr}"
     );
 }
+
+/// A sample is what anyone who can reach `workflows serve` may execute with any params: none
+/// may reach a file, a process or the environment.
+#[test]
+fn no_sample_reaches_the_filesystem_a_process_or_the_environment() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/samples");
+    let mut read = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let code = std::fs::read_to_string(&path).unwrap();
+        for reach in [
+            "std::fs",
+            "tokio::fs",
+            "File::",
+            "std::env",
+            "std::process",
+            "Command::",
+        ] {
+            assert!(!code.contains(reach), "{} uses {reach}", path.display());
+        }
+        read += 1;
+    }
+    assert!(read >= 6, "read {read} samples");
+}

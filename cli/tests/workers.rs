@@ -95,11 +95,11 @@ async fn attempts(conn: &mut AsyncPgConnection, id: RunId) -> Vec<(String, i32, 
         .collect()
 }
 
-/// How many times each node started, from the run's `log` file.
-fn executions(log: &std::path::Path) -> std::collections::BTreeMap<String, usize> {
+/// How many times each node was started, from the nodes each worker's log says it started.
+fn executions(started: &[Vec<String>]) -> std::collections::BTreeMap<String, usize> {
     let mut counts = std::collections::BTreeMap::new();
-    for line in std::fs::read_to_string(log).unwrap().lines() {
-        *counts.entry(line.to_owned()).or_default() += 1;
+    for node in started.iter().flatten() {
+        *counts.entry(node.clone()).or_default() += 1;
     }
     counts
 }
@@ -110,23 +110,6 @@ fn counted(pairs: &[(&str, usize)]) -> std::collections::BTreeMap<String, usize>
 
 fn s(text: &str) -> String {
     text.to_owned()
-}
-
-/// A directory for a run's log, removed when the test ends (passing or not).
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("wf-{what}-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -177,9 +160,7 @@ async fn two_worker_processes_share_200_runs_and_complete_each_once() {
 async fn a_killed_worker_s_run_is_recovered_without_rerunning_completed_nodes() {
     let schema = IsolatedSchema::create().await.unwrap();
     let url = schema.database_url().to_owned();
-    let dir = TempDir::new("kill");
-    let log = dir.0.join("log");
-    let id = pending(&url, 1, json!({"nodes": 5, "delay_ms": 300, "log": log})).await[0];
+    let id = pending(&url, 1, json!({"nodes": 5, "delay_ms": 300})).await[0];
     let lease = [
         "--lease-ms",
         "1500",
@@ -189,19 +170,23 @@ async fn a_killed_worker_s_run_is_recovered_without_rerunning_completed_nodes() 
         "200",
     ];
 
-    let doomed = WorkerProcess::start(&url, &[&lease[..], &["--name", "doomed"]].concat());
+    let doomed =
+        WorkerProcess::start_logging_nodes(&url, &[&lease[..], &["--name", "doomed"]].concat());
     until(&url, "n2 has started", async |conn| {
         stage_started(conn, id, "n2").await
     })
     .await;
     doomed.signal("-KILL");
+    let started_by_doomed = doomed.node_starts(id);
     drop(doomed);
 
-    let rescuer = WorkerProcess::start(&url, &[&lease[..], &["--name", "rescuer"]].concat());
+    let rescuer =
+        WorkerProcess::start_logging_nodes(&url, &[&lease[..], &["--name", "rescuer"]].concat());
     until(&url, "the run has completed", async |conn| {
         status(conn, id).await == RunStatus::Completed
     })
     .await;
+    let started_by_rescuer = rescuer.node_starts(id);
     assert!(rescuer.stop().success());
 
     let mut conn = connect(&url).await;
@@ -209,8 +194,9 @@ async fn a_killed_worker_s_run_is_recovered_without_rerunning_completed_nodes() 
         owner_and_recoveries(&mut conn, id).await,
         (Some(s("rescuer")), 1)
     );
+    assert_eq!(started_by_doomed, ["n0", "n1", "n2"]);
     assert_eq!(
-        executions(&log),
+        executions(&[started_by_doomed, started_by_rescuer]),
         counted(&[("n0", 1), ("n1", 1), ("n2", 2), ("n3", 1), ("n4", 1)]),
         "completed nodes ran once; only the interrupted one ran again"
     );
@@ -497,11 +483,9 @@ async fn backend_pid(conn: &mut AsyncPgConnection) -> i32 {
 async fn a_paused_worker_s_late_writes_are_refused() {
     let schema = IsolatedSchema::create().await.unwrap();
     let url = schema.database_url().to_owned();
-    let dir = TempDir::new("pause");
-    let log = dir.0.join("log");
-    let id = pending(&url, 1, json!({"nodes": 4, "delay_ms": 1000, "log": log})).await[0];
+    let id = pending(&url, 1, json!({"nodes": 4, "delay_ms": 1000})).await[0];
 
-    let paused = WorkerProcess::start(
+    let paused = WorkerProcess::start_logging_nodes(
         &url,
         &[
             "--name",
@@ -520,7 +504,7 @@ async fn a_paused_worker_s_late_writes_are_refused() {
     .await;
     paused.signal("-STOP"); // longer than its lease, mid-node
 
-    let other = WorkerProcess::start(&url, &["--name", "other", "--poll-ms", "200"]);
+    let other = WorkerProcess::start_logging_nodes(&url, &["--name", "other", "--poll-ms", "200"]);
     until(&url, "the run has completed", async |conn| {
         status(conn, id).await == RunStatus::Completed
     })
@@ -532,6 +516,7 @@ async fn a_paused_worker_s_late_writes_are_refused() {
     paused.signal("-CONT");
     // Its node had 1 s to go, its heartbeat 0.2 s: give it time to try to write.
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    let started = [paused.node_starts(id), other.node_starts(id)];
     assert!(paused.stop().success());
     assert!(other.stop().success());
 
@@ -556,7 +541,12 @@ async fn a_paused_worker_s_late_writes_are_refused() {
         ]
     );
     assert_eq!(
-        executions(&log),
+        started[0],
+        ["n0", "n1"],
+        "the paused worker went no further once it woke"
+    );
+    assert_eq!(
+        executions(&started),
         counted(&[("n0", 1), ("n1", 2), ("n2", 1), ("n3", 1)]),
         "the paused worker went no further once it woke"
     );

@@ -1,12 +1,9 @@
 //! `chain`: a linear graph of `nodes` nodes, each setting a key to a `payload`-long string and
 //! incrementing `counter`: with the defaults, the benchmark's workload W. It is the sample on
 //! the JSON `State`: its graph's size comes from its params, and its keys are named at run
-//! time. With `log`, each
-//! node appends its name to that file when it starts, so tests can count executions; since
-//! that writes a file the caller names, it is refused unless the environment variable
-//! `WORKFLOWS_CHAIN_LOG` is `allow` (as the tests set it), never by a server facing callers.
+//! time. No param reaches anything outside the run (tests count a node's executions from
+//! the worker's log instead).
 
-use std::io::Write;
 use std::time::Duration;
 
 use workflows::{BoxError, GraphBuilder, NodeContext, Params, Runtime, State, workflow};
@@ -21,7 +18,7 @@ const MAX_WRITTEN: usize = 4 << 20;
 
 #[workflow(
     name = "chain",
-    description = "Linear: `nodes` nodes (default 10) each set a `payload`-long value (default 100) and count; optional `delay_ms`, `log`"
+    description = "Linear: `nodes` nodes (default 10) each set a `payload`-long value (default 100) and count; optional `delay_ms`"
 )]
 async fn chain(
     graph: &mut GraphBuilder,
@@ -49,17 +46,10 @@ async fn chain(
         )
         .into());
     }
-    let mut state = State::new()
+    Ok(State::new()
         .with("counter", 0)
         .with("payload", payload)
-        .with("delay_ms", delay_param(&params)?);
-    if let Some(log) = params.get::<String>("log")? {
-        if std::env::var("WORKFLOWS_CHAIN_LOG").as_deref() != Ok("allow") {
-            return Err("log is refused: it writes a file, which only tests may ask for (WORKFLOWS_CHAIN_LOG=allow)".into());
-        }
-        state.set("log", log);
-    }
-    Ok(state)
+        .with("delay_ms", delay_param(&params)?))
 }
 
 /// The `delay_ms` param (default 0), checked against [`MAX_DELAY_MS`].
@@ -73,13 +63,6 @@ fn delay_param(params: &Params) -> Result<u64, BoxError> {
 }
 
 async fn step(mut state: State, ctx: NodeContext) -> Result<State, BoxError> {
-    if let Some(log) = state.get::<String>("log")? {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)?;
-        writeln!(file, "{}", ctx.node())?;
-    }
     let delay: u64 = state.require("delay_ms")?;
     if delay > 0 {
         tokio::select! {

@@ -16,6 +16,8 @@ pub const HANG: Duration = Duration::from_secs(120);
 pub struct WorkerProcess {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// Every line read so far.
+    seen: std::sync::Mutex<Vec<String>>,
     /// What it prints when it has stopped.
     stopped: &'static str,
 }
@@ -32,6 +34,30 @@ impl WorkerProcess {
     /// lines come with its output's, each prefixed `stderr: `.
     pub fn launch(url: &str, args: &[&str]) -> Self {
         Self::spawn(url, "worker", args, "worker stopped", true)
+    }
+
+    /// `workflows worker ARGS`, once it has started, logging each node it starts (see
+    /// [`WorkerProcess::node_starts`]).
+    pub fn start_logging_nodes(url: &str, args: &[&str]) -> Self {
+        let worker = Self::spawn(url, "worker", args, "worker stopped", true);
+        worker.expect_line("worker ");
+        worker
+    }
+
+    /// How many times this process started each node of `run`, from its log: every start
+    /// of a node's function is logged just before it is called.
+    pub fn node_starts(&self, run: impl std::fmt::Display) -> Vec<String> {
+        let run = format!("run_id={run}");
+        let mut seen = self.seen.lock().unwrap();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line);
+        }
+        seen.iter()
+            .filter(|line| line.contains("node started") && line.contains(&run))
+            .filter_map(|line| line.split(" node=").nth(1))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .map(|node| node.trim_matches('"').to_owned())
+            .collect()
     }
 
     /// `workflows serve --addr 127.0.0.1:0 ARGS`, once it listens, and its base URL.
@@ -59,8 +85,14 @@ impl WorkerProcess {
             .arg(command)
             .args(args)
             .env("DATABASE_URL", url)
-            .env("WORKFLOWS_CHAIN_LOG", "allow")
-            .env("RUST_LOG", "workflows=info")
+            .env(
+                "RUST_LOG",
+                if read_stderr {
+                    "workflows=info,workflows::exec::observer=debug"
+                } else {
+                    "workflows=info"
+                },
+            )
             .stdout(Stdio::piped())
             // The worker's log, for when a test fails: set WORKFLOWS_TEST_WORKER_LOGS=1.
             .stderr(if read_stderr {
@@ -95,6 +127,7 @@ impl WorkerProcess {
         WorkerProcess {
             child,
             lines,
+            seen: std::sync::Mutex::new(Vec::new()),
             stopped,
         }
     }
@@ -105,8 +138,14 @@ impl WorkerProcess {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.starts_with(prefix) => return line,
-                Ok(line) => seen.push(line),
+                Ok(line) if line.starts_with(prefix) => {
+                    self.seen.lock().unwrap().push(line.clone());
+                    return line;
+                }
+                Ok(line) => {
+                    self.seen.lock().unwrap().push(line.clone());
+                    seen.push(line);
+                }
                 Err(e) => panic!(
                     "no line starting with {prefix:?}: {e}; the lines before:\n{}",
                     seen[seen.len().saturating_sub(30)..].join("\n")
