@@ -93,6 +93,31 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// A node's update made the run's state larger than it may be
+    /// ([`ExecutorConfig::max_state_bytes`](crate::ExecutorConfig::max_state_bytes)): the run
+    /// fails, and nothing of that step is recorded.
+    #[error(
+        "the state after node {node} is {bytes} bytes serialized, more than a run may hold ({limit} bytes, ExecutorConfig::max_state_bytes); keep large data outside the state"
+    )]
+    StateTooLarge {
+        /// The node whose update made it so.
+        node: String,
+        /// The state's size, serialized.
+        bytes: usize,
+        /// The bound.
+        limit: usize,
+    },
+
+    /// The executor is executing as many runs started by callers as it may at once
+    /// ([`ExecutorConfig::max_runs`](crate::ExecutorConfig::max_runs)).
+    #[error(
+        "this server is executing as many runs as it may at once ({limit}); retry in a moment, or submit the run for a worker"
+    )]
+    Busy {
+        /// The bound.
+        limit: usize,
+    },
+
     /// The executor is shutting down and starts no new runs.
     #[error("the executor is shutting down and starts no new runs; retry on another instance")]
     ShuttingDown,
@@ -250,7 +275,9 @@ impl Error {
             Error::InvalidStatus { .. }
             | Error::InvalidInput { .. }
             | Error::NotResumable { .. } => ErrorKind::InvalidInput,
-            Error::Unavailable { .. } | Error::ShuttingDown => ErrorKind::Unavailable,
+            Error::Unavailable { .. } | Error::ShuttingDown | Error::Busy { .. } => {
+                ErrorKind::Unavailable
+            }
             _ => ErrorKind::Internal,
         }
     }

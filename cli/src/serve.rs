@@ -26,6 +26,10 @@ pub(crate) struct ServeArgs {
     /// On stop, seconds executing runs may take to finish before they are cancelled.
     #[arg(long, default_value_t = 30)]
     drain_secs: u64,
+    /// The most runs executing inside the server at once (started or resumed over HTTP);
+    /// past it, execute and resume answer 503 with Retry-After.
+    #[arg(long, default_value_t = 32)]
+    max_runs: usize,
     /// A file of the bearer tokens to accept, one per line: `rw:TOKEN` (read-write) or
     /// `ro:TOKEN` (read-only); `#` starts a comment. WORKFLOWS_API_TOKENS may hold the same
     /// entries, separated by commas.
@@ -93,6 +97,7 @@ pub(crate) async fn serve(
 ) -> workflows::Result<Outcome> {
     let executor = Executor::builder(pool, Registry::from_compiled()?)
         .runtime(crate::samples::runtime())
+        .config(workflows::ExecutorConfig::default().max_runs(args.max_runs))
         .build()?;
     let mut api = HttpApi::new(executor.clone());
     if let Some(tokens) = &tokens {

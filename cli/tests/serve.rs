@@ -160,3 +160,51 @@ async fn serve_with_a_tokens_file_answers_only_requests_with_a_token() {
     assert!(server.stop().success());
     schema.drop_schema().await.unwrap();
 }
+
+/// The most the server may hold, in KiB, after 100 executes beyond its bound: its memory at
+/// rest (about 21 MiB here) and room for the requests, well under what executing them would take.
+const REFUSED_RSS_CEILING_KIB: u64 = 64 * 1024;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hundred_executes_beyond_the_bound_are_refused_with_503_and_the_memory_stays_bounded() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (server, base) = WorkerProcess::serve(
+        schema.database_url(),
+        &["--max-runs", "2", "--drain-secs", "0"],
+    );
+    let client = reqwest::Client::new();
+    let execute = format!("{base}/workflows/chain/execute");
+    // Two runs whose one node pauses a minute hold the bound.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let response = client
+            .post(&execute)
+            .json(&json!({"nodes": 1, "delay_ms": 60_000}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        held.push(response);
+    }
+    let before = server.rss_kib();
+    // The request that once ran for minutes and took hundreds of MiB inside the server.
+    let heavy = json!({"nodes": 200, "payload": 20000});
+    let refusals = futures_util::future::join_all((0..100).map(|_| {
+        client
+            .post(format!("{execute}?wait=true"))
+            .json(&heavy)
+            .send()
+    }))
+    .await;
+    let after = server.rss_kib();
+    for refused in refusals {
+        let refused = refused.unwrap();
+        assert_eq!(refused.status(), 503);
+        assert_eq!(refused.headers()["retry-after"], "1");
+    }
+    eprintln!("serve RSS: {before} KiB before, {after} KiB after 100 refused executes");
+    assert!(after < REFUSED_RSS_CEILING_KIB, "{after} KiB");
+    drop(held);
+    assert!(server.stop().success());
+    schema.drop_schema().await.unwrap();
+}

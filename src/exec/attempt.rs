@@ -64,7 +64,7 @@ pub(super) async fn execute(
     let journal = PgJournal::new(
         inner.connections.clone(),
         inner.group_commit.clone(),
-        inner.config.keep_checkpoints,
+        (inner.config.keep_checkpoints, inner.config.max_state_bytes),
         lease,
         deadline,
     );

@@ -44,6 +44,16 @@ pub struct ExecutorConfig {
     /// run in parallel and PostgreSQL already shares their flushes (`bench/RESULTS.md`).
     /// Try it where flushes are slow (network storage, synchronous replication).
     pub group_commit: bool,
+    /// The most runs that [`Executor::start`](crate::Executor::start) and
+    /// [`Executor::resume`](crate::Executor::resume) keep executing in this process at once
+    /// (default: no bound). Past it they refuse with [`Error::Busy`](crate::Error::Busy),
+    /// which the HTTP API answers with 503 and `Retry-After`. Runs a worker claims are
+    /// bounded by the worker's own concurrency instead.
+    pub max_runs: Option<usize>,
+    /// The largest state a run may hold, serialized (default 16 MiB): a node whose state
+    /// would be larger after its update fails the run, naming the node and the size, and
+    /// nothing of that step is recorded.
+    pub max_state_bytes: usize,
 }
 
 impl Default for ExecutorConfig {
@@ -55,6 +65,8 @@ impl Default for ExecutorConfig {
             lease: Duration::from_secs(30),
             heartbeat: Duration::from_secs(10),
             group_commit: false,
+            max_runs: None,
+            max_state_bytes: 16 << 20,
         }
     }
 }
@@ -93,6 +105,18 @@ impl ExecutorConfig {
     /// Sets [`group_commit`](Self::group_commit).
     pub fn group_commit(mut self, together: bool) -> Self {
         self.group_commit = together;
+        self
+    }
+
+    /// Sets [`max_runs`](Self::max_runs).
+    pub fn max_runs(mut self, runs: usize) -> Self {
+        self.max_runs = Some(runs);
+        self
+    }
+
+    /// Sets [`max_state_bytes`](Self::max_state_bytes).
+    pub fn max_state_bytes(mut self, bytes: usize) -> Self {
+        self.max_state_bytes = bytes;
         self
     }
 

@@ -276,8 +276,14 @@ impl Engine<'_> {
                 },
                 next,
             };
-            if !self.journal.node_completed(&commit).await? {
-                return self.superseded(at, duration.1).await;
+            match self.journal.node_completed(&commit).await {
+                Ok(true) => {}
+                Ok(false) => return self.superseded(at, duration.1).await,
+                // Refused before anything was written: the node fails, saying why.
+                Err(too_large @ crate::error::Error::StateTooLarge { .. }) => {
+                    return self.fail(at, duration, too_large.to_string()).await;
+                }
+                Err(e) => return Err(e),
             }
             self.node_committed(at, duration.0, &output, &route);
             if let Some(wait) = wait {

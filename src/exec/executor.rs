@@ -118,6 +118,10 @@ impl ExecutorBuilder {
         }
         // The runs and their batched commits take turns on the same connections.
         let connections = RunConnections::new(self.pool.clone());
+        let run_permits = self
+            .config
+            .max_runs
+            .map(|runs| Arc::new(tokio::sync::Semaphore::new(runs)));
         Ok(Executor {
             inner: Arc::new(Inner {
                 group_commit: self
@@ -135,6 +139,7 @@ impl ExecutorBuilder {
                     .with(Arc::new(self.observers)),
                 active: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
+                run_permits,
                 closing: AtomicBool::new(false),
                 starting: RwLock::new(()),
                 heartbeat: std::sync::Once::new(),
@@ -222,6 +227,7 @@ impl Executor {
         let def = self.inner.registry.get(workflow)?.clone();
         let params = Params::from_value(params)?;
         def.check_params(&params)?;
+        let permit = self.run_permit()?;
         let granted = Instant::now();
         let (run, lease) = {
             let mut conn = self.inner.pool.get().await?;
@@ -235,7 +241,21 @@ impl Executor {
             )
             .await?
         };
-        Ok(self.spawn(def, run, lease, granted, Attempt::Fresh, None))
+        Ok(self.spawn(def, run, lease, granted, Attempt::Fresh, None, permit))
+    }
+
+    /// A permit for one more run started by a caller, if runs are bounded; [`Error::Busy`]
+    /// when none is left.
+    fn run_permit(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>> {
+        match &self.inner.run_permits {
+            None => Ok(None),
+            Some(permits) => Arc::clone(permits)
+                .try_acquire_owned()
+                .map(Some)
+                .map_err(|_| Error::Busy {
+                    limit: self.inner.config.max_runs.unwrap_or_default(),
+                }),
+        }
     }
 
     /// Queues a run of `workflow` with `params` for a [`Worker`](crate::Worker), and returns
@@ -360,6 +380,7 @@ impl Executor {
         let mut conn = self.inner.pool.get().await?;
         let run = repository::find_run(&mut conn, run_id).await?;
         let def = self.inner.registry.get(&run.workflow_name)?.clone();
+        let permit = self.run_permit()?;
         let config = &self.inner.config;
         let granted = Instant::now();
         let reopened = runs::reopen(&mut conn, run_id, &self.inner.owner, config.lease).await?;
@@ -367,7 +388,15 @@ impl Executor {
         let attempt = Attempt::Resume {
             previous_error: reopened.previous_error,
         };
-        Ok(self.spawn(def, reopened.run, reopened.lease, granted, attempt, None))
+        Ok(self.spawn(
+            def,
+            reopened.run,
+            reopened.lease,
+            granted,
+            attempt,
+            None,
+            permit,
+        ))
     }
 
     /// Executes a run a worker claimed (fresh), took over (resume) or found due under
@@ -392,9 +421,15 @@ impl Executor {
             Err(e) => Err(e),
         };
         match accepted {
-            Ok((_starting, def)) => {
-                Ok(self.spawn(def, run, lease, granted, attempt, Some(hold_waits_up_to)))
-            }
+            Ok((_starting, def)) => Ok(self.spawn(
+                def,
+                run,
+                lease,
+                granted,
+                attempt,
+                Some(hold_waits_up_to),
+                None,
+            )),
             Err(e) => {
                 let mut conn = self.inner.pool.get().await?;
                 runs::release(&mut conn, &[lease.token]).await?;
@@ -497,7 +532,9 @@ impl Executor {
     /// Starts the task executing `run` under `lease` (granted by a statement sent at
     /// `granted`), registered so that [`Executor::cancel`] reaches it and the heartbeat
     /// renews its lease. Backoffs longer than `hold_waits_up_to` release the run; `None`:
-    /// every backoff waits here (for runs a caller started and awaits).
+    /// every backoff waits here (for runs a caller started and awaits). `permit`, if any, is
+    /// held until the task ends.
+    #[allow(clippy::too_many_arguments)]
     fn spawn(
         &self,
         def: WorkflowDef,
@@ -506,6 +543,7 @@ impl Executor {
         granted: Instant,
         attempt: Attempt,
         hold_waits_up_to: Option<Duration>,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> Execution {
         self.start_heartbeat();
         let (sender, events) = mpsc::unbounded_channel();
@@ -536,6 +574,7 @@ impl Executor {
                 )
                 .await;
                 inner.active().remove(&token);
+                drop(permit);
                 ended
             }
             .instrument(span),

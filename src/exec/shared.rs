@@ -37,6 +37,8 @@ pub(super) struct Inner {
     /// stalled), and each must keep its own heartbeat and interrupt.
     pub(super) active: Mutex<HashMap<uuid::Uuid, Active>>,
     pub(super) tasks: TaskTracker,
+    /// One permit per run `start` and `resume` may keep executing, when they are bounded.
+    pub(super) run_permits: Option<Arc<tokio::sync::Semaphore>>,
     pub(super) closing: AtomicBool,
     /// Held (shared) from a start's check of `closing` until its task is spawned; shutdown
     /// takes it exclusively once `closing` is set, so that every run it must drain has been

@@ -27,7 +27,8 @@ pub struct ErrorBody {
 #[derive(utoipa::IntoResponses)]
 #[expect(dead_code, reason = "describes responses; ApiError makes them")]
 pub(crate) enum ServerErrors {
-    /// The database is unavailable, or the server is shutting down
+    /// The database is unavailable, the server is shutting down, or it is executing as many
+    /// runs as it may (then with `Retry-After`)
     #[response(status = 503)]
     Unavailable(ErrorBody),
     /// Internal error; the server's log has the details
@@ -52,6 +53,8 @@ pub(crate) enum RunLookupErrors {
 pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
+    /// Seconds after which a retry may succeed (`Retry-After`), for a busy server.
+    retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -60,6 +63,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -101,6 +105,10 @@ impl From<Error> for ApiError {
                 tracing::warn!(error = %error, "request refused: the database is unavailable");
                 ApiError::new(status, "the database is unavailable; retry later")
             }
+            Error::Busy { .. } => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(status, error.to_string())
+            },
             _ if status == StatusCode::INTERNAL_SERVER_ERROR => {
                 tracing::error!(error = %error, detail = ?error, "request failed");
                 ApiError::new(status, "internal error; the server's log has the details")
@@ -113,6 +121,13 @@ impl From<Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status;
-        (status, Json(self.into_body())).into_response()
+        let retry_after = self.retry_after;
+        let mut response = (status, Json(self.into_body())).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

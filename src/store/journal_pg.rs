@@ -56,6 +56,8 @@ pub(crate) struct PgJournal {
     /// Where node commits go when they are batched across runs.
     group_commit: Option<Arc<GroupCommit>>,
     keep_checkpoints: bool,
+    /// The largest state a node commit may store, serialized.
+    max_state_bytes: usize,
     lease: Lease,
     deadline: LeaseDeadline,
 }
@@ -109,7 +111,7 @@ impl PgJournal {
     pub(crate) fn new(
         pool: RunConnections,
         group_commit: Option<Arc<GroupCommit>>,
-        keep_checkpoints: bool,
+        (keep_checkpoints, max_state_bytes): (bool, usize),
         lease: Lease,
         deadline: LeaseDeadline,
     ) -> Self {
@@ -117,6 +119,7 @@ impl PgJournal {
             pool,
             group_commit,
             keep_checkpoints,
+            max_state_bytes,
             lease,
             deadline,
         }
@@ -528,6 +531,14 @@ impl Journal for PgJournal {
     fn node_completed<'a>(&'a self, c: &'a NodeCommit<'a>) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let state = state_to_json(c.checkpoint)?;
+            let bytes = state.as_str().len();
+            if bytes > self.max_state_bytes {
+                return Err(Error::StateTooLarge {
+                    node: c.node.to_owned(),
+                    bytes,
+                    limit: self.max_state_bytes,
+                });
+            }
             let (keep, lease) = (self.keep_checkpoints, self.lease);
             let landed = Landed::Stage {
                 node: c.node,

@@ -5,5 +5,6 @@ mod auth;
 mod bad_requests;
 mod contract;
 mod endpoints;
+mod limits;
 mod progress;
 mod server;

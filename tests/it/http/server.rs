@@ -30,6 +30,8 @@ pub(crate) struct Options {
     pub(crate) prefix: &'static str,
     /// The tokens it requires, if any.
     pub(crate) auth: Option<workflows::http::BearerTokens>,
+    /// Its executor's configuration.
+    pub(crate) config: workflows::ExecutorConfig,
 }
 
 impl TestServer {
@@ -46,6 +48,7 @@ impl TestServer {
             .build();
         let executor = Executor::builder(schema.pool().clone(), registry())
             .runtime(runtime)
+            .config(options.config)
             .build()
             .unwrap();
         let mut api = HttpApi::new(executor.clone()).limits(options.limits);
