@@ -25,6 +25,7 @@ mod migrate;
 mod output;
 mod samples;
 mod serve;
+mod server;
 mod table;
 mod worker;
 

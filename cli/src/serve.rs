@@ -26,6 +26,20 @@ pub(crate) struct ServeArgs {
     /// On stop, seconds executing runs may take to finish before they are cancelled.
     #[arg(long, default_value_t = 30)]
     drain_secs: u64,
+    /// How long a request's headers may take to arrive, in milliseconds (an idle
+    /// connection is closed after as long).
+    #[arg(long, default_value_t = 10_000)]
+    header_timeout_ms: u64,
+    /// How long a request body may take to arrive, in milliseconds; after its first 5 s it
+    /// must also keep up --body-min-rate.
+    #[arg(long, default_value_t = 30_000)]
+    body_timeout_ms: u64,
+    /// The bytes a second a request body must keep up after its first 5 s.
+    #[arg(long, default_value_t = 1024)]
+    body_min_rate: u64,
+    /// The most connections served at once; more wait until one closes.
+    #[arg(long, default_value_t = 512)]
+    max_connections: usize,
     /// The most runs executing inside the server at once (started or resumed over HTTP);
     /// past it, execute and resume answer 503 with Retry-After.
     #[arg(long, default_value_t = 32)]
@@ -108,7 +122,9 @@ pub(crate) async fn serve(
         .limits(
             HttpLimits::default()
                 .body_bytes(args.body_limit)
-                .request_timeout(Duration::from_millis(args.request_timeout_ms)),
+                .request_timeout(Duration::from_millis(args.request_timeout_ms))
+                .body_timeout(Duration::from_millis(args.body_timeout_ms))
+                .body_min_rate(args.body_min_rate),
         )
         .router();
     let listener = tokio::net::TcpListener::bind(args.addr)
@@ -134,14 +150,12 @@ pub(crate) async fn serve(
     }
 
     let stopping = tokio::sync::watch::channel(false);
-    let mut stopped = stopping.1.clone();
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            })
-            .into_future(),
-    );
+    let stopped = stopping.1.clone();
+    let limits = crate::server::ConnectionLimits {
+        header_timeout: Duration::from_millis(args.header_timeout_ms),
+        max_connections: args.max_connections,
+    };
+    let server = tokio::spawn(crate::server::serve(listener, app, limits, stopped));
     stop.await;
     outln!(
         "stopping: no new requests; runs get {} s to finish",

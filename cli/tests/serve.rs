@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use workflows::testing::IsolatedSchema;
@@ -205,6 +207,206 @@ async fn a_hundred_executes_beyond_the_bound_are_refused_with_503_and_the_memory
     eprintln!("serve RSS: {before} KiB before, {after} KiB after 100 refused executes");
     assert!(after < REFUSED_RSS_CEILING_KIB, "{after} KiB");
     drop(held);
+    assert!(server.stop().success());
+    schema.drop_schema().await.unwrap();
+}
+
+/// `host:port` of a base URL.
+fn address(base: &str) -> String {
+    base.trim_start_matches("http://").to_owned()
+}
+
+/// Whether the server closed `stream` (a read gives 0 bytes, or an error) within `within`,
+/// reading and dropping whatever it sends first.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 4096];
+    tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_headers_are_cut_off_at_the_header_timeout_while_other_requests_are_answered() {
+    use tokio::io::AsyncWriteExt;
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (server, base) = WorkerProcess::serve(
+        schema.database_url(),
+        &["--header-timeout-ms", "1000", "--drain-secs", "0"],
+    );
+    let started = Instant::now();
+    let mut slow = Vec::new();
+    for _ in 0..40 {
+        let mut stream = tokio::net::TcpStream::connect(address(&base))
+            .await
+            .unwrap();
+        stream
+            .write_all(b"GET /workflows HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    // One more header line each, a second apart, as a slowloris client sends them.
+    let dripping = tokio::spawn(async move {
+        let mut closed = 0;
+        for second in 0..5 {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            for stream in &mut slow {
+                let _ = stream
+                    .write_all(format!("X-Drip-{second}: 1\r\n").as_bytes())
+                    .await;
+            }
+        }
+        for stream in &mut slow {
+            if closed_within(stream, Duration::from_secs(5)).await {
+                closed += 1;
+            }
+        }
+        closed
+    });
+    // Meanwhile a normal client is answered.
+    let client = reqwest::Client::new();
+    let mut latencies = Vec::new();
+    for _ in 0..20 {
+        let asked = Instant::now();
+        let answer = client
+            .get(format!("{base}/workflows"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        latencies.push(asked.elapsed());
+    }
+    let closed = dripping.await.unwrap();
+    latencies.sort();
+    eprintln!(
+        "slowloris: {closed} of 40 closed by {:.1} s; normal requests meanwhile: p50 {:?}, max {:?}",
+        started.elapsed().as_secs_f64(),
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+    assert_eq!(closed, 40, "every slow header cut off");
+    assert!(server.stop().success());
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_sent_a_byte_at_a_time_is_cut_off_with_408_even_where_answers_stream() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (server, base) = WorkerProcess::serve(
+        schema.database_url(),
+        &["--body-timeout-ms", "2000", "--drain-secs", "0"],
+    );
+    let started = Instant::now();
+    let mut uploads = Vec::new();
+    for _ in 0..20 {
+        let address = address(&base);
+        uploads.push(tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+            stream
+                .write_all(b"POST /workflows/chain/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")
+                .await
+                .unwrap();
+            let mut answer = Vec::new();
+            let mut buffer = [0u8; 1024];
+            loop {
+                tokio::select! {
+                    read = stream.read(&mut buffer) => match read {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => answer.extend_from_slice(&buffer[..n]),
+                    },
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {
+                        if stream.write_all(b" ").await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            String::from_utf8_lossy(&answer).into_owned()
+        }));
+    }
+    for upload in uploads {
+        let answer = tokio::time::timeout(Duration::from_secs(30), upload)
+            .await
+            .expect("cut off, not left hanging")
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(
+            answer.contains("the request body arrived too slowly"),
+            "{answer}"
+        );
+    }
+    eprintln!(
+        "slow bodies: 20 of 20 cut off with 408 by {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let runs: serde_json::Value = reqwest::get(format!("{base}/workflows/runs"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(runs["total"], 0, "none of them started a run");
+    assert!(server.stop().success());
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_connection_is_closed_and_connections_past_the_cap_wait_for_a_free_one() {
+    use tokio::io::AsyncWriteExt;
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (server, base) = WorkerProcess::serve(
+        schema.database_url(),
+        &[
+            "--header-timeout-ms",
+            "1500",
+            "--max-connections",
+            "3",
+            "--drain-secs",
+            "0",
+        ],
+    );
+    // Three connections that say nothing take every slot.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(
+            tokio::net::TcpStream::connect(address(&base))
+                .await
+                .unwrap(),
+        );
+    }
+    let opened = Instant::now();
+    // A fourth is answered only once the idle ones are closed, at the header timeout.
+    let answer = reqwest::Client::new()
+        .get(format!("{base}/workflows"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let waited = opened.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1400),
+        "answered after {waited:?}"
+    );
+    for stream in &mut idle {
+        assert!(closed_within(stream, Duration::from_secs(5)).await);
+    }
+    // A kept-alive connection that goes quiet after its request is closed too.
+    let mut kept = tokio::net::TcpStream::connect(address(&base))
+        .await
+        .unwrap();
+    kept.write_all(b"GET /workflows HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(closed_within(&mut kept, Duration::from_secs(10)).await);
     assert!(server.stop().success());
     schema.drop_schema().await.unwrap();
 }

@@ -89,6 +89,11 @@ pub(crate) fn json_body(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the request body is larger than the limit of {limit} bytes"),
         ),
+        _ if rejection.body_text().contains(super::slow_body::TOO_SLOW) => {
+            let text = rejection.body_text();
+            let from = text.find(super::slow_body::TOO_SLOW).unwrap_or(0);
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, &text[from..])
+        }
         status => ApiError::new(status, rejection.body_text()),
     })?;
     if body.is_empty() {

@@ -37,6 +37,7 @@ mod inspector;
 mod params_schema;
 mod progress;
 mod runs;
+mod slow_body;
 mod workflow_paths;
 mod workflows;
 
@@ -67,6 +68,12 @@ pub struct HttpLimits {
     /// How long a request may take, except those that stream or wait for a run; longer is
     /// a 503.
     pub request_timeout: Duration,
+    /// How long a request body may take to arrive, whatever the endpoint (default 30 s).
+    pub body_timeout: Duration,
+    /// The rate a request body must keep up after its first 5 s, in bytes a second
+    /// (default 1024). A body that falls behind, or takes longer than `body_timeout`, fails
+    /// its request with 408.
+    pub body_min_rate: u64,
 }
 
 impl Default for HttpLimits {
@@ -74,6 +81,8 @@ impl Default for HttpLimits {
         HttpLimits {
             body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
+            body_min_rate: 1024,
         }
     }
 }
@@ -88,6 +97,18 @@ impl HttpLimits {
     /// How long a request that does not stream or wait may take.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// How long a request body may take to arrive.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// The rate, in bytes a second, a request body must keep up after its first 5 s.
+    pub fn body_min_rate(mut self, bytes_per_sec: u64) -> Self {
+        self.body_min_rate = bytes_per_sec;
         self
     }
 }
@@ -184,8 +205,17 @@ impl HttpApi {
         if self.inspector {
             router = router.merge(inspector::routes());
         }
+        let rate = slow_body::BodyRate {
+            timeout: limits.body_timeout,
+            min_bytes_per_sec: limits.body_min_rate,
+            grace: Duration::from_secs(5),
+        };
         router
             .layer(DefaultBodyLimit::max(limits.body_bytes))
+            .layer(middleware::from_fn_with_state(
+                rate,
+                slow_body::bounded_body,
+            ))
             .with_state(self.state)
     }
 }
