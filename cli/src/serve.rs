@@ -37,6 +37,10 @@ pub(crate) struct ServeArgs {
     /// The bytes a second a request body must keep up after its first 5 s.
     #[arg(long, default_value_t = 1024)]
     body_min_rate: u64,
+    /// How long a write may wait for the client to read, in milliseconds; a client that
+    /// stops reading (a progress stream it never reads) is disconnected after it.
+    #[arg(long, default_value_t = 30_000)]
+    write_timeout_ms: u64,
     /// The most connections served at once; more wait until one closes.
     #[arg(long, default_value_t = 512)]
     max_connections: usize,
@@ -153,6 +157,7 @@ pub(crate) async fn serve(
     let stopped = stopping.1.clone();
     let limits = crate::server::ConnectionLimits {
         header_timeout: Duration::from_millis(args.header_timeout_ms),
+        write_timeout: Duration::from_millis(args.write_timeout_ms),
         max_connections: args.max_connections,
     };
     let server = tokio::spawn(crate::server::serve(listener, app, limits, stopped));

@@ -1,24 +1,32 @@
 //! The HTTP server under `workflows serve`: axum's router on hyper, with the bounds a server
 //! facing the network needs against slow clients. Headers must arrive within a time limit
 //! (an idle kept-alive connection waiting for its next request's headers is closed after
-//! it too), and at most so many connections are served at once: past that, new ones wait in
-//! the listen queue until one closes. (Slow request bodies are cut off by the router
-//! itself, see `HttpLimits`.)
+//! it too), a connection whose client stops reading what it is sent (a progress stream it
+//! never reads) is closed once a write has waited for the write timeout, and at most so many
+//! connections are served at once: past that, new ones wait in the listen queue until one
+//! closes. (Slow request bodies are cut off by the router itself, see `HttpLimits`.)
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+use tokio::time::Sleep;
 
 /// The bounds on connections.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnectionLimits {
     /// How long a request's headers may take to arrive (and an idle connection may wait).
     pub(crate) header_timeout: Duration,
+    /// How long a write to a client may wait for it to read.
+    pub(crate) write_timeout: Duration,
     /// How many connections are served at once.
     pub(crate) max_connections: usize,
 }
@@ -57,6 +65,7 @@ pub(crate) async fn serve(
             () = stopped(&mut stop) => break,
         };
         let service = TowerToHyperService::new(app.clone());
+        let stream = WriteTimeout::new(stream, limits.write_timeout);
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             // A connection cut off (a timeout, a client gone) is the client's business.
@@ -71,4 +80,87 @@ pub(crate) async fn serve(
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is dropped at once: it must not live across an await.
     let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// A connection whose writes fail once one has waited `timeout` for the client to read.
+struct WriteTimeout {
+    stream: TcpStream,
+    timeout: Duration,
+    /// Running while a write waits.
+    waiting: Option<Pin<Box<Sleep>>>,
+}
+
+impl WriteTimeout {
+    fn new(stream: TcpStream, timeout: Duration) -> Self {
+        WriteTimeout {
+            stream,
+            timeout,
+            waiting: None,
+        }
+    }
+
+    /// `Pending` while the write may still wait; an error once it has waited too long.
+    fn wait(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let timeout = self.timeout;
+        let waiting = self
+            .waiting
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        ready!(waiting.as_mut().poll(cx));
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the client read nothing for {} ms", timeout.as_millis()),
+        )))
+    }
+}
+
+impl AsyncRead for WriteTimeout {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WriteTimeout {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write(cx, buf) {
+            Poll::Pending => self.wait(cx),
+            done => {
+                self.waiting = None;
+                done
+            }
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
+            Poll::Pending => self.wait(cx),
+            done => {
+                self.waiting = None;
+                done
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
 }

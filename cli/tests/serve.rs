@@ -410,3 +410,68 @@ async fn an_idle_connection_is_closed_and_connections_past_the_cap_wait_for_a_fr
     assert!(server.stop().success());
     schema.drop_schema().await.unwrap();
 }
+
+/// The most the server may hold, in KiB, while a client that stopped reading a heavy run's
+/// progress stream is still connected: its memory at rest, the run's own state (2 MB at the
+/// end) and the stream's bounded buffer (8 MiB of events, `STREAM_BUFFER_BYTES`).
+const STALLED_STREAM_RSS_CEILING_KIB: u64 = 96 * 1024;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_progress_stream_nobody_reads_is_disconnected_with_memory_bounded_and_its_run_completes()
+{
+    use tokio::io::AsyncWriteExt;
+    let schema = IsolatedSchema::create().await.unwrap();
+    let (server, base) = WorkerProcess::serve(
+        schema.database_url(),
+        &["--write-timeout-ms", "2000", "--drain-secs", "0"],
+    );
+    let body = r#"{"nodes": 100, "payload": 20000}"#;
+    let mut stream = tokio::net::TcpStream::connect(address(&base))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /workflows/chain/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // Read nothing while the run goes (every event carries its state: hundreds of MB in all).
+    let mut peak = 0;
+    let client = reqwest::Client::new();
+    let completed = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            peak = peak.max(server.rss_kib());
+            let runs: Value = client
+                .get(format!("{base}/workflows/runs?status=completed"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if runs["total"] == 1 {
+                return runs["data"][0].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the run completes though its client reads nothing");
+    assert_eq!(completed["result"]["counter"], 100);
+    let waited = Instant::now();
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(30)).await,
+        "the stalled stream is closed"
+    );
+    eprintln!(
+        "stalled stream: peak RSS {peak} KiB while it was open; closed {:.1} s after the run completed",
+        waited.elapsed().as_secs_f64()
+    );
+    assert!(peak < STALLED_STREAM_RSS_CEILING_KIB, "{peak} KiB");
+    assert!(server.stop().success());
+    schema.drop_schema().await.unwrap();
+}

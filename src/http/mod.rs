@@ -54,7 +54,7 @@ use utoipa_axum::routes;
 
 pub use api_error::ErrorBody;
 pub use auth::{Access, BearerAuth, BearerAuthLayer, BearerTokens, MIN_TOKEN_LEN};
-pub use progress::{ProgressMessage, StreamError};
+pub use progress::{ProgressMessage, STREAM_BUFFER, STREAM_BUFFER_BYTES, StreamError};
 
 use crate::{Executor, PageConfig};
 use api_error::ApiError;

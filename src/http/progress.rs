@@ -7,6 +7,11 @@
 //! [`Run`]), `waiting` (the run, waiting for an answer or a timer) or `error` (a
 //! [`StreamError`]). The run does not depend on the client: one that
 //! disconnects drops the stream, not the run, which goes on and is recorded in full.
+//!
+//! A stream holds at most [`STREAM_BUFFER`] events, and [`STREAM_BUFFER_BYTES`] of them, for
+//! a client that reads slower than its run goes: past that, events are dropped, and the next one the client gets is `lagged`
+//! (`{"missed": N}`, how many it missed). The last event is always kept. (A server closes a
+//! connection whose client stops reading altogether: `workflows serve --write-timeout-ms`.)
 
 use std::convert::Infallible;
 
@@ -16,9 +21,21 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
 use super::api_error::ApiError;
 use crate::{Event, Execution, Run, RunStatus};
+
+/// How many events a progress stream holds for a client that reads slower than its run goes.
+pub const STREAM_BUFFER: usize = 64;
+
+/// How many bytes of events a progress stream holds for a slow client (an event carries the
+/// node's input or output state, so events can be large): 8 MiB.
+pub const STREAM_BUFFER_BYTES: usize = 8 << 20;
 
 /// The header that carries the run's id, so a client can find the run again.
 pub(crate) const RUN_ID_HEADER: HeaderName = HeaderName::from_static("x-run-id");
@@ -38,10 +55,11 @@ pub struct StreamError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProgressMessage {
     /// `stage.start`, `stage.complete`, `stage.retry`, `decision` or `interrupt` (`data` is
-    /// an `Event`), then `complete` (`data` is the final `Run`), `waiting` (`data` is the
-    /// run, waiting for an answer or a timer) or `error` (`data` is a `StreamError`).
+    /// an `Event`), `lagged` (`data` is `{"missed": N}`: events a slow client missed), then
+    /// `complete` (`data` is the final `Run`), `waiting` (`data` is the run, waiting for an
+    /// answer or a timer) or `error` (`data` is a `StreamError`).
     #[schema(
-        pattern = r"^(stage\.start|stage\.complete|stage\.retry|decision|interrupt|complete|waiting|error)$"
+        pattern = r"^(stage\.start|stage\.complete|stage\.retry|decision|interrupt|lagged|complete|waiting|error)$"
     )]
     pub event: String,
     /// The event's JSON.
@@ -67,25 +85,73 @@ pub(crate) async fn respond(execution: Execution, wait: bool) -> Response {
     ([(RUN_ID_HEADER, run_id)], events).into_response()
 }
 
-/// The run's events as they happen, ending with `complete` or `error`.
-fn progress(execution: Execution) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    stream::unfold(Some(execution), |execution| async move {
-        let mut execution = execution?;
-        loop {
-            match execution.next_event().await {
-                Some(event) => {
-                    if let Some(sse) = progress_event(&event) {
-                        return Some((Ok(sse), Some(execution)));
-                    }
+/// The run's events as they happen, ending with `complete` or `error`: forwarded as they
+/// come into a buffer of [`STREAM_BUFFER`] the client reads from (see the module).
+fn progress(mut execution: Execution) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    let (sender, receiver) = mpsc::channel::<(SseEvent, usize)>(STREAM_BUFFER);
+    let buffered = Arc::new(AtomicUsize::new(0));
+    let held = Arc::clone(&buffered);
+    tokio::spawn(async move {
+        // Whether an event of `size` bytes was buffered; `None` once the client is gone.
+        let offer = |(event, size): (SseEvent, usize)| {
+            if held.load(Ordering::Acquire) + size > STREAM_BUFFER_BYTES {
+                return Some(false);
+            }
+            match sender.try_send((event, size)) {
+                Ok(()) => {
+                    held.fetch_add(size, Ordering::AcqRel);
+                    Some(true)
                 }
-                None => return Some((Ok(final_event(execution.wait().await)), None)),
+                Err(TrySendError::Full(_)) => Some(false),
+                Err(TrySendError::Closed(_)) => None,
+            }
+        };
+        let mut missed = 0u64;
+        while let Some(event) = execution.next_event().await {
+            let Some(sse) = progress_event(&event) else {
+                continue;
+            };
+            if missed > 0 {
+                match offer(lagged(missed)) {
+                    Some(true) => missed = 0,
+                    Some(false) => {
+                        missed += 1;
+                        continue;
+                    }
+                    // The client is gone; the run goes on without it.
+                    None => return,
+                }
+            }
+            match offer(sse) {
+                Some(true) => {}
+                Some(false) => missed += 1,
+                None => return,
             }
         }
-    })
+        let last = final_event(execution.wait().await);
+        if missed > 0 && sender.send(lagged(missed)).await.is_err() {
+            return;
+        }
+        let _ = sender.send(last).await;
+    });
+    stream::unfold(
+        (receiver, buffered),
+        |(mut receiver, buffered)| async move {
+            let (event, size) = receiver.recv().await?;
+            buffered.fetch_sub(size, Ordering::AcqRel);
+            Some((Ok(event), (receiver, buffered)))
+        },
+    )
 }
 
-/// The stream's name for a progress event; `None` for events the stream does not carry.
-fn progress_event(event: &Event) -> Option<SseEvent> {
+/// `lagged`: how many events the client missed.
+fn lagged(missed: u64) -> (SseEvent, usize) {
+    json_event("lagged", &serde_json::json!({ "missed": missed }))
+}
+
+/// The stream's name for a progress event, and its size; `None` for events the stream does
+/// not carry.
+fn progress_event(event: &Event) -> Option<(SseEvent, usize)> {
     let name = match event {
         Event::NodeStarted { .. } => "stage.start",
         Event::NodeCompleted { .. } => "stage.complete",
@@ -100,8 +166,8 @@ fn progress_event(event: &Event) -> Option<SseEvent> {
     Some(json_event(name, event))
 }
 
-/// `complete` with the run, or `error` with why it did not complete.
-fn final_event(result: crate::Result<Run>) -> SseEvent {
+/// `complete` with the run, or `error` with why it did not complete, and its size.
+fn final_event(result: crate::Result<Run>) -> (SseEvent, usize) {
     match result {
         Ok(run) if run.status == RunStatus::Completed => json_event("complete", &run),
         Ok(run) if run.status == RunStatus::Waiting => json_event("waiting", &run),
@@ -131,8 +197,10 @@ fn final_event(result: crate::Result<Run>) -> SseEvent {
     }
 }
 
-fn json_event(name: &str, data: &impl Serialize) -> SseEvent {
+/// An event named `name` with `data` as JSON, and its size in bytes.
+fn json_event(name: &str, data: &impl Serialize) -> (SseEvent, usize) {
     let data = serde_json::to_string(data)
         .unwrap_or_else(|e| format!("{{\"error\":\"unserializable event: {e}\"}}"));
-    SseEvent::default().event(name).data(data)
+    let size = data.len();
+    (SseEvent::default().event(name).data(data), size)
 }

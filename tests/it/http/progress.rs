@@ -184,3 +184,45 @@ async fn a_client_that_disconnects_leaves_a_completed_and_fully_recorded_run() {
     drop(conn);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_reads_slower_than_its_run_is_told_how_many_events_it_missed() {
+    use workflows::http::STREAM_BUFFER;
+    let server = TestServer::start().await;
+    let response = server
+        .post_json("/workflows/heavy/execute", &json!({"nodes": 40}))
+        .await;
+    let id: workflows::RunId = response.headers()["x-run-id"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The client reads nothing until the run has ended: its events (tens of MB, as each
+    // carries the state) cannot all wait for it.
+    let run =
+        crate::fixtures::until_status(server.executor.pool(), id, workflows::RunStatus::Completed)
+            .await;
+    let events = SseReader::new(response).rest().await;
+    let names = names(&events);
+    assert_eq!(names.last(), Some(&"complete"), "{names:?}");
+    assert_eq!(events.last().unwrap().data["id"], json!(run.id.to_string()));
+    let lagged: Vec<u64> = events
+        .iter()
+        .filter(|e| e.event == "lagged")
+        .map(|e| e.data["missed"].as_u64().unwrap())
+        .collect();
+    assert!(!lagged.is_empty(), "{names:?}");
+    assert!(
+        events.len() <= STREAM_BUFFER + 2 * 40,
+        "{} events held",
+        events.len()
+    );
+    // Every event is either received or counted as missed: 40 starts, 40 completions and 40
+    // decisions (the last one, at the exit).
+    let received = events
+        .iter()
+        .filter(|e| ["stage.start", "stage.complete", "decision"].contains(&e.event.as_str()))
+        .count() as u64;
+    assert_eq!(received + lagged.iter().sum::<u64>(), 120, "{names:?}");
+    server.stop().await;
+}

@@ -187,6 +187,29 @@ impl SseReader {
     }
 }
 
+/// `nodes` nodes in a line, each adding 50 KB to the state: events that grow large.
+async fn heavy(
+    g: &mut workflows::GraphBuilder,
+    p: workflows::Params,
+) -> Result<workflows::State, workflows::BoxError> {
+    let nodes: usize = p.get("nodes")?.unwrap_or(30);
+    for i in 0..nodes {
+        g.add_node(
+            format!("n{i}"),
+            move |mut state: workflows::State, _: workflows::NodeContext| async move {
+                state.set(format!("k{i}"), "x".repeat(50_000));
+                Ok(state)
+            },
+        );
+        if i > 0 {
+            g.add_edge(format!("n{}", i - 1), format!("n{i}"));
+        }
+    }
+    g.set_entry_point("n0")
+        .add_exit_point(format!("n{}", nodes - 1));
+    Ok(workflows::State::new())
+}
+
 fn registry() -> Registry {
     let mut registry = Registry::new();
     for def in [
@@ -206,6 +229,11 @@ fn registry() -> Registry {
             Box::pin(crate::fixtures::asking(g, r, p))
         }),
         crate::fixtures::tally(),
+        WorkflowDef::new(
+            "heavy",
+            "`nodes` nodes (default 30), each adding 50 KB to the state",
+            |g, _, p| Box::pin(heavy(g, p)),
+        ),
     ] {
         registry.register(def).unwrap();
     }
