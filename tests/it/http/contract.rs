@@ -26,6 +26,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("post", "/workflows/asking/execute"),
     ("post", "/workflows/flaky/execute"),
     ("post", "/workflows/gated/execute"),
+    ("post", "/workflows/heavy/execute"),
     ("post", "/workflows/linear/execute"),
     ("post", "/workflows/route/execute"),
     ("post", "/workflows/tally/execute"),

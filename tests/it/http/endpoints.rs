@@ -21,9 +21,11 @@ async fn get_workflows_lists_the_registered_workflows_by_name() {
         .collect();
     assert_eq!(
         names,
-        ["asking", "flaky", "gated", "linear", "route", "tally"]
+        [
+            "asking", "flaky", "gated", "heavy", "linear", "route", "tally"
+        ]
     );
-    assert_eq!(body[3]["description"], "a, b, c");
+    assert_eq!(body[4]["description"], "a, b, c");
     server.stop().await;
 }
 
