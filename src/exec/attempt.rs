@@ -353,6 +353,10 @@ async fn finish(
     observer: &dyn Observer,
 ) -> Result<Run> {
     let mut handover = None;
+    // Superseded, this attempt did not end the run: if the run has ended all the same, it was
+    // cancelled (its end as far as this attempt goes) or another executor, which took it
+    // over, ended it (the run went on elsewhere).
+    let superseded = matches!(outcome, Ok(Outcome::Superseded));
     if let Err(error) = &outcome {
         if error.is_connection_lost() {
             handover = Some(format!(
@@ -378,12 +382,16 @@ async fn finish(
             run_id,
             wake_at: *wake_at,
         }),
-        Ok(run) if run.status.is_terminal() => observer.on_event(&Event::GraphCompleted {
-            run_id,
-            status: run.status,
-            result: run.result.as_ref().and_then(|r| r.to_value().ok()),
-            error: run.error_message.clone(),
-        }),
+        Ok(run)
+            if run.status.is_terminal() && !(superseded && run.status != RunStatus::Cancelled) =>
+        {
+            observer.on_event(&Event::GraphCompleted {
+                run_id,
+                status: run.status,
+                result: run.result.as_ref().and_then(|r| r.to_value().ok()),
+                error: run.error_message.clone(),
+            })
+        }
         Ok(_) => observer.on_event(&Event::Handover {
             run_id,
             reason: handover.unwrap_or_else(|| {
