@@ -99,6 +99,20 @@ impl WriteTimeout {
         }
     }
 
+    /// What a write that was `polled` answers: while it is pending, `Pending` until it has
+    /// waited too long, then an error; once it is done, the wait starts afresh.
+    fn after(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if polled.is_pending() {
+            return self.wait(cx);
+        }
+        self.waiting = None;
+        polled
+    }
+
     /// `Pending` while the write may still wait; an error once it has waited too long.
     fn wait(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let timeout = self.timeout;
@@ -129,13 +143,8 @@ impl AsyncWrite for WriteTimeout {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write(cx, buf) {
-            Poll::Pending => self.wait(cx),
-            done => {
-                self.waiting = None;
-                done
-            }
-        }
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.after(cx, polled)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -151,13 +160,8 @@ impl AsyncWrite for WriteTimeout {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
-            Poll::Pending => self.wait(cx),
-            done => {
-                self.waiting = None;
-                done
-            }
-        }
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.after(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {

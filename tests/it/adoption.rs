@@ -123,6 +123,16 @@ async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
         .n
 }
 
+/// The run's stages as (node, iteration, status), in order.
+async fn steps_of(conn: &mut AsyncPgConnection, run: RunId) -> Vec<(String, i32, String)> {
+    repository::stages(conn, run)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.node_name, s.iteration, s.status.to_string()))
+        .collect()
+}
+
 /// The migrations after the first, as `run_pending` reports them.
 fn after_the_first() -> Vec<String> {
     use diesel::migration::MigrationSource;
@@ -408,13 +418,7 @@ async fn repair_shows_its_plan_then_repairs_each_defect_with_exact_counts_archiv
     );
 
     assert_eq!(migrator.run_pending().await.unwrap(), after_the_first());
-    let resumed_twice: Vec<(String, i32, String)> =
-        repository::stages(&mut conn, id("55555555-5555-4555-8555-555555555555"))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|s| (s.node_name, s.iteration, s.status.to_string()))
-            .collect();
+    let resumed_twice = steps_of(&mut conn, id("55555555-5555-4555-8555-555555555555")).await;
     assert_eq!(
         resumed_twice,
         [
@@ -513,12 +517,7 @@ async fn a_run_the_go_service_failed_resumes_from_its_go_checkpoint() {
         json!({"a": 1, "b": 3, "c": 4}),
         "on from the Go checkpoint's state"
     );
-    let steps: Vec<(String, i32, String)> = repository::stages(&mut conn, id(GO_FAILED))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| (s.node_name, s.iteration, s.status.to_string()))
-        .collect();
+    let steps = steps_of(&mut conn, id(GO_FAILED)).await;
     assert_eq!(
         steps,
         [
