@@ -1,5 +1,7 @@
 //! One attempt at a run, on its own task: the hot start (params, the factory's graph, where
-//! a resumed run continues), the engine, and the post-commit that reads the run as recorded.
+//! a resumed run continues; for a run started here, made before its insert), the engine,
+//! and the post-commit that ends its progress stream with the run as recorded (returned by
+//! its last commit, or read).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -9,12 +11,13 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::engine::{Cursor, Engine, Outcome};
+use super::engine::{Cursor, Engine, Outcome, shared_data};
 use super::events::Event;
 use super::execution::read_run;
 use super::observer::{ChannelObserver, Observer, Observers};
 use super::shared::Inner;
 use crate::error::{Error, Result};
+use crate::graph::erased::{AnyDeps, AnyGraph};
 use crate::graph::node_signals::Given;
 use crate::graph::routing::{Step, panic_message};
 use crate::model::{Run, RunId, RunStatus};
@@ -45,6 +48,61 @@ impl Attempt {
     };
 }
 
+/// A new run's start, made before the run is inserted (so that its first stage is inserted
+/// with it, in one statement): its workflow's graph, its state, and the state that first
+/// stage stores.
+pub(super) enum Prepared {
+    /// Ready to run its entry point.
+    Ready {
+        graph: Arc<dyn AnyGraph>,
+        deps: AnyDeps,
+        cursor: Cursor,
+        input: Arc<Value>,
+    },
+    /// It cannot start (its factory failed or panicked, its initial state cannot be stored):
+    /// it is inserted `running` and failed at once with this message.
+    Failed(String),
+}
+
+impl Prepared {
+    /// The entry point and the state its `started` stage stores, if the run can start.
+    pub(super) fn first_stage(&self) -> Option<(&str, &Value)> {
+        match self {
+            Prepared::Ready { graph, input, .. } => Some((graph.entry_point(), &**input)),
+            Prepared::Failed(_) => None,
+        }
+    }
+}
+
+/// Runs `def`'s factory with `params` for a new run `run_id`, and makes its initial state.
+pub(super) async fn prepare(
+    inner: &Inner,
+    def: &WorkflowDef,
+    run_id: RunId,
+    params: Params,
+) -> Prepared {
+    let made = AssertUnwindSafe(def.instantiate(&inner.runtime, params))
+        .catch_unwind()
+        .await;
+    let instance = match made {
+        Ok(Ok(instance)) => instance,
+        Ok(Err(e)) => return Prepared::Failed(e.to_string()),
+        Err(panic) => {
+            let why = panic_message(panic.as_ref());
+            return Prepared::Failed(format!("the run panicked: {why}"));
+        }
+    };
+    match Cursor::fresh(run_id, instance.initial) {
+        Ok(cursor) => Prepared::Ready {
+            graph: instance.graph,
+            deps: instance.deps,
+            input: shared_data(&cursor.position),
+            cursor,
+        },
+        Err(e) => Prepared::Failed(format!("its initial state cannot be stored: {e}")),
+    }
+}
+
 /// Executes one attempt at `run` under `lease`, telling its events to `events` and the
 /// executor's observers; returns the run as recorded at the end.
 #[allow(clippy::too_many_arguments)]
@@ -55,6 +113,7 @@ pub(super) async fn execute(
     lease: Lease,
     deadline: LeaseDeadline,
     (attempt, hold_waits_up_to): (Attempt, Option<std::time::Duration>),
+    prepared: Option<Prepared>,
     events: mpsc::UnboundedSender<Event>,
     cancel: CancellationToken,
 ) -> Result<Run> {
@@ -70,15 +129,36 @@ pub(super) async fn execute(
     );
     // A panic in a factory or an observer fails the run instead of leaving it `running`
     // with no task behind it.
-    let attempt = execute_attempt(
-        &inner,
-        &journal,
-        &def,
-        &run,
-        (attempt, hold_waits_up_to),
-        &observer,
-        &cancel,
-    );
+    let attempt = async {
+        let at = Context {
+            inner: &inner,
+            journal: &journal,
+            def: &def,
+            run: &run,
+            observer: &observer,
+            cancel: &cancel,
+        };
+        match prepared {
+            None => execute_attempt(at, (attempt, hold_waits_up_to)).await,
+            Some(Prepared::Failed(message)) => fail(&journal, run.id, message).await,
+            Some(Prepared::Ready {
+                graph,
+                deps,
+                cursor,
+                input,
+            }) => {
+                let from = StartAt {
+                    node: graph.entry_point().to_owned(),
+                    cursor,
+                    iteration: 1,
+                    attempt: 1,
+                    given: Given::default(),
+                    resumed: false,
+                };
+                run_engine(at, (&*graph, &deps), from, Some(input), hold_waits_up_to).await
+            }
+        }
+    };
     let outcome = match AssertUnwindSafe(attempt).catch_unwind().await {
         Ok(outcome) => outcome,
         Err(panic) => {
@@ -111,16 +191,42 @@ fn resume_failure(why: impl std::fmt::Display, previous_error: Option<&str>) -> 
     }
 }
 
+/// What every part of an attempt works with.
+#[derive(Clone, Copy)]
+struct Context<'a> {
+    inner: &'a Inner,
+    journal: &'a PgJournal,
+    def: &'a WorkflowDef,
+    run: &'a Run,
+    observer: &'a dyn Observer,
+    cancel: &'a CancellationToken,
+}
+
+/// Where an attempt's engine starts: at `node`'s attempt `attempt`, step `iteration`, from
+/// `cursor`, given `given` (answers and a message); `resumed` if the run went on from a
+/// checkpoint or a wait.
+struct StartAt {
+    node: String,
+    cursor: Cursor,
+    iteration: u32,
+    attempt: u32,
+    given: Given,
+    resumed: bool,
+}
+
 /// Hot start and execution of one attempt. An `Err` is a write that failed.
 async fn execute_attempt(
-    inner: &Inner,
-    journal: &PgJournal,
-    def: &WorkflowDef,
-    run: &Run,
+    at: Context<'_>,
     (attempt, hold_waits_up_to): (Attempt, Option<std::time::Duration>),
-    observer: &dyn Observer,
-    cancel: &CancellationToken,
 ) -> Result<Outcome> {
+    let Context {
+        inner,
+        journal,
+        def,
+        run,
+        observer,
+        ..
+    } = at;
     let previous_error = match &attempt {
         Attempt::Resume { previous_error } => previous_error.as_deref(),
         Attempt::Fresh | Attempt::Due => None,
@@ -302,9 +408,39 @@ async fn execute_attempt(
             iteration,
         });
     }
-    observer.on_event(&Event::GraphStarted {
+    let from = StartAt {
+        node,
+        cursor,
+        iteration,
+        attempt: first_attempt,
+        given,
+        resumed,
+    };
+    run_engine(at, (graph, &instance.deps), from, None, hold_waits_up_to).await
+}
+
+/// Executes the run's graph from `from` (a node, the state, a step, an attempt, what it is
+/// given, whether that is a resume); `started`: that node's stage was recorded already,
+/// with this input.
+async fn run_engine(
+    at: Context<'_>,
+    (graph, deps): (&dyn AnyGraph, &AnyDeps),
+    from: StartAt,
+    started: Option<Arc<Value>>,
+    hold_waits_up_to: Option<std::time::Duration>,
+) -> Result<Outcome> {
+    let run = at.run;
+    let StartAt {
+        node,
+        cursor,
+        iteration,
+        attempt,
+        given,
+        resumed,
+    } = from;
+    at.observer.on_event(&Event::GraphStarted {
         run_id: run.id,
-        workflow: def.name().to_owned(),
+        workflow: at.def.name().to_owned(),
         node: node.clone(),
         iteration,
         resumed,
@@ -319,17 +455,19 @@ async fn execute_attempt(
     });
     let engine = Engine {
         graph,
-        deps: &instance.deps,
-        max_iterations,
-        journal,
-        observer,
-        cancel,
+        deps,
+        max_iterations: graph
+            .max_iterations()
+            .unwrap_or(at.inner.config.max_iterations),
+        journal: at.journal,
+        observer: at.observer,
+        cancel: at.cancel,
         run_id: run.id,
         hold_waits_up_to,
         deadline,
     };
     engine
-        .run(node, cursor, iteration, first_attempt, given)
+        .run(node, cursor, iteration, attempt, given, started)
         .await
 }
 
@@ -372,7 +510,15 @@ async fn finish(
             }
         }
     }
-    let run = read_run(&inner.pool, run_id, inner.config.lease).await;
+    // The node commit that ended the attempt returned the run, unless it was retried.
+    let ended = match &outcome {
+        Ok(_) => journal.take_ended(),
+        Err(_) => None,
+    };
+    let run = match ended {
+        Some(run) => Ok(run),
+        None => read_run(&inner.pool, run_id, inner.config.lease).await,
+    };
     match &run {
         Ok(Run {
             status: RunStatus::Waiting,

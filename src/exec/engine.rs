@@ -19,7 +19,8 @@ use crate::graph::routing::{Route, Step, panic_message};
 use crate::graph::{NodePolicy, State};
 use crate::model::{AnswerSchema, RunId, StateUpdate};
 use crate::store::journal::{
-    AttemptFailure, Journal, Next, NodeCommit, NodeFailure, Question, Retry, Transition, WaitCommit,
+    AttemptFailure, End, Journal, Next, NodeCommit, NodeFailure, Question, Retry, Transition,
+    WaitCommit,
 };
 
 /// What the stage of a node interrupted by a cancel records.
@@ -43,7 +44,7 @@ pub(crate) enum Outcome {
 }
 
 /// The state's data, once, for the stage it goes into and every observer to share.
-fn shared_data(position: &State) -> Arc<Value> {
+pub(super) fn shared_data(position: &State) -> Arc<Value> {
     Arc::new(Value::Object(position.data().clone()))
 }
 
@@ -103,8 +104,9 @@ impl Cursor {
 
 impl Engine<'_> {
     /// Runs from attempt `attempt` at `node`, at step `iteration`, from `cursor`, until the
-    /// run ends or waits. An `Err` is a failed write: the journal could not record a step,
-    /// and nothing after it ran.
+    /// run ends or waits; `started`: that attempt's stage was recorded already (with the run,
+    /// when it was inserted), with this input. An `Err` is a failed write: the journal could
+    /// not record a step, and nothing after it ran.
     pub(crate) async fn run(
         &self,
         mut node: String,
@@ -112,6 +114,7 @@ impl Engine<'_> {
         mut iteration: u32,
         mut attempt: u32,
         given: Given,
+        started: Option<Arc<Value>>,
     ) -> Result<Outcome> {
         // Answers and a message are for the first node only: the one after the wait.
         let mut given = Some(given);
@@ -122,14 +125,20 @@ impl Engine<'_> {
         let snapshots = self.graph.snapshots();
         // The first stage of an attempt stores the whole state it starts from: what the
         // updates after it apply to.
-        let mut input = shared_data(&position);
-        if !self
-            .journal
-            .node_started(self.run_id, (&node, iteration, attempt), &input)
-            .await?
-        {
-            return Ok(Outcome::Superseded);
-        }
+        let mut input = match started {
+            Some(input) => input,
+            None => {
+                let input = shared_data(&position);
+                if !self
+                    .journal
+                    .node_started(self.run_id, (&node, iteration, attempt), &input)
+                    .await?
+                {
+                    return Ok(Outcome::Superseded);
+                }
+                input
+            }
+        };
         loop {
             self.observer.on_event(&Event::NodeStarted {
                 run_id: self.run_id,
@@ -219,7 +228,7 @@ impl Engine<'_> {
                     node: route.to.as_deref().unwrap_or_default(),
                     iteration: iteration + 1,
                 },
-                (Step::Continue, Some(wait)) => Next::Wait(match wait {
+                (Step::Continue, Some(wait)) => Next::End(End::Wait(match wait {
                     WaitRequest::Answer {
                         key,
                         question,
@@ -244,9 +253,11 @@ impl Engine<'_> {
                         topic: Some((topic.as_str(), iteration)),
                         wake_after: *timeout,
                     },
-                }),
-                (Step::Complete, _) => Next::Complete { result: &output },
-                (Step::Fail(message) | Step::CycleBound(message), _) => Next::Fail { message },
+                })),
+                (Step::Complete, _) => Next::End(End::Complete { result: &output }),
+                (Step::Fail(message) | Step::CycleBound(message), _) => {
+                    Next::End(End::Fail { message })
+                }
             };
             let update = serde_json::to_value(&update).map_err(|e| Error::Value {
                 container: "state",

@@ -216,7 +216,10 @@ impl Executor {
     /// original's `Execute`. (Not named `execute`: Diesel's `RunQueryDsl::execute`, which
     /// applies to every type, would shadow it wherever `RunQueryDsl` is imported.) The run is
     /// inserted `running` under this executor's lease, so no worker can claim it; if this
-    /// process dies, a worker recovers it when the lease expires.
+    /// process dies, a worker recovers it when the lease expires. The workflow's factory runs
+    /// before the run is inserted (here, in the caller's task), so that the run and its first
+    /// node's `started` stage are inserted by one statement; a factory that fails or panics
+    /// leaves the run `failed` with its message, as before.
     ///
     /// Errors: [`Error::WorkflowNotFound`] (404) for an unknown workflow and
     /// [`Error::InvalidInput`] (400) for params that are not a JSON object, both before
@@ -228,20 +231,17 @@ impl Executor {
         let params = Params::from_value(params)?;
         def.check_params(&params)?;
         let permit = self.run_permit()?;
+        let stored_params = params.to_value();
+        let new = runs::NewRun::random(workflow, &stored_params);
+        let prepared = attempt::prepare(&self.inner, &def, new.id, params).await;
         let granted = Instant::now();
         let (run, lease) = {
             let mut conn = self.inner.pool.get().await?;
-            let config = &self.inner.config;
-            runs::insert_running(
-                &mut conn,
-                workflow,
-                &params.to_value(),
-                &self.inner.owner,
-                config.lease,
-            )
-            .await?
+            let owner = (self.inner.owner.as_str(), self.inner.config.lease);
+            runs::insert_running(&mut conn, &new, owner, prepared.first_stage()).await?
         };
-        Ok(self.spawn(def, run, lease, granted, Attempt::Fresh, None, permit))
+        let start = (Attempt::Fresh, Some(prepared));
+        Ok(self.spawn(def, run, lease, granted, start, None, permit))
     }
 
     /// A permit for one more run started by a caller, if runs are bounded; [`Error::Busy`]
@@ -393,7 +393,7 @@ impl Executor {
             reopened.run,
             reopened.lease,
             granted,
-            attempt,
+            (attempt, None),
             None,
             permit,
         ))
@@ -426,7 +426,7 @@ impl Executor {
                 run,
                 lease,
                 granted,
-                attempt,
+                (attempt, None),
                 Some(hold_waits_up_to),
                 None,
             )),
@@ -531,9 +531,10 @@ impl Executor {
 
     /// Starts the task executing `run` under `lease` (granted by a statement sent at
     /// `granted`), registered so that [`Executor::cancel`] reaches it and the heartbeat
-    /// renews its lease. Backoffs longer than `hold_waits_up_to` release the run; `None`:
-    /// every backoff waits here (for runs a caller started and awaits). `permit`, if any, is
-    /// held until the task ends.
+    /// renews its lease; `prepared`, for a new run whose factory ran before its insert.
+    /// Backoffs longer than `hold_waits_up_to` release the run; `None`: every backoff waits
+    /// here (for runs a caller started and awaits). `permit`, if any, is held until the task
+    /// ends.
     #[allow(clippy::too_many_arguments)]
     fn spawn(
         &self,
@@ -541,7 +542,7 @@ impl Executor {
         run: Run,
         lease: Lease,
         granted: Instant,
-        attempt: Attempt,
+        (attempt, prepared): (Attempt, Option<attempt::Prepared>),
         hold_waits_up_to: Option<Duration>,
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> Execution {
@@ -569,6 +570,7 @@ impl Executor {
                     lease,
                     deadline,
                     (attempt, hold_waits_up_to),
+                    prepared,
                     sender,
                     cancel,
                 )

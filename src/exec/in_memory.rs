@@ -118,6 +118,7 @@ pub async fn run_in_memory(
             1,
             1,
             crate::graph::node_signals::Given::default(),
+            None,
         )
         .await?;
     let recorded = journal.into_inner();

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::InvalidValue;
 
-/// The id of a run: a UUID, chosen by the database when the run is created.
+/// The id of a run: a random UUID, chosen when the run is created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 #[cfg_attr(feature = "http", derive(utoipa::ToSchema))]

@@ -26,6 +26,13 @@ pub(crate) struct Transition<'a> {
 pub(crate) enum Next<'a> {
     /// The run goes on at `node`, whose stage starts now.
     Node { node: &'a str, iteration: u32 },
+    /// This attempt ends here.
+    End(End<'a>),
+}
+
+/// How an attempt ends after a completed node.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum End<'a> {
     /// The node was an exit point: the run completes with `result`.
     Complete { result: &'a Value },
     /// The run cannot go on: it fails with `message`.

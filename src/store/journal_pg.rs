@@ -16,7 +16,7 @@
 //! that). Past the deadline another worker may own the run, so it stops trying.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use diesel::data_types::PgInterval;
 use diesel::dsl::{case_when, exists};
@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::graph::BoxFuture;
 use crate::graph::State;
 use crate::graph::node_signals::{Delivered, Given};
-use crate::model::{RawJson, RunId, RunStatus, StageStatus};
+use crate::model::{RawJson, Run, RunId, RunStatus, StageStatus};
 use crate::store::atomic_statement::{AtomicStatement, Part, Shape};
 use crate::store::backoff::Backoff;
 use crate::store::checkpoints::PgCheckpointStore;
@@ -42,10 +42,11 @@ use crate::store::fence::{
 };
 use crate::store::group_commit::GroupCommit;
 use crate::store::journal::{
-    AttemptFailure, Journal, Next, NodeCommit, NodeFailure, Question, Retry, WaitCommit,
+    AttemptFailure, End, Journal, Next, NodeCommit, NodeFailure, Question, Retry, WaitCommit,
 };
 use crate::store::lease::Lease;
 use crate::store::lease::LeaseDeadline;
+use crate::store::rows::RunRow;
 use crate::store::run_connections::RunConnections;
 use crate::store::schema::{checkpoints, decisions, interrupts, messages, runs, stages};
 use crate::store::sql_functions::clock_timestamp;
@@ -60,6 +61,8 @@ pub(crate) struct PgJournal {
     max_state_bytes: usize,
     lease: Lease,
     deadline: LeaseDeadline,
+    /// The run as the node commit that ended this attempt returned it.
+    ended: Mutex<Option<Run>>,
 }
 
 /// Where a resumed or recovered run continues, as its new executor reads it.
@@ -122,6 +125,7 @@ impl PgJournal {
             max_state_bytes,
             lease,
             deadline,
+            ended: Mutex::new(None),
         }
     }
 
@@ -145,42 +149,89 @@ impl PgJournal {
     where
         S: QueryFragment<Pg> + QueryId + Send,
     {
-        let mut backoff = Backoff::for_writes();
-        let mut broke = false;
-        loop {
-            let attempt = async {
-                if let (Some(group), false) = (group, broke) {
-                    return Ok(group.commit(&build).await? > 0);
+        let first = match group {
+            Some(group) => group.commit(&build).await.map(|rows| rows > 0),
+            None => {
+                async {
+                    let mut conn = self.pool.get().await?;
+                    Ok(build().execute(&mut *conn).await? > 0)
                 }
+                .await
+            }
+        };
+        self.retried(first, build, landed).await
+    }
+
+    /// [`PgJournal::write`] of a statement that ends the attempt and returns the run as it
+    /// recorded it: kept for [`PgJournal::take_ended`], so that nobody reads it again.
+    async fn write_ending<'s>(
+        &self,
+        build: impl Fn() -> AtomicStatement<'s, RunReturned<'s>>,
+        landed: Landed<'_>,
+    ) -> Result<bool> {
+        let first = async {
+            let mut conn = self.pool.get().await?;
+            let row: Option<RunRow> = build().get_result(&mut *conn).await.optional()?;
+            let written = row.is_some();
+            *self.ended.lock().unwrap_or_else(|p| p.into_inner()) = row.map(Run::from);
+            Ok(written)
+        }
+        .await;
+        self.retried(first, build, landed).await
+    }
+
+    /// What a write whose first try came to `first` comes to: that, unless the connection
+    /// broke; then, as the module explains, it is checked and sent again (alone, not in a
+    /// batch) while the connection breaks and the lease holds.
+    async fn retried<S>(
+        &self,
+        first: Result<bool>,
+        build: impl Fn() -> S,
+        landed: Landed<'_>,
+    ) -> Result<bool>
+    where
+        S: QueryFragment<Pg> + QueryId + Send,
+    {
+        let mut error = match first {
+            Err(e) if e.is_connection_lost() => e,
+            other => return other,
+        };
+        let mut backoff = Backoff::for_writes();
+        let mut warned = false;
+        loop {
+            let left = self.deadline.remaining();
+            if left.is_zero() {
+                tracing::warn!(run_id = %self.lease.run_id, %error, "the database stayed out of reach until the run's lease ran out; leaving the run to be taken over");
+                return Err(error);
+            }
+            if !std::mem::replace(&mut warned, true) {
+                tracing::warn!(run_id = %self.lease.run_id, %error, "could not record a step; retrying while the run's lease holds");
+            }
+            tokio::time::sleep(backoff.next_pause().min(left)).await;
+            let again = async {
                 let mut conn = self.pool.get().await?;
-                if broke && self.has_landed(&mut conn, landed).await? {
+                if self.has_landed(&mut conn, landed).await? {
                     return Ok(true);
                 }
-                let written = build().execute(&mut *conn).await? > 0;
                 // Sent again after a break, an idempotent statement writes nothing if the
                 // first one committed meanwhile: tell that from a refusal.
-                if !written && broke {
-                    return self.has_landed(&mut conn, landed).await;
+                if build().execute(&mut *conn).await? > 0 {
+                    return Ok(true);
                 }
-                Ok(written)
+                self.has_landed(&mut conn, landed).await
             }
             .await;
-            match attempt {
-                Err(e) if e.is_connection_lost() => {
-                    let left = self.deadline.remaining();
-                    if left.is_zero() {
-                        tracing::warn!(run_id = %self.lease.run_id, error = %e, "the database stayed out of reach until the run's lease ran out; leaving the run to be taken over");
-                        return Err(e);
-                    }
-                    if !broke {
-                        tracing::warn!(run_id = %self.lease.run_id, error = %e, "could not record a step; retrying while the run's lease holds");
-                    }
-                    broke = true;
-                    tokio::time::sleep(backoff.next_pause().min(left)).await;
-                }
+            match again {
+                Err(e) if e.is_connection_lost() => error = e,
                 other => return other,
             }
         }
+    }
+
+    /// The run as the write that ended this attempt recorded it, if that write returned it
+    /// (one sent alone, on its first try); once.
+    pub(crate) fn take_ended(&self) -> Option<Run> {
+        self.ended.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// Where the run continues, read under its lease (so nothing changes it meanwhile),
@@ -372,8 +423,6 @@ macro_rules! start_stage {
     };
 }
 
-/// The run found in `$source` (the part before) → `waiting`, its lease given up, due after
-/// `$wake_after` (a `Duration`), or only when answered (`None`).
 /// When a waiting run is due, as an SQL expression of `runs`.
 type DueTime = Box<
     dyn diesel::expression::BoxableExpression<runs::table, Pg, SqlType = Nullable<Timestamptz>>
@@ -381,6 +430,8 @@ type DueTime = Box<
         + Sync,
 >;
 
+/// The run found in `$source` (the part before) → `waiting`, its lease given up, due after
+/// the wait's `wake_after`, or only when answered (`None`); returning the run.
 macro_rules! wait_after_node {
     ($source:ident :: $run_id:ident, $c:expr, $wait:expr) => {{
         let (c, wait): (&NodeCommit<'_>, WaitCommit<'_>) = ($c, $wait);
@@ -410,17 +461,23 @@ macro_rules! wait_after_node {
                         .filter(messages::received_step.is_null()),
                 );
                 Box::new(
-                    diesel::update(waiting).set((
-                        released,
-                        runs::wake_at.eq(case_when::<_, _, Nullable<Timestamptz>>(
-                            sent_already,
-                            clock_timestamp().nullable(),
-                        )
-                        .otherwise(later)),
-                    )),
+                    diesel::update(waiting)
+                        .set((
+                            released,
+                            runs::wake_at.eq(case_when::<_, _, Nullable<Timestamptz>>(
+                                sent_already,
+                                clock_timestamp().nullable(),
+                            )
+                            .otherwise(later)),
+                        ))
+                        .returning(RunRow::as_returning()),
                 )
             }
-            None => Box::new(diesel::update(waiting).set((released, runs::wake_at.eq(later)))),
+            None => Box::new(
+                diesel::update(waiting)
+                    .set((released, runs::wake_at.eq(later)))
+                    .returning(RunRow::as_returning()),
+            ),
         };
         part
     }};
@@ -547,8 +604,24 @@ impl Journal for PgJournal {
                 status: StageStatus::Completed,
             };
             let group = self.group_commit.as_deref();
-            self.write_grouped(|| commit(c, lease, &state, keep), landed, group)
-                .await
+            let saves = saves_checkpoint(c, keep);
+            match (c.next, group) {
+                (Next::Node { node, iteration }, _) => {
+                    let next = || next_stage(c, node, iteration);
+                    self.write_grouped(|| commit(c, lease, &state, keep, next()), landed, group)
+                        .await
+                }
+                (Next::End(end), Some(_)) => {
+                    let end = || run_end(c, end, saves);
+                    self.write_grouped(|| commit(c, lease, &state, keep, end()), landed, group)
+                        .await
+                }
+                (Next::End(end), None) => {
+                    let end = || run_end(c, end, saves);
+                    self.write_ending(|| commit(c, lease, &state, keep, end()), landed)
+                        .await
+                }
+            }
         })
     }
 
@@ -642,12 +715,13 @@ impl Journal for PgJournal {
 /// lock, the stage completion (from `started` only), the decision, the checkpoint (deleted
 /// instead, when the run completes and `keep` is false), then what follows (the next stage,
 /// or the run's end).
-fn commit<'a>(
+fn commit<'a, L>(
     c: &'a NodeCommit<'a>,
     lease: Lease,
     state: &'a RawJson,
     keep: bool,
-) -> AtomicStatement<'a, Part<'a>> {
+    last: L,
+) -> AtomicStatement<'a, L> {
     let complete_stage = diesel::update(
         stages::table
             .filter(stages::run_id.eq(c.run_id))
@@ -683,38 +757,7 @@ fn commit<'a>(
             decisions::reason,
         ))
         .returning(decisions::run_id);
-    let saves_checkpoint = keep || !matches!(c.next, Next::Complete { .. });
-    let last: Part<'a> = match (c.next, saves_checkpoint) {
-        (Next::Node { node, iteration }, _) => Box::new(start_stage!(
-            completed_stage::run_id,
-            node,
-            iteration,
-            1,
-            c.next_input
-        )),
-        (Next::Complete { result }, true) => Box::new(end_run!(
-            checkpointed::run_id,
-            RunStatus::Completed,
-            Some(result),
-            None::<&str>
-        )),
-        (Next::Complete { result }, false) => Box::new(end_run!(
-            decided::run_id,
-            RunStatus::Completed,
-            Some(result),
-            None::<&str>
-        )),
-        (Next::Fail { message }, _) => Box::new(end_run!(
-            checkpointed::run_id,
-            RunStatus::Failed,
-            None::<&serde_json::Value>,
-            Some(message)
-        )),
-        (Next::Wait(wait), _) => match wait.question {
-            Some(_) => wait_after_node!(asked::run_id, c, wait),
-            None => wait_after_node!(checkpointed::run_id, c, wait),
-        },
-    };
+    let saves_checkpoint = saves_checkpoint(c, keep);
     let statement = AtomicStatement::new(last)
         .of_shape(commit_shape(c, saves_checkpoint))
         .with_named(HELD_RUN, fence::running_under(lease))
@@ -739,10 +782,10 @@ fn commit<'a>(
     if saves_checkpoint {
         let statement = statement.with_named(CHECKPOINTED, save_checkpoint(c.node, state));
         match c.next {
-            Next::Wait(WaitCommit {
+            Next::End(End::Wait(WaitCommit {
                 question: Some(question),
                 ..
-            }) => statement.with_named(ASKED, ask(c, question)),
+            })) => statement.with_named(ASKED, ask(c, question)),
             _ => statement,
         }
     } else {
@@ -752,17 +795,86 @@ fn commit<'a>(
     }
 }
 
+/// Whether a node commit saves the checkpoint (rather than deleting it, when the run
+/// completes and checkpoints are not kept).
+fn saves_checkpoint(c: &NodeCommit<'_>, keep: bool) -> bool {
+    keep || !matches!(c.next, Next::End(End::Complete { .. }))
+}
+
+/// The last part of a node commit that goes on to another node: that node's `started` stage.
+fn next_stage<'a>(c: &'a NodeCommit<'a>, node: &'a str, iteration: u32) -> Part<'a> {
+    Box::new(start_stage!(
+        completed_stage::run_id,
+        node,
+        iteration,
+        1,
+        c.next_input
+    ))
+}
+
+/// The last part of a node commit that ends the attempt (the run completes, fails or
+/// waits), returning the run as it recorded it.
+fn run_end<'a>(c: &'a NodeCommit<'a>, end: End<'a>, saves_checkpoint: bool) -> RunReturned<'a> {
+    let returning = RunRow::as_returning();
+    RunReturned(match (end, saves_checkpoint) {
+        (End::Complete { result }, true) => Box::new(
+            end_run!(
+                checkpointed::run_id,
+                RunStatus::Completed,
+                Some(result),
+                None::<&str>
+            )
+            .returning(returning),
+        ),
+        (End::Complete { result }, false) => Box::new(
+            end_run!(
+                decided::run_id,
+                RunStatus::Completed,
+                Some(result),
+                None::<&str>
+            )
+            .returning(returning),
+        ),
+        (End::Fail { message }, _) => Box::new(
+            end_run!(
+                checkpointed::run_id,
+                RunStatus::Failed,
+                None::<&serde_json::Value>,
+                Some(message)
+            )
+            .returning(returning),
+        ),
+        (End::Wait(wait), _) => match wait.question {
+            Some(_) => wait_after_node!(asked::run_id, c, wait),
+            None => wait_after_node!(checkpointed::run_id, c, wait),
+        },
+    })
+}
+
+/// The last part of a statement, returning the rows of `runs` it wrote.
+pub(crate) struct RunReturned<'a>(Part<'a>);
+
+impl QueryFragment<Pg> for RunReturned<'_> {
+    fn walk_ast<'b>(&'b self, out: diesel::query_builder::AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.0.walk_ast(out)
+    }
+}
+
+impl diesel::query_builder::Query for RunReturned<'_> {
+    type SqlType = diesel::dsl::AsSelect<RunRow, Pg>;
+}
+
 /// Which of [`commit`]'s variable parts a commit has: what its SQL text depends on.
 fn commit_shape(c: &NodeCommit<'_>, saves_checkpoint: bool) -> Shape {
     let next = match (c.next, saves_checkpoint) {
         (Next::Node { .. }, _) => 0,
-        (Next::Complete { .. }, true) => 1,
-        (Next::Complete { .. }, false) => 2,
-        (Next::Fail { .. }, _) => 3,
-        (Next::Wait(_), _) => 4,
+        (Next::End(End::Complete { .. }), true) => 1,
+        (Next::End(End::Complete { .. }), false) => 2,
+        (Next::End(End::Fail { .. }), _) => 3,
+        (Next::End(End::Wait(_)), _) => 4,
     };
     let wait = match c.next {
-        Next::Wait(wait) => {
+        Next::End(End::Wait(wait)) => {
             u32::from(wait.question.is_some()) << 3
                 | u32::from(wait.topic.is_some()) << 4
                 | u32::from(wait.wake_after.is_some()) << 5

@@ -33,7 +33,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::atomic_statement::AtomicStatement;
+use super::atomic_statement::{AtomicStatement, Shape};
 use super::fence::{ANSWERED, HELD_RUN, answered, held_run};
 use super::lease::Lease;
 use super::rows::RunRow;
@@ -93,27 +93,70 @@ fn leased((run, token): (RunRow, Option<Uuid>)) -> Result<(Run, Lease)> {
     Ok((run, lease))
 }
 
-/// Inserts a run to execute right here: `running`, leased to `owner`. It is never visible
-/// as `pending`, so no worker can claim it first.
+/// A run about to be inserted by the executor that runs it: its id is chosen here (a random
+/// UUID, as the database would choose), so that its state knows it before it is inserted.
+#[derive(Debug)]
+pub(crate) struct NewRun<'a> {
+    pub(crate) id: RunId,
+    pub(crate) workflow: &'a str,
+    pub(crate) params: &'a serde_json::Value,
+}
+
+impl<'a> NewRun<'a> {
+    pub(crate) fn random(workflow: &'a str, params: &'a serde_json::Value) -> Self {
+        NewRun {
+            id: RunId::from_uuid(Uuid::new_v4()),
+            workflow,
+            params,
+        }
+    }
+}
+
+/// Inserts a run to execute right here: `running`, leased to `owner` for `lease`. It is
+/// never visible as `pending`, so no worker can claim it first. With `first_stage` (a node
+/// and the state it starts from), that node's `started` stage is inserted by the same
+/// statement.
 pub(crate) async fn insert_running(
     conn: &mut AsyncPgConnection,
-    workflow: &str,
-    params: &serde_json::Value,
-    owner: &str,
-    lease: Duration,
+    new: &NewRun<'_>,
+    (owner, lease): (&str, Duration),
+    first_stage: Option<(&str, &serde_json::Value)>,
 ) -> Result<(Run, Lease)> {
-    let row = diesel::insert_into(runs::table)
+    let run = diesel::insert_into(runs::table)
         .values((
-            runs::workflow_name.eq(workflow),
+            runs::id.eq(new.id),
+            runs::workflow_name.eq(new.workflow),
             runs::status.eq(Running),
-            runs::params.eq(params),
+            runs::params.eq(new.params),
             runs::started_at.eq(clock_timestamp().nullable()),
             runs::submitted_by_library.eq(true),
             new_lease!(owner, lease),
         ))
-        .returning((RunRow::as_returning(), runs::lease_token))
-        .get_result(conn)
-        .await?;
+        .returning((RunRow::as_returning(), runs::lease_token));
+    let row = match first_stage {
+        None => run.get_result(conn).await?,
+        // The stage is written first, but its foreign key is checked at the end of the
+        // statement, when its run exists.
+        Some((node, input)) => {
+            let stage = diesel::insert_into(stages::table).values((
+                stages::run_id.eq(new.id),
+                stages::node_name.eq(node),
+                stages::iteration.eq(1),
+                stages::attempt.eq(1),
+                stages::status.eq(StageStatus::Started),
+                stages::input_snapshot.eq(input),
+            ));
+            let shape = Shape {
+                statement: "run with its first stage",
+                variant: 0,
+            };
+            AtomicStatement::new(run)
+                .with(stage)
+                .of_shape(shape)
+                .get_result(conn)
+                .await?
+        }
+    };
     leased(row)
 }
 

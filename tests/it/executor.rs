@@ -210,6 +210,69 @@ fn node_started(name: &'static str) -> impl Fn(&Event) -> bool {
     move |e| matches!(e, Event::NodeStarted { node, .. } if node == name)
 }
 
+/// Records the SQL of every statement a connection sends, but the test pool's check of its
+/// connection on every `get()` (production pools do not check).
+struct Statements(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl diesel::connection::Instrumentation for Statements {
+    fn on_connection_event(&mut self, event: diesel::connection::InstrumentationEvent<'_>) {
+        if let diesel::connection::InstrumentationEvent::StartQuery { query, .. } = event {
+            let sql = query.to_string();
+            if sql != "SELECT $1 -- binds: [1]" {
+                self.0.lock().unwrap().push(sql);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_started_run_is_inserted_with_its_first_stage_then_sends_one_statement_per_node_and_reads_nothing_after()
+ {
+    let pool = testing::pool().await.unwrap();
+    let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+    // The test pool has one connection: every statement of the run goes through it.
+    pool.get()
+        .await
+        .unwrap()
+        .set_instrumentation(Statements(Arc::clone(&sent)));
+    let (executor, _) = executor_on(pool.clone(), ExecutorConfig::default());
+    let execution = executor.start("linear", json!({})).await.unwrap();
+    let inserted = sent.lock().unwrap().clone();
+    assert_eq!(inserted.len(), 1, "{inserted:#?}");
+    assert!(
+        inserted[0].contains(r#"INSERT INTO "stages""#)
+            && inserted[0].contains(r#"INSERT INTO "runs""#),
+        "the run and its first stage in one statement: {}",
+        inserted[0]
+    );
+    let run = wait(execution).await;
+    let sent = sent.lock().unwrap().clone();
+    let commits = &sent[1..];
+    assert_eq!(commits.len(), 3, "a, b and c's commits: {sent:#?}");
+    assert!(
+        commits
+            .iter()
+            .all(|s| s.starts_with(r#"WITH "held_run" AS MATERIALIZED"#)),
+        "{commits:#?}"
+    );
+    assert_eq!(run.status, RunStatus::Completed);
+    let mut conn = pool.get().await.unwrap();
+    let recorded = repository::find_run(&mut conn, run.id).await.unwrap();
+    assert_eq!(
+        run, recorded,
+        "the run the last commit returned is the run as recorded"
+    );
+    drop(conn);
+    assert_eq!(
+        stages_of(&executor, run.id).await,
+        [
+            (s("a"), 1, StageStatus::Completed, None),
+            (s("b"), 2, StageStatus::Completed, None),
+            (s("c"), 3, StageStatus::Completed, None),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_linear_run_records_a_stage_per_node_a_decision_per_edge_and_its_checkpoint() {
     let (executor, _) = executor().await;
@@ -1054,7 +1117,7 @@ async fn a_start_under_way_when_shutdown_begins_is_drained_before_shutdown_retur
         let executor = executor.clone();
         async move { executor.start("linear", json!({})).await }
     });
-    crate::fence::until_blocked(&schema, "INSERT INTO \"runs\"%").await;
+    crate::fence::until_blocked(&schema, "%INSERT INTO \"runs\"%").await;
     let mut shutdown = tokio::spawn({
         let executor = executor.clone();
         async move { executor.shutdown(HANG).await }
