@@ -34,13 +34,14 @@ use crate::graph::node_signals::{Delivered, Given};
 use crate::model::{RawJson, Run, RunId, RunStatus, StageStatus};
 use crate::store::atomic_statement::{AtomicStatement, Part, Shape};
 use crate::store::backoff::Backoff;
+use crate::store::batched_commit::NodePart;
 use crate::store::checkpoints::PgCheckpointStore;
 use crate::store::checkpoints::state_to_json;
 use crate::store::fence::{
     self, ASKED, CHECKPOINTED, COMPLETED_STAGE, DECIDED, FAILED_STAGE, HELD_RUN, asked,
     checkpointed, completed_stage, decided, failed_stage, held_run,
 };
-use crate::store::group_commit::GroupCommit;
+use crate::store::group_commit::{GroupCommit, Grouped};
 use crate::store::journal::{
     AttemptFailure, End, Journal, Next, NodeCommit, NodeFailure, Question, Retry, WaitCommit,
 };
@@ -135,31 +136,18 @@ impl PgJournal {
     where
         S: QueryFragment<Pg> + QueryId + Send,
     {
-        self.write_grouped(build, landed, None).await
+        let first = self.send_alone(&build).await;
+        self.retried(first, build, landed).await
     }
 
-    /// [`PgJournal::write`], in `group`'s next batch (until a break: what follows one is
-    /// checked and retried alone).
-    async fn write_grouped<S>(
-        &self,
-        build: impl Fn() -> S,
-        landed: Landed<'_>,
-        group: Option<&GroupCommit>,
-    ) -> Result<bool>
+    /// Sends the statement `build` makes, once, on a connection of its own; whether its
+    /// last part wrote a row.
+    async fn send_alone<S>(&self, build: &impl Fn() -> S) -> Result<bool>
     where
         S: QueryFragment<Pg> + QueryId + Send,
     {
-        let first = match group {
-            Some(group) => group.commit(&build).await.map(|rows| rows > 0),
-            None => {
-                async {
-                    let mut conn = self.pool.get().await?;
-                    Ok(build().execute(&mut *conn).await? > 0)
-                }
-                .await
-            }
-        };
-        self.retried(first, build, landed).await
+        let mut conn = self.pool.get().await?;
+        Ok(build().execute(&mut *conn).await? > 0)
     }
 
     /// [`PgJournal::write`] of a statement that ends the attempt and returns the run as it
@@ -603,20 +591,25 @@ impl Journal for PgJournal {
                 attempt: c.attempt,
                 status: StageStatus::Completed,
             };
-            let group = self.group_commit.as_deref();
             let saves = saves_checkpoint(c, keep);
-            match (c.next, group) {
+            match (c.next, &self.group_commit) {
+                // The commits of runs going on to their next node are batched.
+                (Next::Node { node, iteration }, Some(group)) if c.received.is_none() => {
+                    let alone = || commit(c, lease, &state, keep, next_stage(c, node, iteration));
+                    let part = NodePart::of(c, lease, &state, (node, iteration));
+                    let first = match group.commit(part).await {
+                        Ok(Grouped::Written(written)) => Ok(written),
+                        Ok(Grouped::Alone) => self.send_alone(&alone).await,
+                        Err(e) => Err(e),
+                    };
+                    self.retried(first, alone, landed).await
+                }
                 (Next::Node { node, iteration }, _) => {
                     let next = || next_stage(c, node, iteration);
-                    self.write_grouped(|| commit(c, lease, &state, keep, next()), landed, group)
+                    self.write(|| commit(c, lease, &state, keep, next()), landed)
                         .await
                 }
-                (Next::End(end), Some(_)) => {
-                    let end = || run_end(c, end, saves);
-                    self.write_grouped(|| commit(c, lease, &state, keep, end()), landed, group)
-                        .await
-                }
-                (Next::End(end), None) => {
+                (Next::End(end), _) => {
                     let end = || run_end(c, end, saves);
                     self.write_ending(|| commit(c, lease, &state, keep, end()), landed)
                         .await

@@ -9,6 +9,7 @@
 pub(crate) mod adoption;
 pub(crate) mod atomic_statement;
 pub(crate) mod backoff;
+pub(crate) mod batched_commit;
 pub(crate) mod checkpoints;
 pub(crate) mod db;
 pub(crate) mod fence;

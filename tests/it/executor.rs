@@ -1004,6 +1004,70 @@ async fn with_group_commit_concurrent_runs_record_every_node_and_shutdown_drains
     schema.drop_schema().await.unwrap();
 }
 
+/// Everything a run recorded but ids and times (the checkpoint's too), as JSON text with
+/// the run's id replaced: its stages, decisions and checkpoint.
+async fn recorded(executor: &Executor, run: RunId) -> String {
+    let mut conn = executor.pool().get().await.unwrap();
+    let stages = repository::stages(&mut conn, run).await.unwrap();
+    let decisions = repository::decisions(&mut conn, run).await.unwrap();
+    drop(conn);
+    let stages: Vec<Value> = stages
+        .into_iter()
+        .map(|stage| {
+            json!([
+                stage.node_name,
+                stage.iteration,
+                stage.attempt,
+                stage.status,
+                stage.duration_ms.is_some(),
+                stage.state_update,
+                stage.input_snapshot,
+                stage.output_snapshot,
+                stage.error_message
+            ])
+        })
+        .collect();
+    let decisions: Vec<Value> = decisions
+        .into_iter()
+        .map(|d| {
+            json!([
+                d.from_node,
+                d.to_node,
+                d.predicate_name,
+                d.predicate_result,
+                d.reason
+            ])
+        })
+        .collect();
+    let mut checkpoint = checkpoint_of(executor, run).await;
+    if let Some((_, Value::Object(state))) = &mut checkpoint {
+        assert!(state.remove("timestamp").is_some());
+    }
+    json!([stages, decisions, checkpoint])
+        .to_string()
+        .replace(&run.to_string(), "RUN")
+}
+
+#[tokio::test]
+async fn with_group_commit_a_run_records_exactly_what_it_records_without() {
+    let pool = testing::pool().await.unwrap();
+    let (alone, _) = executor_on(pool.clone(), ExecutorConfig::default());
+    let (grouped, _) = executor_on(pool, ExecutorConfig::default().group_commit(true));
+    for (workflow, params) in [("linear", json!({})), ("route", json!({"kind": "math"}))] {
+        let one = alone.run(workflow, params.clone()).await.unwrap();
+        let other = grouped.run(workflow, params).await.unwrap();
+        assert_eq!(
+            (one.status, one.result.clone()),
+            (other.status, other.result.clone())
+        );
+        assert_eq!(
+            recorded(&alone, one.id).await,
+            recorded(&grouped, other.id).await,
+            "{workflow}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn shutdown_lets_runs_that_finish_in_time_complete() {
     let (executor, gate) = executor().await;

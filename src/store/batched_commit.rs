@@ -1,0 +1,212 @@
+//! The node commits of several runs as one statement: what group commit sends for a batch.
+//!
+//! Each run's part is what the journal's node commit writes for one run that goes on to its
+//! next node: its stage completed (from `started` only), its decision, its checkpoint and
+//! its next node's `started` stage, each written only if the one before was, under the
+//! run's lease (see [`fence`](crate::fence)). Here the runs' values travel as arrays, one per
+//! column, unnested into one row per run, and every part joins the rows of the part before
+//! it: a run whose lease no longer holds, or whose stage is no longer `started`, gets nothing
+//! written, while the other runs of the batch do. The statement returns the runs it wrote.
+//!
+//! This is the one node statement written as SQL text rather than with Diesel's DSL, which
+//! cannot join `unnest`; its values are still typed binds, and the tests check that it
+//! writes the rows the single-run commit writes.
+
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::result::QueryResult;
+use diesel::sql_types::{Array, Bool, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
+
+use crate::model::{RawJson, RunId, RunStatus, StageStatus};
+use crate::store::journal::NodeCommit;
+use crate::store::lease::Lease;
+
+/// One run's node commit, owned, so that the task committing a batch can send it.
+#[derive(Debug, Clone)]
+pub(crate) struct NodePart {
+    pub(crate) run_id: RunId,
+    pub(crate) lease_token: uuid::Uuid,
+    pub(crate) node: String,
+    pub(crate) iteration: i32,
+    pub(crate) attempt: i32,
+    pub(crate) duration_ms: i32,
+    pub(crate) state_update: RawJson,
+    pub(crate) output_snapshot: Option<RawJson>,
+    pub(crate) to_node: Option<String>,
+    pub(crate) predicate_name: Option<String>,
+    pub(crate) predicate_result: Option<bool>,
+    pub(crate) reason: String,
+    pub(crate) state: RawJson,
+    pub(crate) next_node: String,
+    pub(crate) next_iteration: i32,
+    pub(crate) next_input: Option<RawJson>,
+}
+
+impl NodePart {
+    /// The part of commit `c`, made under `lease`, saving `state` and going on to `next`
+    /// (a node and its step).
+    pub(crate) fn of(c: &NodeCommit<'_>, lease: Lease, state: &RawJson, next: (&str, u32)) -> Self {
+        let step = |i: u32| i32::try_from(i).unwrap_or(i32::MAX);
+        NodePart {
+            run_id: lease.run_id,
+            lease_token: lease.token,
+            node: c.node.to_owned(),
+            iteration: step(c.iteration),
+            attempt: step(c.attempt),
+            duration_ms: c.duration_ms,
+            state_update: RawJson::from_value(c.update),
+            output_snapshot: c.output_snapshot.map(RawJson::from_value),
+            to_node: c.transition.to.map(str::to_owned),
+            predicate_name: c.transition.predicate.map(str::to_owned),
+            predicate_result: c.transition.result,
+            reason: c.transition.reason.to_owned(),
+            state: state.clone(),
+            next_node: next.0.to_owned(),
+            next_iteration: step(next.1),
+            next_input: c.next_input.map(RawJson::from_value),
+        }
+    }
+}
+
+/// The statement committing `parts` (of different runs); its rows are the ids of the runs
+/// it wrote.
+#[derive(Debug, Default)]
+pub(crate) struct BatchedCommit {
+    run_ids: Vec<RunId>,
+    lease_tokens: Vec<uuid::Uuid>,
+    nodes: Vec<String>,
+    iterations: Vec<i32>,
+    attempts: Vec<i32>,
+    durations_ms: Vec<i32>,
+    state_updates: Vec<RawJson>,
+    output_snapshots: Vec<Option<RawJson>>,
+    to_nodes: Vec<Option<String>>,
+    predicate_names: Vec<Option<String>>,
+    predicate_results: Vec<Option<bool>>,
+    reasons: Vec<String>,
+    states: Vec<RawJson>,
+    next_nodes: Vec<String>,
+    next_iterations: Vec<i32>,
+    next_inputs: Vec<Option<RawJson>>,
+}
+
+impl BatchedCommit {
+    pub(crate) fn new(parts: impl IntoIterator<Item = NodePart>) -> Self {
+        let mut batch = BatchedCommit::default();
+        for part in parts {
+            batch.run_ids.push(part.run_id);
+            batch.lease_tokens.push(part.lease_token);
+            batch.nodes.push(part.node);
+            batch.iterations.push(part.iteration);
+            batch.attempts.push(part.attempt);
+            batch.durations_ms.push(part.duration_ms);
+            batch.state_updates.push(part.state_update);
+            batch.output_snapshots.push(part.output_snapshot);
+            batch.to_nodes.push(part.to_node);
+            batch.predicate_names.push(part.predicate_name);
+            batch.predicate_results.push(part.predicate_result);
+            batch.reasons.push(part.reason);
+            batch.states.push(part.state);
+            batch.next_nodes.push(part.next_node);
+            batch.next_iterations.push(part.next_iteration);
+            batch.next_inputs.push(part.next_input);
+        }
+        batch
+    }
+}
+
+/// Binds `$self`'s arrays, each cast to its type, separated by commas.
+macro_rules! arrays {
+    ($self:ident, $out:ident: $($field:ident as $st:ty => $cast:literal),+ $(,)?) => {
+        let mut first = true;
+        $(
+            if !std::mem::take(&mut first) {
+                $out.push_sql(", ");
+            }
+            $out.push_bind_param::<Array<$st>, _>(&$self.$field)?;
+            $out.push_sql($cast);
+        )+
+    };
+}
+
+impl QueryFragment<Pg> for BatchedCommit {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        // The runs held under their leases, each with its values: what every later part
+        // reads. Locked in the order of their ids, so that two statements locking some of
+        // the same runs cannot deadlock.
+        out.push_sql("WITH \"held_run\" AS MATERIALIZED (SELECT p.* FROM runs JOIN unnest(");
+        arrays!(self, out:
+            run_ids as SqlUuid => "::uuid[]",
+            lease_tokens as SqlUuid => "::uuid[]",
+            nodes as Text => "::text[]",
+            iterations as Integer => "::int4[]",
+            attempts as Integer => "::int4[]",
+            durations_ms as Integer => "::int4[]",
+            state_updates as Jsonb => "::jsonb[]",
+            output_snapshots as Nullable<Jsonb> => "::jsonb[]",
+            to_nodes as Nullable<Text> => "::text[]",
+            predicate_names as Nullable<Text> => "::text[]",
+            predicate_results as Nullable<Bool> => "::bool[]",
+            reasons as Text => "::text[]",
+            states as Jsonb => "::jsonb[]",
+            next_nodes as Text => "::text[]",
+            next_iterations as Integer => "::int4[]",
+            next_inputs as Nullable<Jsonb> => "::jsonb[]",
+        );
+        out.push_sql(
+            ") AS p(run_id, lease_token, node, iteration, attempt, duration_ms, \
+             state_update, output_snapshot, to_node, predicate_name, predicate_result, reason, \
+             state_data, next_node, next_iteration, next_input) \
+             ON runs.id = p.run_id AND runs.lease_token = p.lease_token WHERE runs.status = ",
+        );
+        out.push_bind_param::<Text, _>(&RunStatus::Running)?;
+        out.push_sql(
+            " ORDER BY runs.id FOR NO KEY UPDATE OF runs), \
+             completed_stage AS MATERIALIZED (UPDATE stages SET status = ",
+        );
+        out.push_bind_param::<Text, _>(&StageStatus::Completed)?;
+        out.push_sql(
+            ", duration_ms = p.duration_ms, state_update = p.state_update, \
+             output_snapshot = p.output_snapshot FROM \"held_run\" p \
+             WHERE stages.run_id = p.run_id AND stages.node_name = p.node \
+             AND stages.iteration = p.iteration AND stages.attempt = p.attempt \
+             AND stages.status = ",
+        );
+        out.push_bind_param::<Text, _>(&StageStatus::Started)?;
+        out.push_sql(
+            " RETURNING stages.run_id), \
+             decided AS MATERIALIZED (INSERT INTO decisions (run_id, from_node, to_node, \
+             predicate_name, predicate_result, reason) SELECT p.run_id, p.node, p.to_node, \
+             p.predicate_name, p.predicate_result, p.reason FROM \"held_run\" p JOIN completed_stage \
+             ON completed_stage.run_id = p.run_id RETURNING decisions.run_id), \
+             checkpointed AS MATERIALIZED (INSERT INTO checkpoints (run_id, state_data, \
+             checkpoint_node) SELECT p.run_id, p.state_data, p.node FROM \"held_run\" p JOIN decided \
+             ON decided.run_id = p.run_id ON CONFLICT (run_id) DO UPDATE SET \
+             state_data = excluded.state_data, checkpoint_node = excluded.checkpoint_node \
+             RETURNING checkpoints.run_id) \
+             INSERT INTO stages (run_id, node_name, iteration, attempt, status, input_snapshot) \
+             SELECT p.run_id, p.next_node, p.next_iteration, 1, ",
+        );
+        out.push_bind_param::<Text, _>(&StageStatus::Started)?;
+        out.push_sql(
+            ", p.next_input FROM \"held_run\" p JOIN completed_stage \
+             ON completed_stage.run_id = p.run_id \
+             RETURNING stages.run_id",
+        );
+        Ok(())
+    }
+
+    /// One text whatever the batch's size: prepared once per connection.
+    fn is_safe_to_cache_prepared(&self, _backend: &Pg) -> QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl Query for BatchedCommit {
+    type SqlType = SqlUuid;
+}
+
+impl QueryId for BatchedCommit {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
