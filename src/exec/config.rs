@@ -34,15 +34,16 @@ pub struct ExecutorConfig {
     /// How often leases are renewed (default 10 s); well below `lease`.
     pub heartbeat: Duration,
     /// Whether node commits of different runs that are ready at the same time are committed
-    /// together, in one transaction on one connection (default false): fewer commits and
-    /// WAL flushes when many runs execute at once, with the same durability (each run's
-    /// commit is durable before its next node starts) and the same fence (each run's part
-    /// is refused alone). A batch gathers only while the one before it is in flight, so a
-    /// lone commit waits for nobody. Off by default because, where a WAL flush is cheap (a
-    /// local disk), it is slower: a batch runs its statements one after another on one
-    /// server process and adds a `BEGIN` and a `COMMIT` round trip, while separate commits
-    /// run in parallel and PostgreSQL already shares their flushes (`bench/RESULTS.md`).
-    /// Try it where flushes are slow (network storage, synchronous replication).
+    /// together (default false): the commits of runs going on to their next node that
+    /// gathered while the batch before them was in flight are sent as one statement, so
+    /// that they share its round trip, its overhead and its WAL flush, with the same
+    /// durability (each run's commit is durable before its next node starts) and the same
+    /// fence (each run's part is refused alone). A lone commit waits for nobody. Off by
+    /// default because, on a small machine with a local disk, runs per second are about
+    /// those of separate commits (`bench/RESULTS.md`): PostgreSQL already shares the
+    /// flushes of concurrent commits, and one batch in flight keeps one server process
+    /// busy. Try it where statements or flushes are scarce (a busy server, network storage,
+    /// synchronous replication).
     pub group_commit: bool,
     /// The most runs that [`Executor::start`](crate::Executor::start) and
     /// [`Executor::resume`](crate::Executor::resume) keep executing in this process at once
