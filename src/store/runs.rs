@@ -38,7 +38,7 @@ use super::fence::{ANSWERED, HELD_RUN, answered, held_run};
 use super::lease::Lease;
 use super::rows::RunRow;
 use super::schema::{checkpoints, interrupts, messages, runs, stages};
-use super::sql_functions::{clock_timestamp, db_now, gen_random_uuid};
+use super::sql_functions::{clock_timestamp, db_now, gen_random_uuid, statement_timestamp};
 use crate::error::{Error, Result};
 use crate::model::{AnswerSchema, Run, RunId, RunStatus, StageStatus};
 
@@ -128,7 +128,8 @@ pub(crate) async fn insert_running(
             runs::workflow_name.eq(new.workflow),
             runs::status.eq(Running),
             runs::params.eq(new.params),
-            runs::started_at.eq(clock_timestamp().nullable()),
+            runs::created_at.eq(statement_timestamp()),
+            runs::started_at.eq(statement_timestamp().nullable()),
             runs::submitted_by_library.eq(true),
             new_lease!(owner, lease),
         ))

@@ -2,7 +2,11 @@
 //!
 //! **One clock.** Every timestamp the library writes is `clock_timestamp()`: the time the
 //! row is written, the same clock as the columns' defaults, so that a run's `created_at`
-//! comes before its `started_at` and its last decision before its `completed_at`. Lease
+//! comes before its `started_at` and its last decision before its `completed_at`. (A run
+//! inserted already started, with its first stage, takes both its `created_at` and its
+//! `started_at` from `statement_timestamp()`: one instant, before every row the statement
+//! writes, where two calls of `clock_timestamp()` in one row could come out in either
+//! order.) Lease
 //! expiry is *compared* with `now()` (the statement's start, a little earlier): it is stable
 //! within a statement, so the partial indexes on those columns can be searched with it, and
 //! it errs on the side of a lease still holding.
@@ -15,6 +19,11 @@ diesel::define_sql_function! {
 }
 
 diesel::operator_allowed!(clock_timestamp, Add, add);
+
+diesel::define_sql_function! {
+    /// The time the current statement started.
+    fn statement_timestamp() -> Timestamptz;
+}
 
 diesel::define_sql_function! {
     /// The time the current statement's transaction started, typed as a timestamp with time

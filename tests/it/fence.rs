@@ -420,7 +420,12 @@ async fn a_takeover_during_a_node_commit_waits_for_it_and_closes_the_stage_it_st
         Duration::from_millis(300),
         Duration::from_secs(3600),
     );
-    let mut execution = stalled.start("gated", json!({})).await.unwrap();
+    // Its `c` waits for the gate too: the stale owner cannot send `c`'s commit (and take the
+    // run's lock before the takeover does) until the test opens the gate again.
+    let mut execution = stalled
+        .start("gated", json!({"gate_c": true}))
+        .await
+        .unwrap();
     let id = execution.run_id();
     until_stage(schema.pool(), id, "wait", StageStatus::Started).await;
     until_lease_expired(schema.pool(), id).await;
@@ -428,7 +433,9 @@ async fn a_takeover_during_a_node_commit_waits_for_it_and_closes_the_stage_it_st
     // Its commit of `wait` takes the run's lock, then waits; meanwhile a worker takes over.
     gate.0.notify_one();
     until_blocked(&schema, "WITH \"held_run\"%").await;
-    let (rescuer, _) = executor(schema.pool(), "rescuer", LONG, LONG / 3);
+    let (rescuer, rescuer_gate) = executor(schema.pool(), "rescuer", LONG, LONG / 3);
+    // The worker's `c` goes through at once.
+    rescuer_gate.0.notify_one();
     let worker = Arc::new(Worker::new(rescuer, WorkerConfig::default()));
     let fill = tokio::spawn({
         let worker = Arc::clone(&worker);
@@ -448,6 +455,8 @@ async fn a_takeover_during_a_node_commit_waits_for_it_and_closes_the_stage_it_st
         1,
         "the worker took the run over"
     );
+    // The stale owner's `c` now ends, and its commit is refused.
+    gate.0.notify_one();
 
     let events = events_of(&mut execution).await;
     assert!(

@@ -240,7 +240,8 @@ pub(crate) async fn route(g: &mut GraphBuilder, _: &Runtime, p: Params) -> Resul
     Ok(State::new().with("kind", kind))
 }
 
-/// `wait` blocks on the runtime's [`Gate`] (and ignores cancellation unless `polite`).
+/// `wait` blocks on the runtime's [`Gate`] (and ignores cancellation unless `polite`); with
+/// `gate_c`, `c` waits for the gate too (after `wait`'s opening), before it marks the state.
 pub(crate) async fn gated(
     g: &mut GraphBuilder,
     rt: &Runtime,
@@ -248,6 +249,10 @@ pub(crate) async fn gated(
 ) -> Result<State, BoxError> {
     let gate = rt.get::<Gate>()?;
     let polite: bool = p.get("polite")?.unwrap_or(false);
+    let gate_c = p
+        .get::<bool>("gate_c")?
+        .unwrap_or(false)
+        .then(|| Arc::clone(&gate));
     g.add_node("a", mark)
         .add_node("wait", move |state: State, ctx: NodeContext| {
             let gate = Arc::clone(&gate);
@@ -263,7 +268,15 @@ pub(crate) async fn gated(
                 Ok(state)
             }
         })
-        .add_node("c", mark)
+        .add_node("c", move |state: State, ctx: NodeContext| {
+            let gate = gate_c.clone();
+            async move {
+                if let Some(gate) = gate {
+                    gate.0.notified().await;
+                }
+                mark(state, ctx).await
+            }
+        })
         .add_edge("a", "wait")
         .add_edge("wait", "c")
         .set_entry_point("a")
