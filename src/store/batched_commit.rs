@@ -18,8 +18,6 @@ use diesel::result::QueryResult;
 use diesel::sql_types::{Array, Bool, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
 
 use crate::model::{RawJson, RunId, RunStatus, StageStatus};
-use crate::store::journal::NodeCommit;
-use crate::store::lease::Lease;
 
 /// One run's node commit, owned, so that the task committing a batch can send it.
 #[derive(Debug, Clone)]
@@ -40,32 +38,6 @@ pub(crate) struct NodePart {
     pub(crate) next_node: String,
     pub(crate) next_iteration: i32,
     pub(crate) next_input: Option<RawJson>,
-}
-
-impl NodePart {
-    /// The part of commit `c`, made under `lease`, saving `state` and going on to `next`
-    /// (a node and its step).
-    pub(crate) fn of(c: &NodeCommit<'_>, lease: Lease, state: &RawJson, next: (&str, u32)) -> Self {
-        let step = |i: u32| i32::try_from(i).unwrap_or(i32::MAX);
-        NodePart {
-            run_id: lease.run_id,
-            lease_token: lease.token,
-            node: c.node.to_owned(),
-            iteration: step(c.iteration),
-            attempt: step(c.attempt),
-            duration_ms: c.duration_ms,
-            state_update: RawJson::from_value(c.update),
-            output_snapshot: c.output_snapshot.map(RawJson::from_value),
-            to_node: c.transition.to.map(str::to_owned),
-            predicate_name: c.transition.predicate.map(str::to_owned),
-            predicate_result: c.transition.result,
-            reason: c.transition.reason.to_owned(),
-            state: state.clone(),
-            next_node: next.0.to_owned(),
-            next_iteration: step(next.1),
-            next_input: c.next_input.map(RawJson::from_value),
-        }
-    }
 }
 
 /// The statement committing `parts` (of different runs); its rows are the ids of the runs

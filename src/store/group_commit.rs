@@ -133,8 +133,11 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::graph::State;
     use crate::model::{RawJson, StageStatus};
-    use crate::store::lease::Lease;
+    use crate::store::journal::{Journal, Next, NodeCommit, Transition};
+    use crate::store::journal_pg::PgJournal;
+    use crate::store::lease::{Lease, LeaseDeadline};
     use crate::store::runs::{self, NewRun};
     use crate::store::schema::stages;
     use crate::testing::IsolatedSchema;
@@ -276,18 +279,29 @@ mod tests {
         .expect("no statement ever waited for the lock")
     }
 
+    /// Run `held`'s commit in flight: its statement waits for the row the returned
+    /// connection holds locked, so the next batch gathers behind it.
+    async fn first_in_flight(
+        schema: &IsolatedSchema,
+        group: &Arc<GroupCommit>,
+        held: Lease,
+    ) -> (AsyncPgConnection, tokio::task::JoinHandle<Result<Grouped>>) {
+        let holder = hold(schema, held).await;
+        let first = spawn_commit(group, part(held, 5));
+        until_blocked(schema).await;
+        (holder, first)
+    }
+
     /// The first run's commit in flight (its row locked by the test), then `rest` gathered
     /// behind it; the lock released; every part's result, the first's first.
     async fn behind_a_held_batch(
         schema: &IsolatedSchema,
         group: &Arc<GroupCommit>,
-        first: NodePart,
         held: Lease,
         rest: Vec<NodePart>,
     ) -> Vec<Result<Grouped>> {
-        let mut holder = hold(schema, held).await;
-        let mut tasks = vec![spawn_commit(group, first)];
-        until_blocked(schema).await;
+        let (mut holder, first) = first_in_flight(schema, group, held).await;
+        let mut tasks = vec![first];
         let count = rest.len();
         tasks.extend(rest.into_iter().map(|part| spawn_commit(group, part)));
         until_queued(group, count).await;
@@ -309,7 +323,7 @@ mod tests {
         let group = group_of(&schema);
         let l = running(&schema, 3).await;
         let rest = vec![part(l[1], 5), part(l[2], 5)];
-        let results = behind_a_held_batch(&schema, &group, part(l[0], 5), l[0], rest).await;
+        let results = behind_a_held_batch(&schema, &group, l[0], rest).await;
         assert_eq!(
             results.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
             [Grouped::Written(true); 3]
@@ -351,7 +365,7 @@ mod tests {
             ..l[1]
         };
         let rest = vec![part(taken_over, 5), part(l[2], 5)];
-        let results = behind_a_held_batch(&schema, &group, part(l[0], 5), l[0], rest).await;
+        let results = behind_a_held_batch(&schema, &group, l[0], rest).await;
         assert_eq!(
             results.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
             [
@@ -373,7 +387,7 @@ mod tests {
         let l = running(&schema, 3).await;
         // A negative duration breaks a check constraint: the whole statement fails.
         let rest = vec![part(l[1], -1), part(l[2], 5)];
-        let results = behind_a_held_batch(&schema, &group, part(l[0], 5), l[0], rest).await;
+        let results = behind_a_held_batch(&schema, &group, l[0], rest).await;
         assert_eq!(
             results.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
             [Grouped::Written(true), Grouped::Alone, Grouped::Alone]
@@ -385,13 +399,71 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn in_a_failing_batch_only_the_faulty_run_s_commit_fails_and_the_other_is_written() {
+        let schema = IsolatedSchema::create().await.unwrap();
+        let group = group_of(&schema);
+        let l = running(&schema, 3).await;
+        let (mut holder, first) = first_in_flight(&schema, &group, l[0]).await;
+        // Two journals' commits gather behind it; one breaks a check constraint, which fails
+        // the batch's statement.
+        let commit_of = |lease: Lease, duration_ms: i32| {
+            let journal = PgJournal::new(
+                RunConnections::new(schema.pool().clone()),
+                Some(Arc::clone(&group)),
+                (true, 1 << 20),
+                lease,
+                LeaseDeadline::new(tokio::time::Instant::now(), Duration::from_secs(60)),
+            );
+            tokio::spawn(async move {
+                let (update, state) = (json!({"set": {"x": 1}}), State::new());
+                let commit = NodeCommit {
+                    run_id: lease.run_id,
+                    node: "a",
+                    iteration: 1,
+                    attempt: 1,
+                    duration_ms,
+                    update: &update,
+                    output_snapshot: None,
+                    next_input: None,
+                    checkpoint: &state,
+                    received: None,
+                    transition: Transition {
+                        to: Some("b"),
+                        predicate: None,
+                        result: None,
+                        reason: "edge",
+                    },
+                    next: Next::Node {
+                        node: "b",
+                        iteration: 2,
+                    },
+                };
+                journal.node_completed(&commit).await
+            })
+        };
+        let faulty = commit_of(l[1], -1);
+        let innocent = commit_of(l[2], 5);
+        until_queued(&group, 2).await;
+        holder.batch_execute("ROLLBACK").await.unwrap();
+        assert_eq!(first.await.unwrap().unwrap(), Grouped::Written(true));
+        let failed = faulty.await.unwrap().unwrap_err();
+        assert!(
+            !failed.is_connection_lost() && failed.to_string().contains("duration_ms"),
+            "its own error, from its statement sent alone: {failed}"
+        );
+        assert!(innocent.await.unwrap().unwrap(), "written alone");
+        let found = written(&schema, &l).await;
+        assert_eq!(found[1].0, committed(&["a started"]));
+        assert_eq!(found[2].0, committed(&["a completed", "b started"]));
+        schema.drop_schema().await.unwrap();
+    }
+
+    #[tokio::test]
     async fn a_part_cancelled_while_queued_is_left_out_of_its_batch() {
         let schema = IsolatedSchema::create().await.unwrap();
         let group = group_of(&schema);
         let l = running(&schema, 3).await;
-        let mut holder = hold(&schema, l[0]).await;
-        let first = spawn_commit(&group, part(l[0], 5));
-        until_blocked(&schema).await;
+        let (mut holder, first) = first_in_flight(&schema, &group, l[0]).await;
         let cancelled = spawn_commit(&group, part(l[1], 5));
         let kept = spawn_commit(&group, part(l[2], 5));
         until_queued(&group, 2).await;
@@ -411,9 +483,7 @@ mod tests {
         let schema = IsolatedSchema::create().await.unwrap();
         let group = group_of(&schema);
         let l = running(&schema, 3).await;
-        let mut first_holder = hold(&schema, l[0]).await;
-        let first = spawn_commit(&group, part(l[0], 5));
-        until_blocked(&schema).await;
+        let (mut first_holder, first) = first_in_flight(&schema, &group, l[0]).await;
         // The next batch, of two parts, waits for a lock too; then its connection breaks.
         let mut second_holder = hold(&schema, l[1]).await;
         let rest = [

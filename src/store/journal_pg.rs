@@ -591,12 +591,11 @@ impl Journal for PgJournal {
                 attempt: c.attempt,
                 status: StageStatus::Completed,
             };
-            let saves = saves_checkpoint(c, keep);
             match (c.next, &self.group_commit) {
                 // The commits of runs going on to their next node are batched.
                 (Next::Node { node, iteration }, Some(group)) if c.received.is_none() => {
                     let alone = || commit(c, lease, &state, keep, next_stage(c, node, iteration));
-                    let part = NodePart::of(c, lease, &state, (node, iteration));
+                    let part = node_part(c, lease, &state, (node, iteration));
                     let first = match group.commit(part).await {
                         Ok(Grouped::Written(written)) => Ok(written),
                         Ok(Grouped::Alone) => self.send_alone(&alone).await,
@@ -610,7 +609,7 @@ impl Journal for PgJournal {
                         .await
                 }
                 (Next::End(end), _) => {
-                    let end = || run_end(c, end, saves);
+                    let end = || run_end(c, end, saves_checkpoint(c, keep));
                     self.write_ending(|| commit(c, lease, &state, keep, end()), landed)
                         .await
                 }
@@ -805,6 +804,29 @@ fn next_stage<'a>(c: &'a NodeCommit<'a>, node: &'a str, iteration: u32) -> Part<
     ))
 }
 
+/// Commit `c` (under `lease`, saving `state`, going on to `next`: a node and its step) as its
+/// run's part of a group commit's batch: the values [`commit`] binds, owned.
+fn node_part(c: &NodeCommit<'_>, lease: Lease, state: &RawJson, next: (&str, u32)) -> NodePart {
+    NodePart {
+        run_id: lease.run_id,
+        lease_token: lease.token,
+        node: c.node.to_owned(),
+        iteration: step(c.iteration),
+        attempt: step(c.attempt),
+        duration_ms: c.duration_ms,
+        state_update: RawJson::from_value(c.update),
+        output_snapshot: c.output_snapshot.map(RawJson::from_value),
+        to_node: c.transition.to.map(str::to_owned),
+        predicate_name: c.transition.predicate.map(str::to_owned),
+        predicate_result: c.transition.result,
+        reason: c.transition.reason.to_owned(),
+        state: state.clone(),
+        next_node: next.0.to_owned(),
+        next_iteration: step(next.1),
+        next_input: c.next_input.map(RawJson::from_value),
+    }
+}
+
 /// The last part of a node commit that ends the attempt (the run completes, fails or
 /// waits), returning the run as it recorded it.
 fn run_end<'a>(c: &'a NodeCommit<'a>, end: End<'a>, saves_checkpoint: bool) -> RunReturned<'a> {
@@ -845,7 +867,7 @@ fn run_end<'a>(c: &'a NodeCommit<'a>, end: End<'a>, saves_checkpoint: bool) -> R
 }
 
 /// The last part of a statement, returning the rows of `runs` it wrote.
-pub(crate) struct RunReturned<'a>(Part<'a>);
+struct RunReturned<'a>(Part<'a>);
 
 impl QueryFragment<Pg> for RunReturned<'_> {
     fn walk_ast<'b>(&'b self, out: diesel::query_builder::AstPass<'_, 'b, Pg>) -> QueryResult<()> {
