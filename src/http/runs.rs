@@ -16,7 +16,7 @@ use super::params_schema::JsonValue;
 use super::progress::{ProgressMessage, respond};
 use crate::{
     Decision, Interrupt, KeysetPage, PageRequest, PageResult, QueryParams, Run, RunCursor,
-    RunFilters, RunStatus, Stage, StateAt, lifecycle, repository,
+    RunFilters, RunSortField, RunStatus, Stage, StateAt, lifecycle, repository,
 };
 
 /// The query parameters of `GET /workflows/runs`, for the OpenAPI contract. (They are read
@@ -140,7 +140,11 @@ pub(crate) async fn list_runs_keyset(
         .map(str::parse::<RunCursor>)
         .transpose()?;
     if cursor.is_some() {
-        // The cursor carries the order of the pages before it.
+        // The cursor carries the order of the pages before it: a sort given with it is not
+        // used, but it must still be one (the contract's pattern).
+        for sort in &request.sort {
+            sort.field.parse::<RunSortField>()?;
+        }
         request.sort.clear();
     }
     let mut conn = api.conn().await?;

@@ -430,6 +430,44 @@ async fn keyset_pages_walk_every_run_once_in_order_and_end_without_a_cursor() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_sort_given_with_a_cursor_is_not_used_but_must_be_a_sort() {
+    let server = TestServer::start().await;
+    for _ in 0..2 {
+        server.run("linear", json!({})).await;
+    }
+    let first: Value = server
+        .get("/workflows/runs/keyset?page_size=1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let known = server
+        .get(&format!(
+            "/workflows/runs/keyset?page_size=1&sort=id&cursor={cursor}"
+        ))
+        .await;
+    assert_eq!(known.status(), 200, "the cursor's order serves the page");
+    let page: Value = known.json().await.unwrap();
+    assert_eq!(page["data"].as_array().unwrap().len(), 1);
+    let unknown = server
+        .get(&format!(
+            "/workflows/runs/keyset?sort=%C3%A3&cursor={cursor}"
+        ))
+        .await;
+    assert_eq!(unknown.status(), 400);
+    let body: Value = unknown.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid sort \"ã\""),
+        "{body}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_sort_naming_fields_again_is_served_in_the_order_of_their_first_mention() {
     let server = TestServer::start().await;
     let older = server.run("route", json!({"kind": "math"})).await;
