@@ -29,7 +29,7 @@ use workflows::{
 
 mod support;
 
-use support::proc_status_kib;
+use support::{proc_status_kib, server_cpu_micros};
 
 type Fail = Box<dyn std::error::Error + Send + Sync>;
 
@@ -117,6 +117,7 @@ struct Mark {
     next_xid: i64,
     wal: f64,
     cpu_micros: f64,
+    server_cpu_micros: Option<f64>,
 }
 
 async fn mark(pool: &workflows::Pool) -> Result<Mark, Fail> {
@@ -133,10 +134,12 @@ async fn mark(pool: &workflows::Pool) -> Result<Mark, Fail> {
         next_xid: server.next_xid,
         wal: server.wal,
         cpu_micros: cpu_micros(),
+        server_cpu_micros: server_cpu_micros(),
     })
 }
 
-/// Per run: statements, commits, WAL bytes; and CPU per node step, between two marks.
+/// Per run: statements, commits, WAL bytes; and the client's and the server's CPU per node step,
+/// between two marks.
 fn print_costs(label: &str, before: Mark, after: Mark, runs: usize) {
     let n = runs as f64;
     // The mark's own query is one statement, counted in `after`.
@@ -154,6 +157,12 @@ fn print_costs(label: &str, before: Mark, after: Mark, runs: usize) {
         "workload W client CPU µs/node step {label}\t{:.1}",
         (after.cpu_micros - before.cpu_micros) / (n * NODES as f64)
     );
+    if let (Some(before), Some(after)) = (before.server_cpu_micros, after.server_cpu_micros) {
+        println!(
+            "workload W server CPU µs/node step {label}\t{:.1}",
+            (after - before) / (n * NODES as f64)
+        );
+    }
 }
 
 /// Runs per second, `runs` runs with at most `concurrency` in flight.
@@ -183,6 +192,14 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 #[tokio::main]
 async fn main() -> Result<(), Fail> {
+    // `--server-cpu`: print the server's CPU time so far and stop, for `scripts/bench` to
+    // measure the floor's phases as this measures the library's.
+    if std::env::args().any(|a| a == "--server-cpu") {
+        if let Some(micros) = server_cpu_micros() {
+            println!("{micros:.0}");
+        }
+        return Ok(());
+    }
     let quick = std::env::args().any(|a| a == "--quick");
     // `--once`: one repetition at full size, for `scripts/bench` to interleave with the floor's.
     let once = std::env::args().any(|a| a == "--once");
