@@ -179,6 +179,8 @@ impl Query for BatchedCommit {
 }
 
 impl QueryId for BatchedCommit {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
+    type QueryId = Self;
+    // One text whatever the batch: prepared under this type, so that Diesel does not hash
+    // and compare the text at every batch.
+    const HAS_STATIC_QUERY_ID: bool = true;
 }

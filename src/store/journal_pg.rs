@@ -32,7 +32,7 @@ use crate::graph::BoxFuture;
 use crate::graph::State;
 use crate::graph::node_signals::{Delivered, Given};
 use crate::model::{RawJson, Run, RunId, RunStatus, StageStatus};
-use crate::store::atomic_statement::{AtomicStatement, Part, Shape};
+use crate::store::atomic_statement::{AtomicStatement, Part, Shape, StaticShape};
 use crate::store::backoff::Backoff;
 use crate::store::batched_commit::NodePart;
 use crate::store::checkpoints::PgCheckpointStore;
@@ -594,7 +594,10 @@ impl Journal for PgJournal {
             match (c.next, &self.group_commit) {
                 // The commits of runs going on to their next node are batched.
                 (Next::Node { node, iteration }, Some(group)) if c.received.is_none() => {
-                    let alone = || commit(c, lease, &state, keep, next_stage(c, node, iteration));
+                    let alone = || {
+                        commit(c, lease, &state, keep, next_stage(c, node, iteration))
+                            .of_static_shape::<NodeCommitToNext>()
+                    };
                     let part = node_part(c, lease, &state, (node, iteration));
                     let first = match group.commit(part).await {
                         Ok(Grouped::Written(written)) => Ok(written),
@@ -602,6 +605,14 @@ impl Journal for PgJournal {
                         Err(e) => Err(e),
                     };
                     self.retried(first, alone, landed).await
+                }
+                // The commit of almost every node: prepared under its own type.
+                (Next::Node { node, iteration }, _) if c.received.is_none() => {
+                    let next = || next_stage(c, node, iteration);
+                    let commit = || {
+                        commit(c, lease, &state, keep, next()).of_static_shape::<NodeCommitToNext>()
+                    };
+                    self.write(commit, landed).await
                 }
                 (Next::Node { node, iteration }, _) => {
                     let next = || next_stage(c, node, iteration);
@@ -879,6 +890,20 @@ impl diesel::query_builder::Query for RunReturned<'_> {
     type SqlType = diesel::dsl::AsSelect<RunRow, Pg>;
 }
 
+/// The shape of a node commit that goes on to the next node and received no message:
+/// [`commit_shape`]'s variant 0.
+struct NodeCommitToNext;
+
+impl StaticShape for NodeCommitToNext {
+    const SHAPE: Shape = Shape {
+        statement: NODE_COMMIT,
+        variant: 0,
+    };
+}
+
+/// The name of [`commit`]'s statement, in its shapes.
+const NODE_COMMIT: &str = "node commit";
+
 /// Which of [`commit`]'s variable parts a commit has: what its SQL text depends on.
 fn commit_shape(c: &NodeCommit<'_>, saves_checkpoint: bool) -> Shape {
     let next = match (c.next, saves_checkpoint) {
@@ -897,7 +922,7 @@ fn commit_shape(c: &NodeCommit<'_>, saves_checkpoint: bool) -> Shape {
         _ => 0,
     };
     Shape {
-        statement: "node commit",
+        statement: NODE_COMMIT,
         variant: next | wait | u32::from(c.received.is_some()) << 6,
     }
 }
