@@ -259,11 +259,6 @@ impl Engine<'_> {
                     Next::End(End::Fail { message })
                 }
             };
-            let update = serde_json::to_value(&update).map_err(|e| Error::Value {
-                container: "state",
-                key: String::new(),
-                reason: format!("its update cannot be stored as JSON: {e}"),
-            })?;
             let commit = NodeCommit {
                 run_id: self.run_id,
                 node: &node,

@@ -191,7 +191,7 @@ impl Journal for MemoryJournal {
     fn node_completed<'a>(&'a self, commit: &'a NodeCommit<'a>) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let mut recorded = self.recorded();
-            let update = serde_json::from_value(commit.update.clone()).unwrap_or_default();
+            let update = commit.update.clone();
             recorded.steps.push(MemoryStep {
                 node: commit.node.to_owned(),
                 update,

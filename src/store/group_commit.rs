@@ -134,7 +134,7 @@ mod tests {
 
     use super::*;
     use crate::graph::State;
-    use crate::model::{RawJson, StageStatus};
+    use crate::model::{RawJson, StageStatus, StateUpdate};
     use crate::store::journal::{Journal, Next, NodeCommit, Transition};
     use crate::store::journal_pg::PgJournal;
     use crate::store::lease::{Lease, LeaseDeadline};
@@ -415,7 +415,8 @@ mod tests {
                 LeaseDeadline::new(tokio::time::Instant::now(), Duration::from_secs(60)),
             );
             tokio::spawn(async move {
-                let (update, state) = (json!({"set": {"x": 1}}), State::new());
+                let update: StateUpdate = serde_json::from_value(json!({"set": {"x": 1}})).unwrap();
+                let state = State::new();
                 let commit = NodeCommit {
                     run_id: lease.run_id,
                     node: "a",

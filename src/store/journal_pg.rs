@@ -575,8 +575,8 @@ impl Journal for PgJournal {
 
     fn node_completed<'a>(&'a self, c: &'a NodeCommit<'a>) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let state = state_to_json(c.checkpoint)?;
-            let bytes = state.as_str().len();
+            let json = CommitJson::of(c)?;
+            let bytes = json.state.as_str().len();
             if bytes > self.max_state_bytes {
                 return Err(Error::StateTooLarge {
                     node: c.node.to_owned(),
@@ -595,10 +595,10 @@ impl Journal for PgJournal {
                 // The commits of runs going on to their next node are batched.
                 (Next::Node { node, iteration }, Some(group)) if c.received.is_none() => {
                     let alone = || {
-                        commit(c, lease, &state, keep, next_stage(c, node, iteration))
+                        commit(c, lease, &json, keep, next_stage(c, node, iteration))
                             .of_static_shape::<NodeCommitToNext>()
                     };
-                    let part = node_part(c, lease, &state, (node, iteration));
+                    let part = node_part(c, lease, &json, (node, iteration));
                     let first = match group.commit(part).await {
                         Ok(Grouped::Written(written)) => Ok(written),
                         Ok(Grouped::Alone) => self.send_alone(&alone).await,
@@ -610,18 +610,18 @@ impl Journal for PgJournal {
                 (Next::Node { node, iteration }, _) if c.received.is_none() => {
                     let next = || next_stage(c, node, iteration);
                     let commit = || {
-                        commit(c, lease, &state, keep, next()).of_static_shape::<NodeCommitToNext>()
+                        commit(c, lease, &json, keep, next()).of_static_shape::<NodeCommitToNext>()
                     };
                     self.write(commit, landed).await
                 }
                 (Next::Node { node, iteration }, _) => {
                     let next = || next_stage(c, node, iteration);
-                    self.write(|| commit(c, lease, &state, keep, next()), landed)
+                    self.write(|| commit(c, lease, &json, keep, next()), landed)
                         .await
                 }
                 (Next::End(end), _) => {
                     let end = || run_end(c, end, saves_checkpoint(c, keep));
-                    self.write_ending(|| commit(c, lease, &state, keep, end()), landed)
+                    self.write_ending(|| commit(c, lease, &json, keep, end()), landed)
                         .await
                 }
             }
@@ -714,6 +714,27 @@ impl Journal for PgJournal {
     }
 }
 
+/// A node commit's JSON, serialized once however often its statement is built: the
+/// checkpoint's state and the stage's update.
+struct CommitJson {
+    state: RawJson,
+    update: RawJson,
+}
+
+impl CommitJson {
+    fn of(c: &NodeCommit<'_>) -> Result<Self> {
+        let update = RawJson::serialized(c.update).map_err(|e| Error::Value {
+            container: "state",
+            key: String::new(),
+            reason: format!("its update cannot be stored as JSON: {e}"),
+        })?;
+        Ok(CommitJson {
+            state: state_to_json(c.checkpoint)?,
+            update,
+        })
+    }
+}
+
 /// A node's commit, one part after another, each written only if the one before was: the
 /// lock, the stage completion (from `started` only), the decision, the checkpoint (deleted
 /// instead, when the run completes and `keep` is false), then what follows (the next stage,
@@ -721,7 +742,7 @@ impl Journal for PgJournal {
 fn commit<'a, L>(
     c: &'a NodeCommit<'a>,
     lease: Lease,
-    state: &'a RawJson,
+    json: &'a CommitJson,
     keep: bool,
     last: L,
 ) -> AtomicStatement<'a, L> {
@@ -737,7 +758,7 @@ fn commit<'a, L>(
     .set((
         stages::status.eq(StageStatus::Completed),
         stages::duration_ms.eq(c.duration_ms),
-        stages::state_update.eq(c.update),
+        stages::state_update.eq(&json.update),
         stages::output_snapshot.eq(c.output_snapshot),
     ))
     .returning(stages::run_id);
@@ -783,7 +804,7 @@ fn commit<'a, L>(
         None => statement,
     };
     if saves_checkpoint {
-        let statement = statement.with_named(CHECKPOINTED, save_checkpoint(c.node, state));
+        let statement = statement.with_named(CHECKPOINTED, save_checkpoint(c.node, &json.state));
         match c.next {
             Next::End(End::Wait(WaitCommit {
                 question: Some(question),
@@ -817,7 +838,7 @@ fn next_stage<'a>(c: &'a NodeCommit<'a>, node: &'a str, iteration: u32) -> Part<
 
 /// Commit `c` (under `lease`, saving `state`, going on to `next`: a node and its step) as its
 /// run's part of a group commit's batch: the values [`commit`] binds, owned.
-fn node_part(c: &NodeCommit<'_>, lease: Lease, state: &RawJson, next: (&str, u32)) -> NodePart {
+fn node_part(c: &NodeCommit<'_>, lease: Lease, json: &CommitJson, next: (&str, u32)) -> NodePart {
     NodePart {
         run_id: lease.run_id,
         lease_token: lease.token,
@@ -825,13 +846,13 @@ fn node_part(c: &NodeCommit<'_>, lease: Lease, state: &RawJson, next: (&str, u32
         iteration: step(c.iteration),
         attempt: step(c.attempt),
         duration_ms: c.duration_ms,
-        state_update: RawJson::from_value(c.update),
+        state_update: json.update.clone(),
         output_snapshot: c.output_snapshot.map(RawJson::from_value),
         to_node: c.transition.to.map(str::to_owned),
         predicate_name: c.transition.predicate.map(str::to_owned),
         predicate_result: c.transition.result,
         reason: c.transition.reason.to_owned(),
-        state: state.clone(),
+        state: json.state.clone(),
         next_node: next.0.to_owned(),
         next_iteration: step(next.1),
         next_input: c.next_input.map(RawJson::from_value),
