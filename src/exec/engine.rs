@@ -45,7 +45,7 @@ pub(crate) enum Outcome {
 
 /// The state's data, once, for the stage it goes into and every observer to share.
 pub(super) fn shared_data(position: &State) -> Arc<Value> {
-    Arc::new(Value::Object(position.data().clone()))
+    position.shared_data().shared()
 }
 
 fn millis(since: Instant) -> (u64, i32) {
@@ -80,7 +80,7 @@ pub(crate) struct Cursor {
 impl Cursor {
     /// A new run's cursor, at its `initial` state.
     pub(crate) fn fresh(run_id: RunId, mut initial: Box<dyn DynState>) -> Result<Cursor> {
-        let mut position = State::from_map(initial.to_data()?);
+        let mut position = State::from_shared(initial.to_data()?);
         position.set_run_id(run_id);
         initial.set_position(&position);
         Ok(Cursor {
@@ -207,7 +207,7 @@ impl Engine<'_> {
                 }
             };
             let before = position.replace_data(data);
-            let update = StateUpdate::between(&before, position.data());
+            let update = StateUpdate::between(before.map(), position.data());
             drop(before);
             position.set_checkpoint(&node, iteration);
             position.count_step();

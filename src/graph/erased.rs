@@ -13,7 +13,8 @@ use super::node_signals::NodeSignals;
 use super::routing::{Route, route};
 use super::value::ValueError;
 use super::{
-    BoxError, BoxFuture, Graph, NodeContext, NodePolicy, SnapshotPolicy, State, WorkflowState,
+    BoxError, BoxFuture, Graph, NodeContext, NodePolicy, SnapshotPolicy, State, StateData,
+    WorkflowState,
 };
 use crate::model::RunId;
 
@@ -29,8 +30,9 @@ pub(crate) trait DynState: Send + Sync {
     fn as_any(&self) -> &dyn Any;
     /// Applies a node's update, which must be of this state's update type.
     fn apply_update(&mut self, update: AnyUpdate) -> Result<(), BoxError>;
-    /// Its data as a JSON object.
-    fn to_data(&self) -> Result<Map<String, Value>, ValueError>;
+    /// Its data as a JSON object: the JSON [`State`]'s own, shared; every other state's
+    /// serialization.
+    fn to_data(&self) -> Result<StateData, ValueError>;
     /// Tells it where its run is.
     fn set_position(&mut self, position: &State);
 }
@@ -48,8 +50,11 @@ impl<S: WorkflowState> DynState for S {
         Ok(())
     }
 
-    fn to_data(&self) -> Result<Map<String, Value>, ValueError> {
-        self.__to_data()
+    fn to_data(&self) -> Result<StateData, ValueError> {
+        match (self as &dyn Any).downcast_ref::<State>() {
+            Some(state) => Ok(state.shared_data().clone()),
+            None => self.__to_data().map(StateData::new),
+        }
     }
 
     fn set_position(&mut self, position: &State) {

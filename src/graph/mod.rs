@@ -30,6 +30,7 @@ mod predicate;
 pub(crate) mod routing;
 mod snapshot_policy;
 mod state;
+mod state_data;
 pub(crate) mod value;
 mod workflow_state;
 
@@ -41,5 +42,6 @@ pub use node_policy::{NodePolicy, RetryPolicy};
 pub use predicate::Predicate;
 pub use snapshot_policy::SnapshotPolicy;
 pub use state::State;
+pub(crate) use state_data::StateData;
 pub use value::ValueError;
 pub use workflow_state::WorkflowState;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::WorkflowState;
+use super::state_data::StateData;
 use super::value::{ValueError, read_key, require_key};
 use crate::model::{InvalidValue, RunId};
 
@@ -27,7 +28,7 @@ use crate::model::{InvalidValue, RunId};
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
-    data: Map<String, Value>,
+    data: StateData,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     run_id: Option<RunId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,7 +50,7 @@ impl State {
     /// An empty state.
     pub fn new() -> Self {
         State {
-            data: Map::new(),
+            data: StateData::default(),
             run_id: None,
             checkpoint_node: None,
             timestamp: Utc::now(),
@@ -61,10 +62,7 @@ impl State {
     /// A state holding `data`, which must be a JSON object.
     pub fn from_data(data: Value) -> Result<Self, InvalidValue> {
         match data {
-            Value::Object(data) => Ok(State {
-                data,
-                ..State::new()
-            }),
+            Value::Object(data) => Ok(State::from_map(data)),
             other => Err(InvalidValue::new(
                 "state",
                 &other.to_string(),
@@ -75,6 +73,11 @@ impl State {
 
     /// A state holding `data`.
     pub(crate) fn from_map(data: Map<String, Value>) -> Self {
+        State::from_shared(StateData::new(data))
+    }
+
+    /// A state holding `data`, shared with whoever else holds it.
+    pub(crate) fn from_shared(data: StateData) -> Self {
         State {
             data,
             ..State::new()
@@ -84,27 +87,27 @@ impl State {
     /// The value of `key` converted to `T`; `None` if absent or `null`, an error naming the
     /// key if it holds something else.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ValueError> {
-        read_key("state", &self.data, key)
+        read_key("state", self.data.map(), key)
     }
 
     /// The value of `key` converted to `T`; an error naming the key if it is absent.
     pub fn require<T: DeserializeOwned>(&self, key: &str) -> Result<T, ValueError> {
-        require_key("state", &self.data, key)
+        require_key("state", self.data.map(), key)
     }
 
     /// The raw JSON value of `key`.
     pub fn value(&self, key: &str) -> Option<&Value> {
-        self.data.get(key)
+        self.data.map().get(key)
     }
 
     /// Whether `key` is present (even if `null`).
     pub fn contains(&self, key: &str) -> bool {
-        self.data.contains_key(key)
+        self.data.map().contains_key(key)
     }
 
     /// Sets `key` to `value`.
     pub fn set(&mut self, key: impl Into<String>, value: impl Into<Value>) {
-        self.data.insert(key.into(), value.into());
+        self.data.map_mut().insert(key.into(), value.into());
     }
 
     /// Sets `key` to `value` serialised to JSON; fails only for values JSON cannot hold
@@ -120,7 +123,7 @@ impl State {
             key: key.clone(),
             reason: format!("cannot be stored as JSON: {e}"),
         })?;
-        self.data.insert(key, value);
+        self.data.map_mut().insert(key, value);
         Ok(())
     }
 
@@ -132,12 +135,12 @@ impl State {
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        self.data.remove(key)
+        self.data.map_mut().remove(key)
     }
 
     /// The workflow's data.
     pub fn data(&self) -> &Map<String, Value> {
-        &self.data
+        self.data.map()
     }
 
     /// The run this state belongs to, once it runs.
@@ -173,13 +176,18 @@ impl State {
     }
 
     /// Replaces the workflow's data, returning what it was.
-    pub(crate) fn replace_data(&mut self, data: Map<String, Value>) -> Map<String, Value> {
+    pub(crate) fn replace_data(&mut self, data: StateData) -> StateData {
         std::mem::replace(&mut self.data, data)
+    }
+
+    /// The data, shared with whoever else holds it (not copied).
+    pub(crate) fn shared_data(&self) -> &StateData {
+        &self.data
     }
 
     /// The workflow's data as one JSON value: what stage snapshots record.
     pub fn data_value(&self) -> Value {
-        Value::Object(self.data.clone())
+        Value::Object(self.data.map().clone())
     }
 
     /// Ties the state to its run.
@@ -208,7 +216,7 @@ impl WorkflowState for State {
     }
 
     fn __to_data(&self) -> Result<Map<String, Value>, ValueError> {
-        Ok(self.data.clone())
+        Ok(self.data.map().clone())
     }
 
     fn __from_data(data: Map<String, Value>) -> Result<Self, ValueError> {

@@ -15,7 +15,8 @@ use workflows::{
 };
 
 /// `call` then `after`. `call` misbehaves as `mode` says on its first `fail_times` attempts
-/// (`retryable`: a marked error; `fatal`: an unmarked one; `hang`: sleeps a minute; `beat`:
+/// (`retryable`: a marked error; `scribble`: one after changing its state; `fatal`: an
+/// unmarked one; `hang`: sleeps a minute; `beat`:
 /// takes 0.6 s, heartbeating every 0.05 s), then adds 1 to `calls`. Its policy:
 /// `max_attempts`, `interval_ms` (no jitter), `timeout_ms`, `idle_ms`; `run_timeout_ms`
 /// bounds the run.
@@ -54,11 +55,15 @@ async fn retried(g: &mut GraphBuilder, _: &Runtime, p: Params) -> Result<State, 
         .with("calls", 0))
 }
 
-async fn call(state: State, ctx: NodeContext) -> Result<State, BoxError> {
+async fn call(mut state: State, ctx: NodeContext) -> Result<State, BoxError> {
     let mode: String = state.require("mode")?;
     let fail_times: u32 = state.require("fail_times")?;
     if ctx.attempt() <= fail_times {
         match mode.as_str() {
+            "scribble" => {
+                state.set("scribbled", ctx.attempt());
+                return Err(NodeError::retryable("failed after changing its state").into());
+            }
             "retryable" => {
                 return Err(
                     NodeError::retryable(format!("503 on attempt {}", ctx.attempt())).into(),
@@ -76,7 +81,9 @@ async fn call(state: State, ctx: NodeContext) -> Result<State, BoxError> {
         }
     }
     let calls: u64 = state.require("calls")?;
+    let scribbled = state.value("scribbled").cloned();
     Ok(state
+        .with("saw_scribbled", scribbled)
         .with("calls", calls + 1)
         .with("attempt", ctx.attempt()))
 }
@@ -173,6 +180,25 @@ async fn a_node_failing_twice_then_succeeding_completes_with_three_attempts_and_
         1
     );
     drop(conn);
+    schema.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_retried_attempt_is_given_the_state_as_it_was_not_as_the_failed_attempt_changed_it() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let run = executor(schema.pool())
+        .run(
+            "retried",
+            json!({"mode": "scribble", "fail_times": 2, "max_attempts": 3}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Completed, "{:?}", run.error_message);
+    let result = run.result.unwrap().to_value().unwrap();
+    assert_eq!(
+        (result["saw_scribbled"].clone(), result["attempt"].clone()),
+        (json!(null), json!(3))
+    );
     schema.drop_schema().await.unwrap();
 }
 
