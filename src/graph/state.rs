@@ -16,7 +16,7 @@ use crate::model::{InvalidValue, RunId};
 ///
 /// Nodes of a JSON workflow take the state by value and return the next one. The whole value
 /// serialises into a checkpoint, so a run can continue from it after a failure, a cancel or a
-/// crash.
+/// crash. Cloning a state is cheap: the clones share its data until one of them changes it.
 ///
 /// ```
 /// use workflows::State;
