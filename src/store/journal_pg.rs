@@ -592,27 +592,25 @@ impl Journal for PgJournal {
                 status: StageStatus::Completed,
             };
             match (c.next, &self.group_commit) {
-                // The commits of runs going on to their next node are batched.
-                (Next::Node { node, iteration }, Some(group)) if c.received.is_none() => {
+                // The commit of almost every node: prepared under its own type, and batched
+                // with other runs' commits when group commit is on.
+                (Next::Node { node, iteration }, group) if c.received.is_none() => {
                     let alone = || {
                         commit(c, lease, &json, keep, next_stage(c, node, iteration))
                             .of_static_shape::<NodeCommitToNext>()
                     };
-                    let part = node_part(c, lease, &json, (node, iteration));
-                    let first = match group.commit(part).await {
-                        Ok(Grouped::Written(written)) => Ok(written),
-                        Ok(Grouped::Alone) => self.send_alone(&alone).await,
-                        Err(e) => Err(e),
+                    let first = match group {
+                        Some(group) => match group
+                            .commit(node_part(c, lease, &json, (node, iteration)))
+                            .await
+                        {
+                            Ok(Grouped::Written(written)) => Ok(written),
+                            Ok(Grouped::Alone) => self.send_alone(&alone).await,
+                            Err(e) => Err(e),
+                        },
+                        None => self.send_alone(&alone).await,
                     };
                     self.retried(first, alone, landed).await
-                }
-                // The commit of almost every node: prepared under its own type.
-                (Next::Node { node, iteration }, _) if c.received.is_none() => {
-                    let next = || next_stage(c, node, iteration);
-                    let commit = || {
-                        commit(c, lease, &json, keep, next()).of_static_shape::<NodeCommitToNext>()
-                    };
-                    self.write(commit, landed).await
                 }
                 (Next::Node { node, iteration }, _) => {
                     let next = || next_stage(c, node, iteration);
