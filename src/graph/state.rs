@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::WorkflowState;
 use super::state_data::StateData;
 use super::value::{ValueError, read_key, require_key};
-use crate::model::{InvalidValue, RunId};
+use crate::model::{InvalidValue, JsonText, RunId, write_object};
 
 /// A run's state as a JSON object of the workflow's data, plus where the run is: the
 /// [`WorkflowState`] of workflows whose data is only known at run time, and what a checkpoint
@@ -185,6 +185,34 @@ impl State {
         &self.data
     }
 
+    /// The state as JSON, as `serde_json` writes it (what a checkpoint stores), written
+    /// quicker: see [`JsonText`].
+    pub(crate) fn to_json_text(&self) -> serde_json::Result<JsonText> {
+        fn field<T: Serialize>(
+            out: &mut Vec<u8>,
+            name: &[u8],
+            value: &T,
+        ) -> serde_json::Result<()> {
+            out.extend_from_slice(name);
+            serde_json::to_writer(&mut *out, value)
+        }
+        // The fields in the order, and with the omissions, of the derived `Serialize`.
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"{\"data\":");
+        write_object(&mut out, self.data.map())?;
+        if let Some(run_id) = &self.run_id {
+            field(&mut out, b",\"run_id\":", run_id)?;
+        }
+        if let Some(node) = &self.checkpoint_node {
+            field(&mut out, b",\"checkpoint_node\":", node)?;
+        }
+        field(&mut out, b",\"timestamp\":", &self.timestamp)?;
+        field(&mut out, b",\"iteration\":", &self.iteration)?;
+        field(&mut out, b",\"steps\":", &self.steps)?;
+        out.push(b'}');
+        Ok(JsonText::written(out))
+    }
+
     /// The workflow's data as one JSON value: what stage snapshots record.
     pub fn data_value(&self) -> Value {
         Value::Object(self.data.map().clone())
@@ -229,5 +257,30 @@ impl WorkflowState for State {
         self.timestamp = position.timestamp;
         self.iteration = position.iteration;
         self.steps = position.steps;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_state_s_json_text_is_what_serde_json_writes_for_it() {
+        let fresh = State::new();
+        let mut placed = State::new()
+            .with("text", "words \"quoted\"\n and ✓")
+            .with("n", 1.5)
+            .with("list", json!([1, {"a": null}]));
+        placed.set_run_id(RunId::from_uuid(uuid::Uuid::new_v4()));
+        placed.set_checkpoint("node \"b\"", 7);
+        placed.count_step();
+        for state in [fresh, placed] {
+            assert_eq!(
+                state.to_json_text().unwrap().as_str(),
+                serde_json::to_string(&state).unwrap()
+            );
+        }
     }
 }

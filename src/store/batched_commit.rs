@@ -17,7 +17,7 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::result::QueryResult;
 use diesel::sql_types::{Array, Bool, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
 
-use crate::model::{RawJson, RunId, RunStatus, StageStatus};
+use crate::model::{JsonText, RawJson, RunId, RunStatus, StageStatus};
 
 /// One run's node commit, owned, so that the task committing a batch can send it.
 #[derive(Debug, Clone)]
@@ -28,13 +28,13 @@ pub(crate) struct NodePart {
     pub(crate) iteration: i32,
     pub(crate) attempt: i32,
     pub(crate) duration_ms: i32,
-    pub(crate) state_update: RawJson,
+    pub(crate) state_update: JsonText,
     pub(crate) output_snapshot: Option<RawJson>,
     pub(crate) to_node: Option<String>,
     pub(crate) predicate_name: Option<String>,
     pub(crate) predicate_result: Option<bool>,
     pub(crate) reason: String,
-    pub(crate) state: RawJson,
+    pub(crate) state: JsonText,
     pub(crate) next_node: String,
     pub(crate) next_iteration: i32,
     pub(crate) next_input: Option<RawJson>,
@@ -50,13 +50,13 @@ pub(crate) struct BatchedCommit {
     iterations: Vec<i32>,
     attempts: Vec<i32>,
     durations_ms: Vec<i32>,
-    state_updates: Vec<RawJson>,
+    state_updates: Vec<JsonText>,
     output_snapshots: Vec<Option<RawJson>>,
     to_nodes: Vec<Option<String>>,
     predicate_names: Vec<Option<String>>,
     predicate_results: Vec<Option<bool>>,
     reasons: Vec<String>,
-    states: Vec<RawJson>,
+    states: Vec<JsonText>,
     next_nodes: Vec<String>,
     next_iterations: Vec<i32>,
     next_inputs: Vec<Option<RawJson>>,

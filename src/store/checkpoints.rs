@@ -15,7 +15,7 @@ use diesel::sql_types::{Jsonb, Text};
 
 use crate::error::{Error, Result};
 use crate::graph::State;
-use crate::model::{RawJson, RunId, RunStatus};
+use crate::model::{JsonText, RunId, RunStatus};
 use crate::store::atomic_statement::AtomicStatement;
 use crate::store::db::Pool;
 use crate::store::fence::{self, HELD_RUN, held_run};
@@ -44,8 +44,8 @@ fn checkpoint_node(state: &State) -> Result<&str> {
 
 /// A state as stored in `checkpoints.state_data`: serialized straight to text, since it is
 /// written at every node.
-pub(crate) fn state_to_json(state: &State) -> Result<RawJson> {
-    RawJson::serialized(state).map_err(|e| Error::Value {
+pub(crate) fn state_to_json(state: &State) -> Result<JsonText> {
+    state.to_json_text().map_err(|e| Error::Value {
         container: "state",
         key: String::new(),
         reason: format!("cannot be stored as JSON: {e}"),

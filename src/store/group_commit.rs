@@ -134,7 +134,7 @@ mod tests {
 
     use super::*;
     use crate::graph::State;
-    use crate::model::{RawJson, StageStatus, StateUpdate};
+    use crate::model::{JsonText, StageStatus, StateUpdate};
     use crate::store::journal::{Journal, Next, NodeCommit, Transition};
     use crate::store::journal_pg::PgJournal;
     use crate::store::lease::{Lease, LeaseDeadline};
@@ -167,13 +167,13 @@ mod tests {
             iteration: 1,
             attempt: 1,
             duration_ms,
-            state_update: RawJson::from_value(&json!({"set": {"x": 1}})),
+            state_update: JsonText::of_value(&json!({"set": {"x": 1}})),
             output_snapshot: None,
             to_node: Some("b".to_owned()),
             predicate_name: None,
             predicate_result: None,
             reason: "edge".to_owned(),
-            state: RawJson::from_value(&json!({"x": 1})),
+            state: JsonText::of_value(&json!({"x": 1})),
             next_node: "b".to_owned(),
             next_iteration: 2,
             next_input: None,

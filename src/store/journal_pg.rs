@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::graph::BoxFuture;
 use crate::graph::State;
 use crate::graph::node_signals::{Delivered, Given};
-use crate::model::{RawJson, Run, RunId, RunStatus, StageStatus};
+use crate::model::{JsonText, RawJson, Run, RunId, RunStatus, StageStatus};
 use crate::store::atomic_statement::{AtomicStatement, Part, Shape, StaticShape};
 use crate::store::backoff::Backoff;
 use crate::store::batched_commit::NodePart;
@@ -715,13 +715,13 @@ impl Journal for PgJournal {
 /// A node commit's JSON, serialized once however often its statement is built: the
 /// checkpoint's state and the stage's update.
 struct CommitJson {
-    state: RawJson,
-    update: RawJson,
+    state: JsonText,
+    update: JsonText,
 }
 
 impl CommitJson {
     fn of(c: &NodeCommit<'_>) -> Result<Self> {
-        let update = RawJson::serialized(c.update).map_err(|e| Error::Value {
+        let update = c.update.to_json_text().map_err(|e| Error::Value {
             container: "state",
             key: String::new(),
             reason: format!("its update cannot be stored as JSON: {e}"),
@@ -974,7 +974,7 @@ fn ask<'a>(
 /// Upserts the checkpoint of the run whose decision the commit recorded.
 fn save_checkpoint<'a>(
     node: &'a str,
-    state: &'a RawJson,
+    state: &'a JsonText,
 ) -> impl QueryFragment<Pg> + Send + Sync + 'a {
     diesel::insert_into(checkpoints::table)
         .values(decided::table.select((

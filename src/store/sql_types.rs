@@ -14,7 +14,7 @@ use diesel::pg::{Pg, PgValue};
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_types::{Jsonb, Text, Uuid as SqlUuid};
 
-use crate::model::{RawJson, RunId, RunStatus, StageStatus};
+use crate::model::{JsonText, RawJson, RunId, RunStatus, StageStatus};
 
 #[derive(AsExpression, FromSqlRow)]
 #[diesel(foreign_derive)]
@@ -88,6 +88,20 @@ impl FromSql<Jsonb, Pg> for RawJson {
 }
 
 impl ToSql<Jsonb, Pg> for RawJson {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        out.write_all(&[JSONB_VERSION])?;
+        out.write_all(self.as_str().as_bytes())?;
+        Ok(IsNull::No)
+    }
+}
+
+#[derive(AsExpression)]
+#[diesel(foreign_derive)]
+#[diesel(sql_type = Jsonb)]
+#[allow(dead_code)]
+struct JsonTextProxy(JsonText);
+
+impl ToSql<Jsonb, Pg> for JsonText {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
         out.write_all(&[JSONB_VERSION])?;
         out.write_all(self.as_str().as_bytes())?;
