@@ -17,7 +17,7 @@ use crate::graph::erased::{AnyDeps, AnyGraph, AnyUpdate, DynState, NodeCall};
 use crate::graph::node_signals::{Given, NodeSignals, WaitRequest};
 use crate::graph::routing::{Route, Step, panic_message};
 use crate::graph::{NodePolicy, State};
-use crate::model::{AnswerSchema, RunId, StateUpdate};
+use crate::model::{AnswerSchema, RunId};
 use crate::store::journal::{
     AttemptFailure, End, Journal, Next, NodeCommit, NodeFailure, Question, Retry, Transition,
     WaitCommit,
@@ -207,7 +207,7 @@ impl Engine<'_> {
                 }
             };
             let before = position.replace_data(data);
-            let update = StateUpdate::between(before.map(), position.data());
+            let update = position.shared_data().update_from(&before);
             drop(before);
             position.set_checkpoint(&node, iteration);
             position.count_step();

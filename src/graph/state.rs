@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::WorkflowState;
 use super::state_data::StateData;
 use super::value::{ValueError, read_key, require_key};
-use crate::model::{InvalidValue, JsonText, RunId, write_object};
+use crate::model::{InvalidValue, JsonText, RunId, write_object, write_timestamp};
 
 /// A run's state as a JSON object of the workflow's data, plus where the run is: the
 /// [`WorkflowState`] of workflows whose data is only known at run time, and what a checkpoint
@@ -107,7 +107,8 @@ impl State {
 
     /// Sets `key` to `value`.
     pub fn set(&mut self, key: impl Into<String>, value: impl Into<Value>) {
-        self.data.map_mut().insert(key.into(), value.into());
+        let key = key.into();
+        self.data.map_mut(&key).insert(key, value.into());
     }
 
     /// Sets `key` to `value` serialised to JSON; fails only for values JSON cannot hold
@@ -123,7 +124,7 @@ impl State {
             key: key.clone(),
             reason: format!("cannot be stored as JSON: {e}"),
         })?;
-        self.data.map_mut().insert(key, value);
+        self.data.map_mut(&key).insert(key, value);
         Ok(())
     }
 
@@ -135,7 +136,7 @@ impl State {
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        self.data.map_mut().remove(key)
+        self.data.map_mut(key).remove(key)
     }
 
     /// The workflow's data.
@@ -206,7 +207,8 @@ impl State {
         if let Some(node) = &self.checkpoint_node {
             field(&mut out, b",\"checkpoint_node\":", node)?;
         }
-        field(&mut out, b",\"timestamp\":", &self.timestamp)?;
+        out.extend_from_slice(b",\"timestamp\":");
+        write_timestamp(&mut out, &self.timestamp)?;
         field(&mut out, b",\"iteration\":", &self.iteration)?;
         field(&mut out, b",\"steps\":", &self.steps)?;
         out.push(b'}');

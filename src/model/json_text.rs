@@ -9,6 +9,7 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde_json::{Map, Value};
 
 /// JSON text that the library wrote, so known to be JSON.
@@ -93,6 +94,54 @@ pub(crate) fn write_str(out: &mut Vec<u8>, string: &str) -> serde_json::Result<(
     out.extend_from_slice(string.as_bytes());
     out.push(b'"');
     Ok(())
+}
+
+/// Writes `at` as a JSON string, as its `Serialize` (chrono's) would: RFC 3339 in UTC, with
+/// `Z`, and the fraction of a second in 0, 3, 6 or 9 digits, the fewest that hold it.
+pub(crate) fn write_timestamp(out: &mut Vec<u8>, at: &DateTime<Utc>) -> serde_json::Result<()> {
+    let year = at.year();
+    if !(0..=9999).contains(&year) {
+        // Signed, and of any width: rare enough to leave to chrono.
+        return serde_json::to_writer(&mut *out, at);
+    }
+    let (mut second, mut nano) = (at.second(), at.nanosecond());
+    if nano >= 1_000_000_000 {
+        // A leap second, as chrono writes it.
+        second += 1;
+        nano -= 1_000_000_000;
+    }
+    out.push(b'"');
+    push_digits(out, year as u32, 4);
+    for (separator, value) in [(b'-', at.month()), (b'-', at.day())] {
+        out.push(separator);
+        push_digits(out, value, 2);
+    }
+    for (separator, value) in [(b'T', at.hour()), (b':', at.minute()), (b':', second)] {
+        out.push(separator);
+        push_digits(out, value, 2);
+    }
+    let fraction = match nano {
+        0 => None,
+        n if n % 1_000_000 == 0 => Some((n / 1_000_000, 3)),
+        n if n % 1_000 == 0 => Some((n / 1_000, 6)),
+        n => Some((n, 9)),
+    };
+    if let Some((digits, width)) = fraction {
+        out.push(b'.');
+        push_digits(out, digits, width);
+    }
+    out.extend_from_slice(b"Z\"");
+    Ok(())
+}
+
+/// Writes the `width` last decimal digits of `value`, zero-padded.
+fn push_digits(out: &mut Vec<u8>, mut value: u32, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for digit in out[start..].iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 /// Whether `bytes` hold a byte that a JSON string escapes: `"`, `\` or a control character
@@ -181,5 +230,38 @@ mod tests {
             written(&json!(clean)),
             serde_json::to_string(&clean).unwrap()
         );
+    }
+
+    #[test]
+    fn a_timestamp_is_written_as_chrono_serializes_it() {
+        use chrono::{NaiveDate, TimeZone};
+        let day = NaiveDate::from_ymd_opt(2026, 1, 2).unwrap();
+        let at =
+            |h, m, s, nano| Utc.from_utc_datetime(&day.and_hms_nano_opt(h, m, s, nano).unwrap());
+        let year = |y| Utc.with_ymd_and_hms(y, 12, 31, 23, 59, 59).unwrap();
+        let cases = [
+            Utc::now(),
+            at(0, 0, 0, 0),
+            at(9, 8, 7, 120_000_000),
+            at(9, 8, 7, 120_300_000),
+            at(9, 8, 7, 120_304_005),
+            at(9, 8, 7, 1),
+            at(23, 59, 59, 1_500_000_000), // a leap second
+            year(0),
+            year(9999),
+            year(10_000),
+            year(-1),
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::<Utc>::MAX_UTC,
+        ];
+        for at in cases {
+            let mut out = Vec::new();
+            write_timestamp(&mut out, &at).unwrap();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&at).unwrap(),
+                "{at:?}"
+            );
+        }
     }
 }

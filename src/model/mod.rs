@@ -27,7 +27,7 @@ pub use decision::Decision;
 pub use interrupt::Interrupt;
 pub use invalid::InvalidValue;
 pub(crate) use json_kind::json_kind;
-pub(crate) use json_text::{JsonText, write_object};
+pub(crate) use json_text::{JsonText, write_object, write_timestamp};
 pub use raw_json::RawJson;
 pub use repair_plan::{Defect, DefectKind, RepairPlan, Repaired};
 pub use run::Run;

@@ -66,29 +66,7 @@ impl StateUpdate {
     pub fn between(before: &Map<String, Value>, after: &Map<String, Value>) -> Self {
         let mut update = StateUpdate::default();
         for (key, new) in after {
-            match (before.get(key), new) {
-                (Some(old), new) if old == new => {}
-                (Some(Value::Array(old)), Value::Array(new))
-                    if new.len() > old.len() && new[..old.len()] == old[..] =>
-                {
-                    update
-                        .append
-                        .insert(key.clone(), Value::Array(new[old.len()..].to_vec()));
-                }
-                (Some(Value::Object(old)), Value::Object(new))
-                    if old.keys().all(|k| new.contains_key(k)) =>
-                {
-                    let changed: Map<String, Value> = new
-                        .iter()
-                        .filter(|(k, v)| old.get(*k) != Some(*v))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
-                    update.merge.insert(key.clone(), Value::Object(changed));
-                }
-                _ => {
-                    update.set.insert(key.clone(), new.clone());
-                }
-            }
+            update.note(key, before.get(key), new);
         }
         update.remove = before
             .keys()
@@ -96,6 +74,54 @@ impl StateUpdate {
             .cloned()
             .collect();
         update
+    }
+
+    /// The same as [`between`](Self::between), for an `after` that differs from `before` at
+    /// most in `keys`: only those are looked at.
+    pub(crate) fn between_at(
+        before: &Map<String, Value>,
+        after: &Map<String, Value>,
+        keys: &[String],
+    ) -> Self {
+        // In the order `between` finds them: the maps' own, by key.
+        let mut keys: Vec<&String> = keys.iter().collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut update = StateUpdate::default();
+        for key in keys {
+            match after.get(key) {
+                Some(new) => update.note(key, before.get(key), new),
+                None if before.contains_key(key) => update.remove.push(key.clone()),
+                None => {}
+            }
+        }
+        update
+    }
+
+    /// Records how `key` went from `old` (none: it was added) to `new`.
+    fn note(&mut self, key: &str, old: Option<&Value>, new: &Value) {
+        match (old, new) {
+            (Some(old), new) if old == new => {}
+            (Some(Value::Array(old)), Value::Array(new))
+                if new.len() > old.len() && new[..old.len()] == old[..] =>
+            {
+                self.append
+                    .insert(key.to_owned(), Value::Array(new[old.len()..].to_vec()));
+            }
+            (Some(Value::Object(old)), Value::Object(new))
+                if old.keys().all(|k| new.contains_key(k)) =>
+            {
+                let changed: Map<String, Value> = new
+                    .iter()
+                    .filter(|(k, v)| old.get(*k) != Some(*v))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                self.merge.insert(key.to_owned(), Value::Object(changed));
+            }
+            _ => {
+                self.set.insert(key.to_owned(), new.clone());
+            }
+        }
     }
 
     /// Whether it changes nothing.
