@@ -24,6 +24,7 @@ use diesel::query_builder::QueryFragment;
 use crate::model::{RunId, RunStatus};
 use crate::store::lease::Lease;
 use crate::store::schema::{checkpoints, decisions, interrupts, messages, runs, stages};
+use crate::store::sql_types::StatusLiteral;
 
 /// The name of the part that locks the run: what [`held_run`] reads.
 pub(crate) const HELD_RUN: &str = "held_run";
@@ -53,6 +54,7 @@ mod pseudo_tables {
         /// The stage a node commit completed: the part named `completed_stage`.
         completed_stage (run_id) {
             run_id -> Uuid,
+            node_name -> Text,
         }
     }
 
@@ -82,6 +84,7 @@ mod pseudo_tables {
         /// The decision a node commit recorded: the part named `decided`.
         decided (run_id) {
             run_id -> Uuid,
+            from_node -> Text,
         }
     }
 
@@ -130,7 +133,7 @@ pub(crate) fn running_under(lease: Lease) -> Lock {
     Box::new(
         runs::table
             .find(lease.run_id)
-            .filter(runs::status.eq(RunStatus::Running))
+            .filter(runs::status.eq(StatusLiteral(RunStatus::Running)))
             .filter(runs::lease_token.eq(lease.token))
             .select(runs::id)
             .for_no_key_update(),

@@ -51,6 +51,7 @@ use crate::store::rows::RunRow;
 use crate::store::run_connections::RunConnections;
 use crate::store::schema::{checkpoints, decisions, interrupts, messages, runs, stages};
 use crate::store::sql_functions::clock_timestamp;
+use crate::store::sql_types::StatusLiteral;
 
 /// Writes one run's steps to the workflow tables, under its lease.
 pub(crate) struct PgJournal {
@@ -397,7 +398,7 @@ macro_rules! start_stage {
                 $node.into_sql::<Text>(),
                 step($iteration).into_sql::<Integer>(),
                 step($attempt).into_sql::<Integer>(),
-                StageStatus::Started.into_sql::<Text>(),
+                StatusLiteral(StageStatus::Started),
                 $input.into_sql::<Nullable<Jsonb>>(),
             )))
             .into_columns((
@@ -750,21 +751,22 @@ fn commit<'a, L>(
             .filter(stages::node_name.eq(c.node))
             .filter(stages::iteration.eq(step(c.iteration)))
             .filter(stages::attempt.eq(step(c.attempt)))
-            .filter(stages::status.eq(StageStatus::Started))
+            .filter(stages::status.eq(StatusLiteral(StageStatus::Started)))
             .filter(exists(held_run::table.select(held_run::id))),
     )
     .set((
-        stages::status.eq(StageStatus::Completed),
+        stages::status.eq(StatusLiteral(StageStatus::Completed)),
         stages::duration_ms.eq(c.duration_ms),
         stages::state_update.eq(&json.update),
         stages::output_snapshot.eq(c.output_snapshot),
     ))
-    .returning(stages::run_id);
+    // The node's name is bound once, and read back by the parts that record it again.
+    .returning((stages::run_id, stages::node_name));
     let t = c.transition;
     let decide = diesel::insert_into(decisions::table)
         .values(completed_stage::table.select((
             completed_stage::run_id,
-            c.node.into_sql::<Text>(),
+            completed_stage::node_name,
             t.to.into_sql::<Nullable<Text>>(),
             t.predicate.into_sql::<Nullable<Text>>(),
             t.result.into_sql::<Nullable<Bool>>(),
@@ -778,7 +780,7 @@ fn commit<'a, L>(
             decisions::predicate_result,
             decisions::reason,
         ))
-        .returning(decisions::run_id);
+        .returning((decisions::run_id, decisions::from_node));
     let saves_checkpoint = saves_checkpoint(c, keep);
     let statement = AtomicStatement::new(last)
         .of_shape(commit_shape(c, saves_checkpoint))
@@ -802,7 +804,7 @@ fn commit<'a, L>(
         None => statement,
     };
     if saves_checkpoint {
-        let statement = statement.with_named(CHECKPOINTED, save_checkpoint(c.node, &json.state));
+        let statement = statement.with_named(CHECKPOINTED, save_checkpoint(&json.state));
         match c.next {
             Next::End(End::Wait(WaitCommit {
                 question: Some(question),
@@ -971,16 +973,14 @@ fn ask<'a>(
         .returning(interrupts::run_id)
 }
 
-/// Upserts the checkpoint of the run whose decision the commit recorded.
-fn save_checkpoint<'a>(
-    node: &'a str,
-    state: &'a JsonText,
-) -> impl QueryFragment<Pg> + Send + Sync + 'a {
+/// Upserts the checkpoint of the run whose decision the commit recorded, at the node the
+/// decision was made after.
+fn save_checkpoint(state: &JsonText) -> impl QueryFragment<Pg> + Send + Sync + '_ {
     diesel::insert_into(checkpoints::table)
         .values(decided::table.select((
             decided::run_id,
             state.into_sql::<Jsonb>(),
-            node.into_sql::<Text>(),
+            decided::from_node,
         )))
         .into_columns((
             checkpoints::run_id,

@@ -29,4 +29,4 @@ pub(crate) mod runs;
 #[allow(missing_docs)]
 pub mod schema;
 pub(crate) mod sql_functions;
-mod sql_types;
+pub(crate) mod sql_types;

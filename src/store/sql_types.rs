@@ -9,8 +9,12 @@
 use std::io::Write;
 
 use diesel::deserialize::{self, FromSql, FromSqlRow};
-use diesel::expression::AsExpression;
+use diesel::expression::{
+    AppearsOnTable, AsExpression, Expression, SelectableExpression, ValidGrouping, is_aggregate,
+};
 use diesel::pg::{Pg, PgValue};
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::result::QueryResult;
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_types::{Jsonb, Text, Uuid as SqlUuid};
 
@@ -106,5 +110,87 @@ impl ToSql<Jsonb, Pg> for JsonText {
         out.write_all(&[JSONB_VERSION])?;
         out.write_all(self.as_str().as_bytes())?;
         Ok(IsNull::No)
+    }
+}
+
+/// A status written into a statement as a literal (`'completed'`) instead of bound: for the
+/// statuses a statement always writes or matches, which then cost nothing to bind at every
+/// execution. Its SQL depends on its value, not only on its type, so a statement holding
+/// one has no static query id, and is prepared by its SQL text.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StatusLiteral<S>(pub(crate) S);
+
+/// A status with a lower-case name: what [`StatusLiteral`] writes.
+pub(crate) trait StatusName: Copy + Send + Sync + 'static {
+    fn name(self) -> &'static str;
+}
+
+impl StatusName for RunStatus {
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl StatusName for StageStatus {
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl<S> Expression for StatusLiteral<S> {
+    type SqlType = Text;
+}
+
+impl<S: StatusName> QueryFragment<Pg> for StatusLiteral<S> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        // A name is lower-case letters and `_` only (tested below): nothing to quote.
+        out.push_sql("'");
+        out.push_sql(self.0.name());
+        out.push_sql("'");
+        Ok(())
+    }
+}
+
+impl<S> QueryId for StatusLiteral<S> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<S, QS> AppearsOnTable<QS> for StatusLiteral<S> {}
+
+impl<S, QS> SelectableExpression<QS> for StatusLiteral<S> {}
+
+impl<S, GB> ValidGrouping<GB> for StatusLiteral<S> {
+    type IsAggregate = is_aggregate::Never;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_name_is_a_literal_with_nothing_to_quote() {
+        let names = RunStatus::ALL
+            .iter()
+            .map(|s| s.name())
+            .chain(StageStatus::ALL.iter().map(|s| s.name()));
+        for name in names {
+            assert!(
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_status_literal_is_written_into_the_statement_not_bound() {
+        use crate::store::schema::stages;
+        use diesel::prelude::*;
+        let query = stages::table
+            .filter(stages::status.eq(StatusLiteral(StageStatus::Started)))
+            .select(stages::run_id);
+        let sql = diesel::debug_query::<Pg, _>(&query).to_string();
+        assert!(sql.contains("\"stages\".\"status\" = 'started'"), "{sql}");
+        assert!(sql.contains("binds: []"), "{sql}");
     }
 }
