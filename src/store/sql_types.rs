@@ -115,8 +115,9 @@ impl ToSql<Jsonb, Pg> for JsonText {
 
 /// A status written into a statement as a literal (`'completed'`) instead of bound: for the
 /// statuses a statement always writes or matches, which then cost nothing to bind at every
-/// execution. Its SQL depends on its value, not only on its type, so a statement holding
-/// one has no static query id, and is prepared by its SQL text.
+/// execution. Its SQL depends on its value, not only on its type, so it has no static
+/// query id: a statement holding one is prepared by its SQL text, unless it is sent under a
+/// shape's own id (`of_static_shape`), whose SQL is checked not to vary.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StatusLiteral<S>(pub(crate) S);
 
