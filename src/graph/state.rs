@@ -187,8 +187,9 @@ impl State {
     }
 
     /// The state as JSON, as `serde_json` writes it (what a checkpoint stores), written
-    /// quicker: see [`JsonText`].
-    pub(crate) fn to_json_text(&self) -> serde_json::Result<JsonText> {
+    /// quicker (see [`JsonText`]), into a buffer of `capacity` bytes to start with (at least
+    /// 256).
+    pub(crate) fn to_json_text(&self, capacity: usize) -> serde_json::Result<JsonText> {
         fn field<T: Serialize>(
             out: &mut Vec<u8>,
             name: &[u8],
@@ -198,7 +199,7 @@ impl State {
             serde_json::to_writer(&mut *out, value)
         }
         // The fields in the order, and with the omissions, of the derived `Serialize`.
-        let mut out = Vec::with_capacity(256);
+        let mut out = Vec::with_capacity(capacity.max(256));
         out.extend_from_slice(b"{\"data\":");
         write_object(&mut out, self.data.map())?;
         if let Some(run_id) = &self.run_id {
@@ -280,7 +281,7 @@ mod tests {
         placed.count_step();
         for state in [fresh, placed] {
             assert_eq!(
-                state.to_json_text().unwrap().as_str(),
+                state.to_json_text(0).unwrap().as_str(),
                 serde_json::to_string(&state).unwrap()
             );
         }

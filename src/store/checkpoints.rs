@@ -44,8 +44,8 @@ fn checkpoint_node(state: &State) -> Result<&str> {
 
 /// A state as stored in `checkpoints.state_data`: serialized straight to text, since it is
 /// written at every node.
-pub(crate) fn state_to_json(state: &State) -> Result<JsonText> {
-    state.to_json_text().map_err(|e| Error::Value {
+pub(crate) fn state_to_json(state: &State, capacity: usize) -> Result<JsonText> {
+    state.to_json_text(capacity).map_err(|e| Error::Value {
         container: "state",
         key: String::new(),
         reason: format!("cannot be stored as JSON: {e}"),
@@ -125,7 +125,7 @@ impl PgCheckpointStore {
         state: &State,
     ) -> Result<()> {
         let node = checkpoint_node(state)?;
-        let data = state_to_json(state)?;
+        let data = state_to_json(state, 0)?;
         let save = diesel::insert_into(checkpoints::table)
             .values(held_run::table.select((
                 held_run::id,

@@ -16,6 +16,7 @@
 //! that). Past the deadline another worker may own the run, so it stops trying.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use diesel::data_types::PgInterval;
@@ -61,6 +62,9 @@ pub(crate) struct PgJournal {
     keep_checkpoints: bool,
     /// The largest state a node commit may store, serialized.
     max_state_bytes: usize,
+    /// How long the run's state was when it was last serialized: the next one is written
+    /// into a buffer about that size, so that it seldom has to grow.
+    state_bytes: AtomicUsize,
     lease: Lease,
     deadline: LeaseDeadline,
     /// The run as the node commit that ended this attempt returned it.
@@ -125,6 +129,7 @@ impl PgJournal {
             group_commit,
             keep_checkpoints,
             max_state_bytes,
+            state_bytes: AtomicUsize::new(0),
             lease,
             deadline,
             ended: Mutex::new(None),
@@ -576,8 +581,9 @@ impl Journal for PgJournal {
 
     fn node_completed<'a>(&'a self, c: &'a NodeCommit<'a>) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let json = CommitJson::of(c)?;
+            let json = CommitJson::of(c, AtomicUsize::load(&self.state_bytes, Ordering::Relaxed))?;
             let bytes = json.state.as_str().len();
+            self.state_bytes.store(bytes, Ordering::Relaxed);
             if bytes > self.max_state_bytes {
                 return Err(Error::StateTooLarge {
                     node: c.node.to_owned(),
@@ -721,14 +727,16 @@ struct CommitJson {
 }
 
 impl CommitJson {
-    fn of(c: &NodeCommit<'_>) -> Result<Self> {
+    /// `c`'s JSON, its state written into a buffer a quarter larger than `state_bytes` (the
+    /// run's state, last time), since a state tends to grow.
+    fn of(c: &NodeCommit<'_>, state_bytes: usize) -> Result<Self> {
         let update = c.update.to_json_text().map_err(|e| Error::Value {
             container: "state",
             key: String::new(),
             reason: format!("its update cannot be stored as JSON: {e}"),
         })?;
         Ok(CommitJson {
-            state: state_to_json(c.checkpoint)?,
+            state: state_to_json(c.checkpoint, state_bytes + state_bytes / 4)?,
             update,
         })
     }
