@@ -39,7 +39,7 @@ pub struct ExecutorConfig {
     /// that they share its round trip, its overhead and its WAL flush, with the same
     /// durability (each run's commit is durable before its next node starts) and the same
     /// fence (each run's part is refused alone). A lone commit waits for nobody. Off by
-    /// default because, on a small machine with a local disk, runs per second are about
+    /// default because, on a small machine with a local disk, runs per second are at best
     /// those of separate commits (`bench/RESULTS.md`): PostgreSQL already shares the
     /// flushes of concurrent commits, and one batch in flight keeps one server process
     /// busy. Try it where statements or flushes are scarce (a busy server, network storage,

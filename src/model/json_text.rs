@@ -1,4 +1,5 @@
-//! JSON text the library writes itself, quickly: a checkpoint's state, on every node commit.
+//! JSON text the library writes itself, quickly: a checkpoint's state and a stage's update,
+//! on every node commit.
 //!
 //! A state is mostly strings (a conversation, a document), and `serde_json` escapes a string
 //! byte by byte. [`write_value`] writes a [`Value`] as `serde_json` would, byte for byte, but
