@@ -9,8 +9,10 @@
 //! disconnects drops the stream, not the run, which goes on and is recorded in full.
 //!
 //! A stream holds at most [`STREAM_BUFFER`] events, and [`STREAM_BUFFER_BYTES`] of them, for
-//! a client that reads slower than its run goes: past that, events are dropped, and the next one the client gets is `lagged`
-//! (`{"missed": N}`, how many it missed). The last event is always kept. (A server closes a
+//! a client that reads slower than its run goes: past that, events are dropped (and, until the
+//! client reads again, dropped before they are serialized, so that a stalled client costs its
+//! run nothing), and the next one the client gets is `lagged` (`{"missed": N}`, how many it
+//! missed). The last event is always kept. (A server closes a
 //! connection whose client stops reading altogether: `workflows serve --write-timeout-ms`.)
 
 use std::convert::Infallible;
@@ -106,16 +108,32 @@ fn progress(mut execution: Execution) -> impl Stream<Item = Result<SseEvent, Inf
                 Err(TrySendError::Closed(_)) => None,
             }
         };
+        // What the buffer held when an event last did not fit. Until the client has read
+        // some of it, the next events are dropped before they are serialized, so that the
+        // stream keeps up with its run however large its states are: its events would
+        // otherwise wait, states and all, in the run's channel while this serialized events
+        // it could not buffer.
+        let mut refused_at: Option<usize> = None;
         let mut missed = 0u64;
         while let Some(event) = execution.next_event().await {
-            let Some(sse) = progress_event(&event) else {
+            let Some(name) = progress_name(&event) else {
                 continue;
             };
+            if sender.is_closed() {
+                // The client is gone; the run goes on without it.
+                return;
+            }
+            if refused_at.is_some_and(|at| held.load(Ordering::Acquire) >= at) {
+                missed += 1;
+                continue;
+            }
+            let sse = json_event(name, &event);
             if missed > 0 {
                 match offer(lagged(missed)) {
                     Some(true) => missed = 0,
                     Some(false) => {
                         missed += 1;
+                        refused_at = Some(held.load(Ordering::Acquire));
                         continue;
                     }
                     // The client is gone; the run goes on without it.
@@ -123,8 +141,11 @@ fn progress(mut execution: Execution) -> impl Stream<Item = Result<SseEvent, Inf
                 }
             }
             match offer(sse) {
-                Some(true) => {}
-                Some(false) => missed += 1,
+                Some(true) => refused_at = None,
+                Some(false) => {
+                    missed += 1;
+                    refused_at = Some(held.load(Ordering::Acquire));
+                }
                 None => return,
             }
         }
@@ -149,10 +170,9 @@ fn lagged(missed: u64) -> (SseEvent, usize) {
     json_event("lagged", &serde_json::json!({ "missed": missed }))
 }
 
-/// The stream's name for a progress event, and its size; `None` for events the stream does
-/// not carry.
-fn progress_event(event: &Event) -> Option<(SseEvent, usize)> {
-    let name = match event {
+/// The stream's name for a progress event; `None` for events the stream does not carry.
+fn progress_name(event: &Event) -> Option<&'static str> {
+    Some(match event {
         Event::NodeStarted { .. } => "stage.start",
         Event::NodeCompleted { .. } => "stage.complete",
         Event::EdgeTransition { .. } => "decision",
@@ -162,8 +182,7 @@ fn progress_event(event: &Event) -> Option<(SseEvent, usize)> {
         Event::NodeRetrying { .. } => "stage.retry",
         Event::Interrupted { .. } => "interrupt",
         _ => return None,
-    };
-    Some(json_event(name, event))
+    })
 }
 
 /// `complete` with the run, or `error` with why it did not complete, and its size.
