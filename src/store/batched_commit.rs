@@ -42,7 +42,7 @@ pub(crate) struct NodePart {
 
 /// The statement committing `parts` (of different runs); its rows are the ids of the runs
 /// it wrote.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct BatchedCommit {
     run_ids: Vec<RunId>,
     lease_tokens: Vec<uuid::Uuid>,
@@ -63,26 +63,8 @@ pub(crate) struct BatchedCommit {
 }
 
 impl BatchedCommit {
-    pub(crate) fn new(parts: Vec<NodePart>) -> Self {
-        let n = parts.len();
-        let mut batch = BatchedCommit {
-            run_ids: Vec::with_capacity(n),
-            lease_tokens: Vec::with_capacity(n),
-            nodes: Vec::with_capacity(n),
-            iterations: Vec::with_capacity(n),
-            attempts: Vec::with_capacity(n),
-            durations_ms: Vec::with_capacity(n),
-            state_updates: Vec::with_capacity(n),
-            output_snapshots: Vec::with_capacity(n),
-            to_nodes: Vec::with_capacity(n),
-            predicate_names: Vec::with_capacity(n),
-            predicate_results: Vec::with_capacity(n),
-            reasons: Vec::with_capacity(n),
-            states: Vec::with_capacity(n),
-            next_nodes: Vec::with_capacity(n),
-            next_iterations: Vec::with_capacity(n),
-            next_inputs: Vec::with_capacity(n),
-        };
+    pub(crate) fn new(parts: impl IntoIterator<Item = NodePart>) -> Self {
+        let mut batch = BatchedCommit::default();
         for part in parts {
             batch.run_ids.push(part.run_id);
             batch.lease_tokens.push(part.lease_token);

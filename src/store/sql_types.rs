@@ -93,10 +93,15 @@ impl FromSql<Jsonb, Pg> for RawJson {
 
 impl ToSql<Jsonb, Pg> for RawJson {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
-        out.write_all(&[JSONB_VERSION])?;
-        out.write_all(self.as_str().as_bytes())?;
-        Ok(IsNull::No)
+        jsonb_text(self.as_str(), out)
     }
+}
+
+/// JSON text in PostgreSQL's binary `jsonb` format: the version byte, then the text.
+fn jsonb_text(text: &str, out: &mut Output<'_, '_, Pg>) -> serialize::Result {
+    out.write_all(&[JSONB_VERSION])?;
+    out.write_all(text.as_bytes())?;
+    Ok(IsNull::No)
 }
 
 #[derive(AsExpression)]
@@ -107,9 +112,7 @@ struct JsonTextProxy(JsonText);
 
 impl ToSql<Jsonb, Pg> for JsonText {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
-        out.write_all(&[JSONB_VERSION])?;
-        out.write_all(self.as_str().as_bytes())?;
-        Ok(IsNull::No)
+        jsonb_text(self.as_str(), out)
     }
 }
 
