@@ -38,12 +38,13 @@ pub struct ExecutorConfig {
     /// gathered while the batch before them was in flight are sent as one statement, so
     /// that they share its round trip, its overhead and its WAL flush, with the same
     /// durability (each run's commit is durable before its next node starts) and the same
-    /// fence (each run's part is refused alone). A lone commit waits for nobody. Off by
-    /// default because, on a small machine with a local disk, runs per second are at best
-    /// those of separate commits (`bench/RESULTS.md`): PostgreSQL already shares the
-    /// flushes of concurrent commits, and one batch in flight keeps one server process
-    /// busy. Try it where statements or flushes are scarce (a busy server, network storage,
-    /// synchronous replication).
+    /// fence (each run's part is refused alone). A batch also waits, a millisecond at the
+    /// most, for the runs of the batch before it to come back, so that runs that committed
+    /// together keep committing together; a lone run waits for nobody. Off by default
+    /// because, on a small machine with a local disk, runs per second are about those of
+    /// separate commits (`bench/RESULTS.md`): each run's start and end still go alone, and
+    /// PostgreSQL already shares the flushes of concurrent commits. Try it where statements
+    /// or flushes are scarce (a busy server, network storage, synchronous replication).
     pub group_commit: bool,
     /// The most runs that [`Executor::start`](crate::Executor::start) and
     /// [`Executor::resume`](crate::Executor::resume) keep executing in this process at once

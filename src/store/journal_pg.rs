@@ -222,6 +222,14 @@ impl PgJournal {
         }
     }
 
+    /// This run's next write is not a batched part: the group's next batch does not wait
+    /// for it.
+    fn not_batched(&self) {
+        if let Some(group) = &self.group_commit {
+            group.wrote_alone(self.lease.run_id);
+        }
+    }
+
     /// The run as the write that ended this attempt recorded it, if that write returned it
     /// (one sent alone, on its first try); once.
     pub(crate) fn take_ended(&self) -> Option<Run> {
@@ -538,6 +546,7 @@ impl Journal for PgJournal {
     }
 
     fn attempt_failed<'a>(&'a self, f: &'a AttemptFailure<'a>) -> BoxFuture<'a, Result<bool>> {
+        self.not_batched();
         let lease = self.lease;
         let landed = Landed::Stage {
             node: f.node,
@@ -620,11 +629,13 @@ impl Journal for PgJournal {
                     self.retried(first, alone, landed).await
                 }
                 (Next::Node { node, iteration }, _) => {
+                    self.not_batched();
                     let next = || next_stage(c, node, iteration);
                     self.write(|| commit(c, lease, &json, keep, next()), landed)
                         .await
                 }
                 (Next::End(end), _) => {
+                    self.not_batched();
                     let end = || run_end(c, end, saves_checkpoint(c, keep));
                     self.write_ending(|| commit(c, lease, &json, keep, end()), landed)
                         .await
@@ -634,6 +645,7 @@ impl Journal for PgJournal {
     }
 
     fn node_failed<'a>(&'a self, f: &'a NodeFailure<'a>) -> BoxFuture<'a, Result<bool>> {
+        self.not_batched();
         let lease = self.lease;
         let fail_stage = move || {
             fail_started_stage!(
