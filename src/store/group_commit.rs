@@ -145,6 +145,9 @@ impl GroupCommit {
                     .filter(|queued| !queued.answer.is_closed())
                     .collect();
                 if batch.is_empty() {
+                    // Whoever of the last batch has not come back by now is slow: a run that
+                    // commits later is not to wait for it.
+                    queue.away.clear();
                     queue.committing = false;
                     return;
                 }
@@ -155,14 +158,16 @@ impl GroupCommit {
                 .map(|queued| ((queued.part.run_id, queued.answer), queued.part))
                 .unzip();
             let written = self.send(parts).await;
-            if let Ok(written) = &written {
-                // Told before their answers, so that none comes back unheard.
-                self.queue().away = answers
+            // Told before their answers, so that none comes back unheard. A failed batch's
+            // runs send their parts alone: nobody waits for them.
+            self.queue().away = match &written {
+                Ok(written) => answers
                     .iter()
                     .filter(|(run_id, answer)| !answer.is_closed() && written.contains(run_id))
                     .map(|(run_id, _)| *run_id)
-                    .collect();
-            }
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
             for (run_id, answer) in answers {
                 // A part whose run stopped waiting meanwhile has nobody to tell.
                 let _ = answer.send(match &written {
@@ -590,6 +595,29 @@ mod tests {
             committed(&["a completed", "b completed", "c started"])
         );
         assert_eq!(found[1].0, committed(&["a completed", "b started"]));
+        schema.drop_schema().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn runs_that_did_not_come_back_within_the_bound_are_not_waited_for_again() {
+        let schema = IsolatedSchema::create().await.unwrap();
+        let group = group_waiting(&schema, Duration::from_millis(50));
+        let l = running(&schema, 3).await;
+        two_written_together(&schema, &group, &l).await;
+        // Neither comes back: once the bound has passed, nobody is left committing...
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while group.queue().committing {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the committer stopped");
+        // ...and nobody is waited for: a run that commits later goes at once.
+        assert!(
+            group.queue().away.is_empty(),
+            "still waited for: {:?}",
+            group.queue().away
+        );
         schema.drop_schema().await.unwrap();
     }
 
