@@ -28,11 +28,16 @@ impl JsonText {
     }
 
     /// `value`'s text.
+    pub(crate) fn of(value: &Value) -> serde_json::Result<Self> {
+        let mut out = Vec::new();
+        write_value(&mut out, value)?;
+        Ok(JsonText::written(out))
+    }
+
+    /// `value`'s text.
     #[cfg(test)]
     pub(crate) fn of_value(value: &Value) -> Self {
-        let mut out = Vec::new();
-        write_value(&mut out, value).expect("a Value writes to a Vec");
-        JsonText::written(out)
+        JsonText::of(value).expect("a Value writes to a Vec")
     }
 
     /// The JSON text.

@@ -1,23 +1,30 @@
 //! The node commits of several runs as one statement: what group commit sends for a batch.
 //!
 //! Each run's part is what the journal's node commit writes for one run that goes on to its
-//! next node: its stage completed (from `started` only), its decision, its checkpoint and
-//! its next node's `started` stage, each written only if the one before was, under the
-//! run's lease (see [`fence`](crate::fence)). Here the runs' values travel as arrays, one per
-//! column, unnested into one row per run, and every part joins the rows of the part before
-//! it: a run whose lease no longer holds, or whose stage is no longer `started`, gets nothing
-//! written, while the other runs of the batch do. The statement returns the runs it wrote.
+//! next node, or completes: its stage completed (from `started` only), its decision, its
+//! checkpoint, and then its next node's `started` stage or the run's completion, each
+//! written only if the one before was, under the run's lease (see [`fence`](crate::fence)).
+//! Here the runs' values travel as arrays, one per column, unnested into one row per run,
+//! and every part joins the rows of the part before it: a run whose lease no longer holds,
+//! or whose stage is no longer `started`, gets nothing written, while the other runs of the
+//! batch do. The statement returns the runs it wrote, and each run it completed as it
+//! recorded it, so that nobody reads that run again.
 //!
 //! This is the one node statement written as SQL text rather than with Diesel's DSL, which
 //! cannot join `unnest`; its values are still typed binds, and the tests check that it
 //! writes the rows the single-run commit writes.
 
+use std::sync::LazyLock;
+
+use diesel::dsl::AsSelect;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::result::QueryResult;
 use diesel::sql_types::{Array, Bool, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
+use diesel::{Expression, Selectable, SelectableHelper};
 
 use crate::model::{JsonText, RawJson, RunId, RunStatus, StageStatus};
+use crate::store::rows::RunRow;
 
 /// One run's node commit, owned, so that the task committing a batch can send it.
 #[derive(Debug, Clone)]
@@ -35,13 +42,24 @@ pub(crate) struct NodePart {
     pub(crate) predicate_result: Option<bool>,
     pub(crate) reason: String,
     pub(crate) state: JsonText,
-    pub(crate) next_node: String,
-    pub(crate) next_iteration: i32,
-    pub(crate) next_input: Option<RawJson>,
+    pub(crate) then: Then,
+}
+
+/// What a part writes after its checkpoint.
+#[derive(Debug, Clone)]
+pub(crate) enum Then {
+    /// The `started` stage of the run's next node, at its step, with its input.
+    Node {
+        node: String,
+        iteration: i32,
+        input: Option<RawJson>,
+    },
+    /// The run's completion, with its result.
+    Complete { result: JsonText },
 }
 
 /// The statement committing `parts` (of different runs); its rows are the ids of the runs
-/// it wrote.
+/// it wrote, each with the run as recorded if the part completed it.
 #[derive(Debug, Default)]
 pub(crate) struct BatchedCommit {
     run_ids: Vec<RunId>,
@@ -57,9 +75,10 @@ pub(crate) struct BatchedCommit {
     predicate_results: Vec<Option<bool>>,
     reasons: Vec<String>,
     states: Vec<JsonText>,
-    next_nodes: Vec<String>,
-    next_iterations: Vec<i32>,
+    next_nodes: Vec<Option<String>>,
+    next_iterations: Vec<Option<i32>>,
     next_inputs: Vec<Option<RawJson>>,
+    results: Vec<Option<JsonText>>,
 }
 
 impl BatchedCommit {
@@ -79,9 +98,18 @@ impl BatchedCommit {
             batch.predicate_results.push(part.predicate_result);
             batch.reasons.push(part.reason);
             batch.states.push(part.state);
-            batch.next_nodes.push(part.next_node);
-            batch.next_iterations.push(part.next_iteration);
-            batch.next_inputs.push(part.next_input);
+            let (node, iteration, input, result) = match part.then {
+                Then::Node {
+                    node,
+                    iteration,
+                    input,
+                } => (Some(node), Some(iteration), input, None),
+                Then::Complete { result } => (None, None, None, Some(result)),
+            };
+            batch.next_nodes.push(node);
+            batch.next_iterations.push(iteration);
+            batch.next_inputs.push(input);
+            batch.results.push(result);
         }
         batch
     }
@@ -121,14 +149,15 @@ impl QueryFragment<Pg> for BatchedCommit {
             predicate_results as Nullable<Bool> => "::bool[]",
             reasons as Text => "::text[]",
             states as Jsonb => "::jsonb[]",
-            next_nodes as Text => "::text[]",
-            next_iterations as Integer => "::int4[]",
+            next_nodes as Nullable<Text> => "::text[]",
+            next_iterations as Nullable<Integer> => "::int4[]",
             next_inputs as Nullable<Jsonb> => "::jsonb[]",
+            results as Nullable<Jsonb> => "::jsonb[]",
         );
         out.push_sql(
             ") AS p(run_id, lease_token, node, iteration, attempt, duration_ms, \
              state_update, output_snapshot, to_node, predicate_name, predicate_result, reason, \
-             state_data, next_node, next_iteration, next_input) \
+             state_data, next_node, next_iteration, next_input, result) \
              ON runs.id = p.run_id AND runs.lease_token = p.lease_token WHERE runs.status = ",
         );
         out.push_bind_param::<Text, _>(&RunStatus::Running)?;
@@ -155,15 +184,31 @@ impl QueryFragment<Pg> for BatchedCommit {
              checkpoint_node) SELECT p.run_id, p.state_data, p.node FROM \"held_run\" p JOIN decided \
              ON decided.run_id = p.run_id ON CONFLICT (run_id) DO UPDATE SET \
              state_data = excluded.state_data, checkpoint_node = excluded.checkpoint_node \
-             RETURNING checkpoints.run_id) \
-             INSERT INTO stages (run_id, node_name, iteration, attempt, status, input_snapshot) \
+             RETURNING checkpoints.run_id), \
+             next_started AS MATERIALIZED (INSERT INTO stages (run_id, node_name, iteration, \
+             attempt, status, input_snapshot) \
              SELECT p.run_id, p.next_node, p.next_iteration, 1, ",
         );
         out.push_bind_param::<Text, _>(&StageStatus::Started)?;
+        // A run completes only once its checkpoint is saved, as its single commit does.
         out.push_sql(
             ", p.next_input FROM \"held_run\" p JOIN completed_stage \
-             ON completed_stage.run_id = p.run_id \
-             RETURNING stages.run_id",
+             ON completed_stage.run_id = p.run_id WHERE p.next_node IS NOT NULL \
+             RETURNING stages.run_id), \
+             ended AS MATERIALIZED (UPDATE runs SET status = ",
+        );
+        out.push_bind_param::<Text, _>(&RunStatus::Completed)?;
+        out.push_sql(
+            ", result = p.result, error_message = NULL, completed_at = clock_timestamp() \
+             FROM \"held_run\" p JOIN checkpointed ON checkpointed.run_id = p.run_id \
+             WHERE runs.id = p.run_id AND p.next_node IS NULL RETURNING ",
+        );
+        RUN_ROW.walk_ast(out.reborrow())?;
+        out.push_sql(
+            ") SELECT p.run_id, ended.* FROM \"held_run\" p LEFT JOIN ended \
+             ON ended.id = p.run_id \
+             WHERE ended.id IS NOT NULL \
+             OR p.run_id IN (SELECT next_started.run_id FROM next_started)",
         );
         Ok(())
     }
@@ -174,8 +219,15 @@ impl QueryFragment<Pg> for BatchedCommit {
     }
 }
 
+/// The columns of a run that [`RunRow`] reads: what the statement returns of a run it
+/// completed.
+static RUN_ROW: LazyLock<AsSelect<RunRow, Pg>> = LazyLock::new(RunRow::as_select);
+
+/// The SQL type of a run as [`RunRow`] reads it.
+type RunRowSqlType = <<RunRow as Selectable<Pg>>::SelectExpression as Expression>::SqlType;
+
 impl Query for BatchedCommit {
-    type SqlType = SqlUuid;
+    type SqlType = (SqlUuid, Nullable<RunRowSqlType>);
 }
 
 impl QueryId for BatchedCommit {

@@ -3,8 +3,9 @@
 //! overhead and one WAL flush.
 //!
 //! A batch gathers while the batch before it is in flight, and goes once that one has
-//! ended and its runs have come back: each with its next part, or with a write that is not
-//! batched (its end, a failure), or after [`GATHER_BOUND`] at the most. Without that wait,
+//! ended and its runs have come back: each with its next part (which may complete the run),
+//! or with a write that is not batched (a failure, a wait), or after [`GATHER_BOUND`] at the
+//! most; a run the batch completed is not waited for. Without that wait,
 //! the first run of a batch to come back would go alone, the others would gather behind it,
 //! and the runs would split into two half-size batches for good (measured with 8 runs in
 //! flight: 3.9 parts a batch, against 6.5 with it). At low load a commit waits for nobody: a
@@ -26,8 +27,9 @@ use diesel_async::RunQueryDsl;
 use tokio::sync::{Notify, oneshot};
 
 use crate::error::{Error, Result};
-use crate::model::RunId;
+use crate::model::{Run, RunId};
 use crate::store::batched_commit::{BatchedCommit, NodePart};
+use crate::store::rows::RunRow;
 use crate::store::run_connections::RunConnections;
 
 /// How long a batch waits, at the most, for the runs of the batch before it to come back.
@@ -62,10 +64,12 @@ struct Queued {
 }
 
 /// What a part's batch came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Grouped {
     /// The batch committed; whether it wrote this part (or its fence refused it).
     Written(bool),
+    /// The batch committed and wrote this part, which completed its run: the run as recorded.
+    Completed(Box<Run>),
     /// The batch failed for a reason that may be another part's: send this part alone.
     Alone,
 }
@@ -158,20 +162,27 @@ impl GroupCommit {
                 .map(|queued| ((queued.part.run_id, queued.answer), queued.part))
                 .unzip();
             let written = self.send(parts).await;
-            // Told before their answers, so that none comes back unheard. A failed batch's
-            // runs send their parts alone: nobody waits for them.
+            // Told before their answers, so that none comes back unheard. A run the batch
+            // completed never comes back, and a failed batch's runs send their parts alone:
+            // nobody waits for them.
             self.queue().away = match &written {
                 Ok(written) => answers
                     .iter()
-                    .filter(|(run_id, answer)| !answer.is_closed() && written.contains(run_id))
+                    .filter(|(run_id, answer)| {
+                        !answer.is_closed()
+                            && written
+                                .iter()
+                                .any(|(id, ended)| id == run_id && ended.is_none())
+                    })
                     .map(|(run_id, _)| *run_id)
                     .collect(),
                 Err(_) => Vec::new(),
             };
+            let mut written = written;
             for (run_id, answer) in answers {
                 // A part whose run stopped waiting meanwhile has nobody to tell.
-                let _ = answer.send(match &written {
-                    Ok(written) => Ok(Grouped::Written(written.contains(&run_id))),
+                let _ = answer.send(match &mut written {
+                    Ok(written) => Ok(take_written(written, run_id)),
                     Err(e) if e.is_connection_lost() => Err(batch_failed(&e.to_string())),
                     Err(_) => Ok(Grouped::Alone),
                 });
@@ -179,10 +190,22 @@ impl GroupCommit {
         }
     }
 
-    /// Sends one batch; the runs it wrote.
-    async fn send(&self, parts: Vec<NodePart>) -> Result<Vec<RunId>> {
+    /// Sends one batch; the runs it wrote, with those it completed as recorded.
+    async fn send(&self, parts: Vec<NodePart>) -> Result<Vec<(RunId, Option<RunRow>)>> {
         let mut conn = self.connections.get().await?;
         Ok(BatchedCommit::new(parts).load(&mut *conn).await?)
+    }
+}
+
+/// What a batch that wrote `written` came to for run `run_id`'s part; its row, if the
+/// batch completed the run, is taken.
+fn take_written(written: &mut Vec<(RunId, Option<RunRow>)>, run_id: RunId) -> Grouped {
+    match written.iter().position(|(id, _)| *id == run_id) {
+        Some(i) => match written.swap_remove(i).1 {
+            Some(row) => Grouped::Completed(Box::new(Run::from(row))),
+            None => Grouped::Written(true),
+        },
+        None => Grouped::Written(false),
     }
 }
 
@@ -201,7 +224,8 @@ mod tests {
 
     use super::*;
     use crate::graph::State;
-    use crate::model::{JsonText, StageStatus, StateUpdate};
+    use crate::model::{JsonText, RunStatus, StageStatus, StateUpdate};
+    use crate::store::batched_commit::Then;
     use crate::store::journal::{End, Journal, Next, NodeCommit, Transition};
     use crate::store::journal_pg::PgJournal;
     use crate::store::lease::{Lease, LeaseDeadline};
@@ -241,9 +265,11 @@ mod tests {
             predicate_result: None,
             reason: "edge".to_owned(),
             state: JsonText::of_value(&json!({"x": 1})),
-            next_node: "b".to_owned(),
-            next_iteration: 2,
-            next_input: None,
+            then: Then::Node {
+                node: "b".to_owned(),
+                iteration: 2,
+                input: None,
+            },
         }
     }
 
@@ -318,10 +344,54 @@ mod tests {
             node: "b".to_owned(),
             iteration: 2,
             to_node: Some("c".to_owned()),
-            next_node: "c".to_owned(),
-            next_iteration: 3,
+            then: Then::Node {
+                node: "c".to_owned(),
+                iteration: 3,
+                input: None,
+            },
             ..part(lease, 5)
         }
+    }
+
+    /// The commit of node `b` under `lease` (after [`part`]'s `a`) by the run's journal, `b`
+    /// being an exit point that ends the run with `end`: whether it was written, and the run
+    /// as the journal kept it.
+    fn spawn_end_of_run(
+        schema: &IsolatedSchema,
+        group: &Arc<GroupCommit>,
+        lease: Lease,
+        end: &'static str,
+    ) -> tokio::task::JoinHandle<(bool, Option<Run>)> {
+        let journal = journal_of(schema, group, lease);
+        tokio::spawn(async move {
+            let (update, state, result) =
+                (StateUpdate::default(), State::new(), json!({"done": true}));
+            let end = match end {
+                "complete" => End::Complete { result: &result },
+                message => End::Fail { message },
+            };
+            let commit = NodeCommit {
+                run_id: lease.run_id,
+                node: "b",
+                iteration: 2,
+                attempt: 1,
+                duration_ms: 5,
+                update: &update,
+                output_snapshot: None,
+                next_input: None,
+                checkpoint: &state,
+                received: None,
+                transition: Transition {
+                    to: None,
+                    predicate: None,
+                    result: None,
+                    reason: "exit",
+                },
+                next: Next::End(end),
+            };
+            let written = journal.node_completed(&commit).await.unwrap();
+            (written, journal.take_ended())
+        })
     }
 
     /// Runs `l[1]` and `l[2]` committed by one batch, behind `l[0]`'s, whose run then wrote
@@ -341,6 +411,26 @@ mod tests {
         }
         let found = written(schema, &l[1..]).await;
         assert_eq!(found[0].1, found[1].1, "one statement wrote both");
+    }
+
+    /// After [`two_written_together`], `l[1]`'s node b is an exit point and `l[2]`'s goes on
+    /// to c; the batch after theirs waits for both, so one statement writes both. The run
+    /// `l[1]`'s journal kept.
+    async fn one_completes_one_goes_on(
+        schema: &IsolatedSchema,
+        group: &Arc<GroupCommit>,
+        l: &[Lease],
+    ) -> Option<Run> {
+        two_written_together(schema, group, l).await;
+        let completing = spawn_end_of_run(schema, group, l[1], "complete");
+        let going_on = spawn_commit(group, next_part(l[2]));
+        let (completed, returned) = tokio::time::timeout(Duration::from_secs(30), completing)
+            .await
+            .expect("the completion waited for a run it should not have waited for")
+            .unwrap();
+        assert!(completed, "completed");
+        assert_eq!(within_30s(going_on).await, Grouped::Written(true));
+        returned
     }
 
     fn spawn_commit(
@@ -456,7 +546,7 @@ mod tests {
         let results = behind_a_held_batch(&schema, &group, l[0], rest).await;
         assert_eq!(
             results.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
-            [Grouped::Written(true); 3]
+            [const { Grouped::Written(true) }; 3]
         );
         let found = written(&schema, &l).await;
         for (stages, _) in &found {
@@ -523,38 +613,107 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_run_whose_journal_ends_it_is_not_waited_for() {
+    async fn a_run_whose_journal_fails_it_is_not_waited_for() {
         let schema = IsolatedSchema::create().await.unwrap();
         let group = group_waiting(&schema, FOREVER);
         let l = running(&schema, 3).await;
         two_written_together(&schema, &group, &l).await;
-        // l[1]'s node b is an exit point: its journal completes the run, alone.
-        let journal = journal_of(&schema, &group, l[1]);
-        let (update, state, result) = (StateUpdate::default(), State::new(), json!({"done": true}));
-        let end = NodeCommit {
-            run_id: l[1].run_id,
-            node: "b",
-            iteration: 2,
-            attempt: 1,
-            duration_ms: 5,
-            update: &update,
-            output_snapshot: None,
-            next_input: None,
-            checkpoint: &state,
-            received: None,
-            transition: Transition {
-                to: None,
-                predicate: None,
-                result: None,
-                reason: "exit",
-            },
-            next: Next::End(End::Complete { result: &result }),
-        };
-        assert!(journal.node_completed(&end).await.unwrap(), "completed");
+        // l[1]'s node b fails the run, in a statement of its own.
+        let (failed, _) = spawn_end_of_run(&schema, &group, l[1], "no way on")
+            .await
+            .unwrap();
+        assert!(failed, "failed");
         assert_eq!(
             within_30s(spawn_commit(&group, next_part(l[2]))).await,
             Grouped::Written(true)
         );
+        schema.drop_schema().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_batch_completes_a_run_with_another_s_commit_and_returns_it_as_recorded() {
+        let schema = IsolatedSchema::create().await.unwrap();
+        let group = group_waiting(&schema, FOREVER);
+        let l = running(&schema, 3).await;
+        let returned = one_completes_one_goes_on(&schema, &group, &l).await;
+        let mut conn = schema.pool().get().await.unwrap();
+        let recorded = crate::repository::find_run(&mut conn, l[1].run_id)
+            .await
+            .unwrap();
+        assert_eq!(recorded.status, RunStatus::Completed);
+        assert_eq!(
+            recorded.result.as_ref().map(|r| r.to_value().unwrap()),
+            Some(json!({"done": true}))
+        );
+        assert!(recorded.completed_at.is_some(), "{recorded:?}");
+        assert_eq!(returned, Some(recorded), "the run as the batch returned it");
+        let run_xmin: String = crate::store::schema::runs::table
+            .find(l[1].run_id)
+            .select(diesel::dsl::sql::<diesel::sql_types::Text>("xmin::text"))
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        let stage_c_xmin: String = stages::table
+            .filter(stages::run_id.eq(l[2].run_id))
+            .filter(stages::node_name.eq("c"))
+            .select(diesel::dsl::sql::<diesel::sql_types::Text>("xmin::text"))
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(run_xmin, stage_c_xmin, "one statement wrote both");
+        drop(conn);
+        schema.drop_schema().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_run_that_a_batch_completed_is_not_waited_for() {
+        let schema = IsolatedSchema::create().await.unwrap();
+        let group = group_waiting(&schema, FOREVER);
+        let l = running(&schema, 3).await;
+        one_completes_one_goes_on(&schema, &group, &l).await;
+        // l[1] never comes back: l[2]'s next commit goes without waiting for it.
+        let after = NodePart {
+            node: "c".to_owned(),
+            iteration: 3,
+            to_node: Some("d".to_owned()),
+            then: Then::Node {
+                node: "d".to_owned(),
+                iteration: 4,
+                input: None,
+            },
+            ..part(l[2], 5)
+        };
+        assert_eq!(
+            within_30s(spawn_commit(&group, after)).await,
+            Grouped::Written(true)
+        );
+        schema.drop_schema().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_completion_whose_lease_is_gone_is_refused_and_the_run_not_completed() {
+        let schema = IsolatedSchema::create().await.unwrap();
+        let group = group_of(&schema);
+        let l = running(&schema, 1).await;
+        assert_eq!(
+            within_30s(spawn_commit(&group, part(l[0], 5))).await,
+            Grouped::Written(true)
+        );
+        let taken_over = Lease {
+            token: uuid::Uuid::new_v4(),
+            ..l[0]
+        };
+        let (completed, returned) = spawn_end_of_run(&schema, &group, taken_over, "complete")
+            .await
+            .unwrap();
+        assert!(!completed, "refused");
+        assert_eq!(returned, None);
+        let mut conn = schema.pool().get().await.unwrap();
+        let run = crate::repository::find_run(&mut conn, l[0].run_id)
+            .await
+            .unwrap();
+        assert_eq!((run.status, run.result), (RunStatus::Running, None));
+        drop(conn);
         schema.drop_schema().await.unwrap();
     }
 

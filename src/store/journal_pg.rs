@@ -35,7 +35,7 @@ use crate::graph::node_signals::{Delivered, Given};
 use crate::model::{JsonText, RawJson, Run, RunId, RunStatus, StageStatus};
 use crate::store::atomic_statement::{AtomicStatement, Part, Shape, StaticShape};
 use crate::store::backoff::Backoff;
-use crate::store::batched_commit::NodePart;
+use crate::store::batched_commit::{NodePart, Then};
 use crate::store::checkpoints::PgCheckpointStore;
 use crate::store::checkpoints::state_to_json;
 use crate::store::fence::{
@@ -230,8 +230,22 @@ impl PgJournal {
         }
     }
 
+    /// What this run's part of a group commit came to: whether it was written (the run it
+    /// completed kept for [`PgJournal::take_ended`]), or `None` if it is to be sent alone.
+    fn grouped(&self, grouped: Result<Grouped>) -> Option<Result<bool>> {
+        match grouped {
+            Ok(Grouped::Written(written)) => Some(Ok(written)),
+            Ok(Grouped::Completed(run)) => {
+                *self.ended.lock().unwrap_or_else(|p| p.into_inner()) = Some(*run);
+                Some(Ok(true))
+            }
+            Ok(Grouped::Alone) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+
     /// The run as the write that ended this attempt recorded it, if that write returned it
-    /// (one sent alone, on its first try); once.
+    /// (one sent alone or in a batch, on its first try); once.
     pub(crate) fn take_ended(&self) -> Option<Run> {
         self.ended.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
@@ -616,17 +630,37 @@ impl Journal for PgJournal {
                             .of_static_shape::<NodeCommitToNext>()
                     };
                     let first = match group {
-                        Some(group) => match group
-                            .commit(node_part(c, lease, &json, (node, iteration)))
-                            .await
-                        {
-                            Ok(Grouped::Written(written)) => Ok(written),
-                            Ok(Grouped::Alone) => self.send_alone(&alone).await,
-                            Err(e) => Err(e),
-                        },
+                        Some(group) => {
+                            let then = Then::Node {
+                                node: node.to_owned(),
+                                iteration: step(iteration),
+                                input: c.next_input.map(RawJson::from_value),
+                            };
+                            match self.grouped(group.commit(node_part(c, lease, &json, then)).await)
+                            {
+                                Some(first) => first,
+                                None => self.send_alone(&alone).await,
+                            }
+                        }
                         None => self.send_alone(&alone).await,
                     };
                     self.retried(first, alone, landed).await
+                }
+                // A run's completion, batched too: the batch returns the run as recorded.
+                (Next::End(end @ End::Complete { result }), Some(group))
+                    if c.received.is_none() && saves_checkpoint(c, keep) =>
+                {
+                    let alone = || commit(c, lease, &json, keep, run_end(c, end, true));
+                    let result = JsonText::of(result).map_err(|e| Error::Value {
+                        container: "result",
+                        key: String::new(),
+                        reason: format!("cannot be stored as JSON: {e}"),
+                    })?;
+                    let then = Then::Complete { result };
+                    match self.grouped(group.commit(node_part(c, lease, &json, then)).await) {
+                        Some(first) => self.retried(first, alone, landed).await,
+                        None => self.write_ending(alone, landed).await,
+                    }
                 }
                 (Next::Node { node, iteration }, _) => {
                     self.not_batched();
@@ -856,9 +890,9 @@ fn next_stage<'a>(c: &'a NodeCommit<'a>, node: &'a str, iteration: u32) -> Part<
     ))
 }
 
-/// Commit `c` (under `lease`, saving `state`, going on to `next`: a node and its step) as its
-/// run's part of a group commit's batch: the values [`commit`] binds, owned.
-fn node_part(c: &NodeCommit<'_>, lease: Lease, json: &CommitJson, next: (&str, u32)) -> NodePart {
+/// Commit `c` (under `lease`, saving `state`, then writing `then`) as its run's part of a
+/// group commit's batch: the values [`commit`] binds, owned.
+fn node_part(c: &NodeCommit<'_>, lease: Lease, json: &CommitJson, then: Then) -> NodePart {
     NodePart {
         run_id: lease.run_id,
         lease_token: lease.token,
@@ -873,9 +907,7 @@ fn node_part(c: &NodeCommit<'_>, lease: Lease, json: &CommitJson, next: (&str, u
         predicate_result: c.transition.result,
         reason: c.transition.reason.to_owned(),
         state: json.state.clone(),
-        next_node: next.0.to_owned(),
-        next_iteration: step(next.1),
-        next_input: c.next_input.map(RawJson::from_value),
+        then,
     }
 }
 

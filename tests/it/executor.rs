@@ -1065,6 +1065,12 @@ async fn with_group_commit_a_run_records_exactly_what_it_records_without() {
             recorded(&grouped, other.id).await,
             "{workflow}"
         );
+        // The run a batch completed comes back as it was recorded.
+        let mut conn = grouped.pool().get().await.unwrap();
+        assert_eq!(
+            repository::find_run(&mut conn, other.id).await.unwrap(),
+            other
+        );
     }
 }
 
