@@ -621,10 +621,10 @@ impl Journal for PgJournal {
                 attempt: c.attempt,
                 status: StageStatus::Completed,
             };
-            match (c.next, &self.group_commit) {
+            match (c.next, &self.group_commit, &json.result) {
                 // The commit of almost every node: prepared under its own type, and batched
                 // with other runs' commits when group commit is on.
-                (Next::Node { node, iteration }, group) if c.received.is_none() => {
+                (Next::Node { node, iteration }, group, _) if c.received.is_none() => {
                     let alone = || {
                         commit(c, lease, &json, keep, next_stage(c, node, iteration))
                             .of_static_shape::<NodeCommitToNext>()
@@ -647,30 +647,27 @@ impl Journal for PgJournal {
                     self.retried(first, alone, landed).await
                 }
                 // A run's completion, batched too: the batch returns the run as recorded.
-                (Next::End(end @ End::Complete { result }), Some(group))
+                (Next::End(end @ End::Complete { .. }), Some(group), Some(result))
                     if c.received.is_none() && saves_checkpoint(c, keep) =>
                 {
-                    let alone = || commit(c, lease, &json, keep, run_end(c, end, true));
-                    let result = JsonText::of(result).map_err(|e| Error::Value {
-                        container: "result",
-                        key: String::new(),
-                        reason: format!("cannot be stored as JSON: {e}"),
-                    })?;
-                    let then = Then::Complete { result };
+                    let alone = || commit(c, lease, &json, keep, run_end(c, end, &json, true));
+                    let then = Then::Complete {
+                        result: result.clone(),
+                    };
                     match self.grouped(group.commit(node_part(c, lease, &json, then)).await) {
                         Some(first) => self.retried(first, alone, landed).await,
                         None => self.write_ending(alone, landed).await,
                     }
                 }
-                (Next::Node { node, iteration }, _) => {
+                (Next::Node { node, iteration }, _, _) => {
                     self.not_batched();
                     let next = || next_stage(c, node, iteration);
                     self.write(|| commit(c, lease, &json, keep, next()), landed)
                         .await
                 }
-                (Next::End(end), _) => {
+                (Next::End(end), _, _) => {
                     self.not_batched();
-                    let end = || run_end(c, end, saves_checkpoint(c, keep));
+                    let end = || run_end(c, end, &json, saves_checkpoint(c, keep));
                     self.write_ending(|| commit(c, lease, &json, keep, end()), landed)
                         .await
                 }
@@ -766,10 +763,11 @@ impl Journal for PgJournal {
 }
 
 /// A node commit's JSON, serialized once however often its statement is built: the
-/// checkpoint's state and the stage's update.
+/// checkpoint's state, the stage's update, and the run's result if it completes.
 struct CommitJson {
     state: JsonText,
     update: JsonText,
+    result: Option<JsonText>,
 }
 
 impl CommitJson {
@@ -781,9 +779,20 @@ impl CommitJson {
             key: String::new(),
             reason: format!("its update cannot be stored as JSON: {e}"),
         })?;
+        let result = match c.next {
+            Next::End(End::Complete { result }) => {
+                Some(JsonText::of(result).map_err(|e| Error::Value {
+                    container: "result",
+                    key: String::new(),
+                    reason: format!("cannot be stored as JSON: {e}"),
+                })?)
+            }
+            _ => None,
+        };
         Ok(CommitJson {
             state: state_to_json(c.checkpoint, state_bytes + state_bytes / 4)?,
             update,
+            result,
         })
     }
 }
@@ -913,23 +922,28 @@ fn node_part(c: &NodeCommit<'_>, lease: Lease, json: &CommitJson, then: Then) ->
 
 /// The last part of a node commit that ends the attempt (the run completes, fails or
 /// waits), returning the run as it recorded it.
-fn run_end<'a>(c: &'a NodeCommit<'a>, end: End<'a>, saves_checkpoint: bool) -> RunReturned<'a> {
+fn run_end<'a>(
+    c: &'a NodeCommit<'a>,
+    end: End<'a>,
+    json: &'a CommitJson,
+    saves_checkpoint: bool,
+) -> RunReturned<'a> {
     let returning = RunRow::as_returning();
     RunReturned(match (end, saves_checkpoint) {
-        (End::Complete { result }, true) => Box::new(
+        (End::Complete { .. }, true) => Box::new(
             end_run!(
                 checkpointed::run_id,
                 RunStatus::Completed,
-                Some(result),
+                json.result.as_ref(),
                 None::<&str>
             )
             .returning(returning),
         ),
-        (End::Complete { result }, false) => Box::new(
+        (End::Complete { .. }, false) => Box::new(
             end_run!(
                 decided::run_id,
                 RunStatus::Completed,
-                Some(result),
+                json.result.as_ref(),
                 None::<&str>
             )
             .returning(returning),
