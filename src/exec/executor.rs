@@ -65,7 +65,7 @@ use crate::error::{Error, Result};
 use crate::model::{Run, RunId};
 use crate::query::repository;
 use crate::store::db::Pool;
-use crate::store::group_commit::GroupCommit;
+use crate::store::group_commit::{GroupCommit, Grouped};
 use crate::store::lease::Lease;
 use crate::store::lease::LeaseDeadline;
 use crate::store::run_connections::RunConnections;
@@ -219,7 +219,8 @@ impl Executor {
     /// process dies, a worker recovers it when the lease expires. The workflow's factory runs
     /// before the run is inserted (here, in the caller's task), so that the run and its first
     /// node's `started` stage are inserted by one statement; a factory that fails or panics
-    /// leaves the run `failed` with its message, as before.
+    /// leaves the run `failed` with its message, as before. With
+    /// [`group_commit`](ExecutorConfig::group_commit), that statement is the next batch.
     ///
     /// Errors: [`Error::WorkflowNotFound`] (404) for an unknown workflow and
     /// [`Error::InvalidInput`] (400) for params that are not a JSON object, both before
@@ -235,10 +236,34 @@ impl Executor {
         let new = runs::NewRun::random(workflow, &stored_params);
         let prepared = attempt::prepare(&self.inner, &def, new.id, params).await;
         let granted = Instant::now();
-        let (run, lease) = {
-            let mut conn = self.inner.pool.get().await?;
-            let owner = (self.inner.owner.as_str(), self.inner.config.lease);
-            runs::insert_running(&mut conn, &new, owner, prepared.first_stage()).await?
+        let owner = (self.inner.owner.as_str(), self.inner.config.lease);
+        // With group commit, the run is inserted by the next batch, with other runs' commits.
+        let grouped = match (&self.inner.group_commit, prepared.first_stage()) {
+            (Some(group), Some(first)) => group.start(runs::start_part(&new, owner, first)).await?,
+            _ => Grouped::Alone,
+        };
+        let (run, lease) = match grouped {
+            Grouped::Started(run, token) => {
+                let lease = Lease {
+                    run_id: run.id,
+                    token,
+                };
+                (*run, lease)
+            }
+            Grouped::Alone => {
+                let mut conn = self.inner.pool.get().await?;
+                runs::insert_running(&mut conn, &new, owner, prepared.first_stage()).await?
+            }
+            Grouped::Written(_) | Grouped::Completed(_) => {
+                return Err(Error::unavailable(
+                    format!(
+                        "a group commit did not return the run {} it started; this is a bug \
+                         in the workflows library",
+                        new.id
+                    ),
+                    None,
+                ));
+            }
         };
         let start = (Attempt::Fresh, Some(prepared));
         Ok(self.spawn(def, run, lease, granted, start, None, permit))

@@ -7,8 +7,10 @@
 //! Here the runs' values travel as arrays, one per column, unnested into one row per run,
 //! and every part joins the rows of the part before it: a run whose lease no longer holds,
 //! or whose stage is no longer `started`, gets nothing written, while the other runs of the
-//! batch do. The statement returns the runs it wrote, and each run it completed as it
-//! recorded it, so that nobody reads that run again.
+//! batch do. It also inserts the runs it starts, each `running` under a new lease with its
+//! first node's `started` stage, as a run started alone is. The statement returns the runs
+//! it wrote, and each run it completed or started as it recorded it (with its lease token,
+//! when started), so that nobody reads that run again.
 //!
 //! This is the one node statement written as SQL text rather than with Diesel's DSL, which
 //! cannot join `unnest`; its values are still typed binds, and the tests check that it
@@ -20,7 +22,7 @@ use diesel::dsl::AsSelect;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::result::QueryResult;
-use diesel::sql_types::{Array, Bool, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel::{Expression, Selectable, SelectableHelper};
 
 use crate::model::{JsonText, RawJson, RunId, RunStatus, StageStatus};
@@ -44,6 +46,53 @@ pub(crate) struct NodePart {
     pub(crate) state: JsonText,
     pub(crate) then: Then,
 }
+
+/// A run to insert `running` under a new lease, with its first node's `started` stage: what
+/// [`insert_running`](crate::store::runs::insert_running) writes, owned.
+#[derive(Debug, Clone)]
+pub(crate) struct StartPart {
+    pub(crate) run_id: RunId,
+    pub(crate) workflow: String,
+    pub(crate) params: RawJson,
+    pub(crate) owner: String,
+    /// How long the lease lasts, in microseconds.
+    pub(crate) lease_us: i64,
+    pub(crate) node: String,
+    pub(crate) input: RawJson,
+}
+
+/// One run's part of a batch: a node commit, or a start.
+#[derive(Debug, Clone)]
+pub(crate) enum Part {
+    Node(NodePart),
+    Start(StartPart),
+}
+
+impl From<NodePart> for Part {
+    fn from(part: NodePart) -> Self {
+        Part::Node(part)
+    }
+}
+
+impl From<StartPart> for Part {
+    fn from(part: StartPart) -> Self {
+        Part::Start(part)
+    }
+}
+
+impl Part {
+    /// The run it writes.
+    pub(crate) fn run_id(&self) -> RunId {
+        match self {
+            Part::Node(part) => part.run_id,
+            Part::Start(part) => part.run_id,
+        }
+    }
+}
+
+/// What a batch wrote of one run: its id; the run as recorded, if the batch completed or
+/// started it; and the token of the lease it started it under.
+pub(crate) type WrittenRun = (RunId, Option<RunRow>, Option<uuid::Uuid>);
 
 /// What a part writes after its checkpoint.
 #[derive(Debug, Clone)]
@@ -79,12 +128,32 @@ pub(crate) struct BatchedCommit {
     next_iterations: Vec<Option<i32>>,
     next_inputs: Vec<Option<RawJson>>,
     results: Vec<Option<JsonText>>,
+    new_run_ids: Vec<RunId>,
+    new_workflows: Vec<String>,
+    new_params: Vec<RawJson>,
+    new_owners: Vec<String>,
+    new_leases_us: Vec<i64>,
+    new_nodes: Vec<String>,
+    new_inputs: Vec<RawJson>,
 }
 
 impl BatchedCommit {
-    pub(crate) fn new(parts: impl IntoIterator<Item = NodePart>) -> Self {
+    pub(crate) fn new(parts: impl IntoIterator<Item = Part>) -> Self {
         let mut batch = BatchedCommit::default();
         for part in parts {
+            let part = match part {
+                Part::Node(part) => part,
+                Part::Start(start) => {
+                    batch.new_run_ids.push(start.run_id);
+                    batch.new_workflows.push(start.workflow);
+                    batch.new_params.push(start.params);
+                    batch.new_owners.push(start.owner);
+                    batch.new_leases_us.push(start.lease_us);
+                    batch.new_nodes.push(start.node);
+                    batch.new_inputs.push(start.input);
+                    continue;
+                }
+            };
             batch.run_ids.push(part.run_id);
             batch.lease_tokens.push(part.lease_token);
             batch.nodes.push(part.node);
@@ -204,11 +273,46 @@ impl QueryFragment<Pg> for BatchedCommit {
              WHERE runs.id = p.run_id AND p.next_node IS NULL RETURNING ",
         );
         RUN_ROW.walk_ast(out.reborrow())?;
+        // The runs it starts: each inserted `running` under a new lease, with its first
+        // node's `started` stage (whose foreign key is checked at the end of the statement,
+        // when its run exists).
+        out.push_sql("), new_parts AS MATERIALIZED (SELECT * FROM unnest(");
+        arrays!(self, out:
+            new_run_ids as SqlUuid => "::uuid[]",
+            new_workflows as Text => "::text[]",
+            new_params as Jsonb => "::jsonb[]",
+            new_owners as Text => "::text[]",
+            new_leases_us as BigInt => "::int8[]",
+            new_nodes as Text => "::text[]",
+            new_inputs as Jsonb => "::jsonb[]",
+        );
         out.push_sql(
-            ") SELECT p.run_id, ended.* FROM \"held_run\" p LEFT JOIN ended \
+            ") AS s(id, workflow, params, owner, lease_us, node, input)), \
+             new_runs AS MATERIALIZED (INSERT INTO runs (id, workflow_name, status, params, \
+             created_at, started_at, submitted_by_library, owner, lease_token, heartbeat_at, \
+             lease_expires_at) SELECT s.id, s.workflow, ",
+        );
+        out.push_bind_param::<Text, _>(&RunStatus::Running)?;
+        out.push_sql(
+            ", s.params, statement_timestamp(), statement_timestamp(), true, s.owner, \
+             gen_random_uuid(), clock_timestamp(), \
+             clock_timestamp() + s.lease_us * interval '1 microsecond' FROM new_parts s \
+             RETURNING ",
+        );
+        RUN_ROW.walk_ast(out.reborrow())?;
+        out.push_sql(
+            ", runs.lease_token), \
+             first_stages AS MATERIALIZED (INSERT INTO stages (run_id, node_name, iteration, \
+             attempt, status, input_snapshot) SELECT s.id, s.node, 1, 1, ",
+        );
+        out.push_bind_param::<Text, _>(&StageStatus::Started)?;
+        out.push_sql(
+            ", s.input FROM new_parts s RETURNING stages.run_id) \
+             SELECT p.run_id, ended.*, NULL::uuid FROM \"held_run\" p LEFT JOIN ended \
              ON ended.id = p.run_id \
              WHERE ended.id IS NOT NULL \
-             OR p.run_id IN (SELECT next_started.run_id FROM next_started)",
+             OR p.run_id IN (SELECT next_started.run_id FROM next_started) \
+             UNION ALL SELECT new_runs.id, new_runs.* FROM new_runs",
         );
         Ok(())
     }
@@ -227,7 +331,7 @@ static RUN_ROW: LazyLock<AsSelect<RunRow, Pg>> = LazyLock::new(RunRow::as_select
 type RunRowSqlType = <<RunRow as Selectable<Pg>>::SelectExpression as Expression>::SqlType;
 
 impl Query for BatchedCommit {
-    type SqlType = (SqlUuid, Nullable<RunRowSqlType>);
+    type SqlType = (SqlUuid, Nullable<RunRowSqlType>, Nullable<SqlUuid>);
 }
 
 impl QueryId for BatchedCommit {

@@ -239,6 +239,8 @@ impl PgJournal {
                 *self.ended.lock().unwrap_or_else(|p| p.into_inner()) = Some(*run);
                 Some(Ok(true))
             }
+            // A journal's parts are node commits, which a batch writes but never starts.
+            Ok(Grouped::Started(..)) => Some(Ok(true)),
             Ok(Grouped::Alone) => None,
             Err(e) => Some(Err(e)),
         }

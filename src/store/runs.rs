@@ -40,7 +40,8 @@ use super::rows::RunRow;
 use super::schema::{checkpoints, interrupts, messages, runs, stages};
 use super::sql_functions::{clock_timestamp, db_now, gen_random_uuid, statement_timestamp};
 use crate::error::{Error, Result};
-use crate::model::{AnswerSchema, Run, RunId, RunStatus, StageStatus};
+use crate::model::{AnswerSchema, RawJson, Run, RunId, RunStatus, StageStatus};
+use crate::store::batched_commit::StartPart;
 
 use RunStatus::{Cancelled, Completed, Failed, Pending, Running, Waiting};
 
@@ -109,6 +110,24 @@ impl<'a> NewRun<'a> {
             workflow,
             params,
         }
+    }
+}
+
+/// `new`, with its first node's `started` stage, as its part of a group commit's batch: what
+/// [`insert_running`] writes, owned.
+pub(crate) fn start_part(
+    new: &NewRun<'_>,
+    (owner, lease): (&str, Duration),
+    (node, input): (&str, &serde_json::Value),
+) -> StartPart {
+    StartPart {
+        run_id: new.id,
+        workflow: new.workflow.to_owned(),
+        params: RawJson::from_value(new.params),
+        owner: owner.to_owned(),
+        lease_us: i64::try_from(lease.as_micros()).unwrap_or(i64::MAX),
+        node: node.to_owned(),
+        input: RawJson::from_value(input),
     }
 }
 
