@@ -1,4 +1,5 @@
-//! The node commits of several runs as one statement: what group commit sends for a batch.
+//! The node commits and starts of several runs as one statement: what group commit sends
+//! for a batch.
 //!
 //! Each run's part is what the journal's node commit writes for one run that goes on to its
 //! next node, or completes: its stage completed (from `started` only), its decision, its
@@ -108,7 +109,8 @@ pub(crate) enum Then {
 }
 
 /// The statement committing `parts` (of different runs); its rows are the ids of the runs
-/// it wrote, each with the run as recorded if the part completed it.
+/// it wrote, each with the run as recorded if the part completed or started it (and then,
+/// if started, its lease token).
 #[derive(Debug, Default)]
 pub(crate) struct BatchedCommit {
     run_ids: Vec<RunId>,
