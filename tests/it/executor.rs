@@ -225,16 +225,61 @@ impl diesel::connection::Instrumentation for Statements {
     }
 }
 
-#[tokio::test]
-async fn a_started_run_is_inserted_with_its_first_stage_then_sends_one_statement_per_node_and_reads_nothing_after()
- {
+/// The test pool, whose one connection (so every statement of a run) records what it sends.
+async fn pool_recording_statements() -> (Pool, Arc<std::sync::Mutex<Vec<String>>>) {
     let pool = testing::pool().await.unwrap();
     let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
-    // The test pool has one connection: every statement of the run goes through it.
     pool.get()
         .await
         .unwrap()
         .set_instrumentation(Statements(Arc::clone(&sent)));
+    (pool, sent)
+}
+
+/// `run` of `linear` completed, as recorded, with a completed stage per node.
+async fn linear_run_completed_as_recorded(executor: &Executor, run: Run) {
+    assert_eq!(run.status, RunStatus::Completed);
+    let mut conn = executor.pool().get().await.unwrap();
+    let recorded = repository::find_run(&mut conn, run.id).await.unwrap();
+    assert_eq!(
+        run, recorded,
+        "the run its last write returned is the run as recorded"
+    );
+    drop(conn);
+    assert_eq!(
+        stages_of(executor, run.id).await,
+        [
+            (s("a"), 1, StageStatus::Completed, None),
+            (s("b"), 2, StageStatus::Completed, None),
+            (s("c"), 3, StageStatus::Completed, None),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn with_group_commit_a_run_is_started_and_committed_by_batches_and_reads_nothing_after() {
+    let (pool, sent) = pool_recording_statements().await;
+    let config = ExecutorConfig::default().group_commit(true);
+    let (executor, _) = executor_on(pool.clone(), config);
+    let run = executor.run("linear", json!({})).await.unwrap();
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(
+        sent.len(),
+        4,
+        "its start, then a, b and c's commits: {sent:#?}"
+    );
+    assert!(
+        sent.iter().all(|s| s
+            .starts_with(r#"WITH "held_run" AS MATERIALIZED (SELECT p.* FROM runs JOIN unnest("#)),
+        "every one a batch: {sent:#?}"
+    );
+    linear_run_completed_as_recorded(&executor, run).await;
+}
+
+#[tokio::test]
+async fn a_started_run_is_inserted_with_its_first_stage_then_sends_one_statement_per_node_and_reads_nothing_after()
+ {
+    let (pool, sent) = pool_recording_statements().await;
     let (executor, _) = executor_on(pool.clone(), ExecutorConfig::default());
     let execution = executor.start("linear", json!({})).await.unwrap();
     let inserted = sent.lock().unwrap().clone();
@@ -255,22 +300,7 @@ async fn a_started_run_is_inserted_with_its_first_stage_then_sends_one_statement
             .all(|s| s.starts_with(r#"WITH "held_run" AS MATERIALIZED"#)),
         "{commits:#?}"
     );
-    assert_eq!(run.status, RunStatus::Completed);
-    let mut conn = pool.get().await.unwrap();
-    let recorded = repository::find_run(&mut conn, run.id).await.unwrap();
-    assert_eq!(
-        run, recorded,
-        "the run the last commit returned is the run as recorded"
-    );
-    drop(conn);
-    assert_eq!(
-        stages_of(&executor, run.id).await,
-        [
-            (s("a"), 1, StageStatus::Completed, None),
-            (s("b"), 2, StageStatus::Completed, None),
-            (s("c"), 3, StageStatus::Completed, None),
-        ]
-    );
+    linear_run_completed_as_recorded(&executor, run).await;
 }
 
 #[tokio::test]
