@@ -2,22 +2,20 @@
 //! are sent as one statement ([`BatchedCommit`]), so that they share one round trip, one
 //! statement's overhead and one WAL flush.
 //!
-//! A batch gathers while the batch before it is in flight, and goes once that one has
-//! ended and its runs have come back: each with its next part (which may complete the run),
-//! or with a write that is not batched (a failure, a wait), or after [`GATHER_BOUND`] at the
-//! most; a run the batch completed is not waited for, and one it started is waited for
-//! until its first commit. Without that wait,
-//! the first run of a batch to come back would go alone, the others would gather behind it,
-//! and the runs would split into two half-size batches for good (measured with 8 runs in
-//! flight: 3.9 parts a batch, against 6.5 with it). At low load a commit waits for nobody: a
-//! lone run is the whole of its batch, and a run that comes back is not waited for. Each
-//! run's part is fenced by its own lease, so a part its
-//! fence refuses (it writes nothing) refuses only its run. When the statement fails, the
-//! fault may be any one part's: every part is then sent again alone by its journal, so that
-//! it fails only its own run. When the connection breaks, every part sees a broken write,
-//! as its own statement would have, and its journal's retry applies (it asks whether its
-//! write landed). A part whose run stopped waiting for it while it was queued (its task was
-//! dropped) is left out of its batch.
+//! A batch gathers while the batch before it is in flight, and goes once that one has ended and
+//! its runs have come back: each with its next part (which may complete the run), or with a
+//! write that is not batched (a failure, a wait), or after [`GATHER_BOUND`] at the most; a run
+//! the batch completed is not waited for, and one it started is waited for until its first
+//! commit. Without that wait, the first run of a batch to come back would go alone, the others
+//! would gather behind it, and the runs would split into two half-size batches for good
+//! (measured with 8 runs in flight: 3.9 parts a batch, against 6.5 with it). At low load a
+//! commit waits for nobody: a lone run is the whole of its batch, and a run that comes back is
+//! not waited for. Each run's part is fenced by its own lease, so a part its fence refuses (it
+//! writes nothing) refuses only its run. When the statement fails, the fault may be any one
+//! part's: every part is then sent again alone by its journal, so that it fails only its own
+//! run. When the connection breaks, every part sees a broken write, as its own statement would
+//! have, and its journal's retry applies (it asks whether its write landed). A part whose run
+//! stopped waiting for it while it was queued (its task was dropped) is left out of its batch.
 //!
 //! A part's run is durable when [`GroupCommit::commit`] returns: the statement has committed.
 
@@ -75,6 +73,15 @@ pub(crate) enum Grouped {
     Started(Box<Run>, uuid::Uuid),
     /// The batch failed for a reason that may be another part's: send this part alone.
     Alone,
+}
+
+impl Grouped {
+    /// Whether the part's run writes again after this, so that the next batch waits for it:
+    /// a run the batch wrote goes on, and one it started has its first node ahead; a run it
+    /// completed, or refused, or whose batch failed (its part is sent alone) does not.
+    fn comes_back(&self) -> bool {
+        matches!(self, Grouped::Written(true) | Grouped::Started(..))
+    }
 }
 
 impl GroupCommit {
@@ -173,31 +180,38 @@ impl GroupCommit {
                 .into_iter()
                 .map(|queued| ((queued.part.run_id(), queued.answer), queued.part))
                 .unzip();
-            let written = self.send(parts).await;
-            // Told before their answers, so that none comes back unheard. A run the batch
-            // completed never comes back, and a failed batch's runs send their parts alone:
-            // nobody waits for them. A run it started comes back with its first commit.
-            self.queue().away = match &written {
-                Ok(written) => answers
-                    .iter()
-                    .filter(|(run_id, answer)| {
-                        !answer.is_closed()
-                            && written.iter().any(|(id, row, token)| {
-                                id == run_id && (row.is_none() || token.is_some())
-                            })
-                    })
-                    .map(|(run_id, _)| *run_id)
-                    .collect(),
-                Err(_) => Vec::new(),
-            };
-            let mut written = written;
-            for (run_id, answer) in answers {
+            let outcomes: Vec<(RunId, oneshot::Sender<_>, Result<Grouped>)> =
+                match self.send(parts).await {
+                    Ok(mut written) => answers
+                        .into_iter()
+                        .map(|(run_id, answer)| {
+                            let grouped = take_written(&mut written, run_id);
+                            (run_id, answer, Ok(grouped))
+                        })
+                        .collect(),
+                    Err(e) => answers
+                        .into_iter()
+                        .map(|(run_id, answer)| {
+                            let failed = if e.is_connection_lost() {
+                                Err(batch_failed(&e.to_string()))
+                            } else {
+                                Ok(Grouped::Alone)
+                            };
+                            (run_id, answer, failed)
+                        })
+                        .collect(),
+                };
+            // Told before their answers, so that none comes back unheard.
+            self.queue().away = outcomes
+                .iter()
+                .filter(|(_, answer, outcome)| {
+                    !answer.is_closed() && matches!(outcome, Ok(grouped) if grouped.comes_back())
+                })
+                .map(|(run_id, _, _)| *run_id)
+                .collect();
+            for (_, answer, outcome) in outcomes {
                 // A part whose run stopped waiting meanwhile has nobody to tell.
-                let _ = answer.send(match &mut written {
-                    Ok(written) => Ok(take_written(written, run_id)),
-                    Err(e) if e.is_connection_lost() => Err(batch_failed(&e.to_string())),
-                    Err(_) => Ok(Grouped::Alone),
-                });
+                let _ = answer.send(outcome);
             }
         }
     }
@@ -210,7 +224,7 @@ impl GroupCommit {
 }
 
 /// What a batch that wrote `written` came to for run `run_id`'s part; its row, if the
-/// batch completed the run, is taken.
+/// batch completed or started the run, is taken.
 fn take_written(written: &mut Vec<WrittenRun>, run_id: RunId) -> Grouped {
     match written.iter().position(|(id, _, _)| *id == run_id) {
         Some(i) => match written.swap_remove(i) {
