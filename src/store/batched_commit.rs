@@ -17,11 +17,11 @@
 //! cannot join `unnest`; its values are still typed binds, and the tests check that it
 //! writes the rows the single-run commit writes.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use diesel::dsl::AsSelect;
-use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::pg::{Pg, PgQueryBuilder};
+use diesel::query_builder::{AstPass, Query, QueryBuilder, QueryFragment, QueryId};
 use diesel::result::QueryResult;
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel::{Expression, Selectable, SelectableHelper};
@@ -201,6 +201,27 @@ macro_rules! arrays {
 }
 
 impl QueryFragment<Pg> for BatchedCommit {
+    /// The text of every batch, built once: its values are all binds, so it does not depend
+    /// on the batch. Building it walks the whole statement and quotes every column of a run
+    /// twice, which the task committing batches would otherwise do for each batch, between
+    /// one batch's end and the next one's start.
+    fn to_sql(&self, out: &mut PgQueryBuilder, _backend: &Pg) -> QueryResult<()> {
+        let sql = match BATCH_SQL.get() {
+            Some(sql) => sql,
+            None => {
+                let sql = walked_sql(self)?;
+                BATCH_SQL.get_or_init(|| sql)
+            }
+        };
+        debug_assert_eq!(
+            Some(sql.as_str()),
+            walked_sql(self).ok().as_deref(),
+            "the batch statement's text depends on its batch"
+        );
+        out.push_sql(sql);
+        Ok(())
+    }
+
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         // The runs held under their leases, each with its values: what every later part
         // reads. Locked in the order of their ids, so that two statements locking some of
@@ -323,6 +344,25 @@ impl QueryFragment<Pg> for BatchedCommit {
     fn is_safe_to_cache_prepared(&self, _backend: &Pg) -> QueryResult<bool> {
         Ok(true)
     }
+}
+
+/// The statement's text, once built (see [`BatchedCommit::to_sql`]).
+static BATCH_SQL: OnceLock<String> = OnceLock::new();
+
+/// A batch whose text is built by walking it.
+struct Walked<'a>(&'a BatchedCommit);
+
+impl QueryFragment<Pg> for Walked<'_> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.0.walk_ast(out)
+    }
+}
+
+/// The text of `batch`, built by walking it.
+fn walked_sql(batch: &BatchedCommit) -> QueryResult<String> {
+    let mut sql = PgQueryBuilder::default();
+    Walked(batch).to_sql(&mut sql, &Pg)?;
+    Ok(sql.finish())
 }
 
 /// The columns of a run that [`RunRow`] reads: what the statement returns of a run it
