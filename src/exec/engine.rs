@@ -140,13 +140,15 @@ impl Engine<'_> {
             }
         };
         loop {
-            self.observer.on_event(&Event::NodeStarted {
-                run_id: self.run_id,
-                node: node.clone(),
-                iteration,
-                attempt,
-                input,
-            });
+            if self.observer.observes_steps() {
+                self.observer.on_event(&Event::NodeStarted {
+                    run_id: self.run_id,
+                    node: node.clone(),
+                    iteration,
+                    attempt,
+                    input,
+                });
+            }
             let policy = self.graph.policy(&node);
             let started = Instant::now();
             let signals = Arc::new(NodeSignals::given(given.take().unwrap_or_default()));
@@ -554,6 +556,9 @@ impl Engine<'_> {
     }
 
     fn node_failed(&self, at: Step3<'_>, duration_ms: u64, error: &str) {
+        if !self.observer.observes_steps() {
+            return;
+        }
         self.observer.on_event(&Event::NodeCompleted {
             run_id: self.run_id,
             node: at.node.to_owned(),
@@ -566,6 +571,9 @@ impl Engine<'_> {
     }
 
     fn node_committed(&self, at: Step3<'_>, duration_ms: u64, output: &Arc<Value>, route: &Route) {
+        if !self.observer.observes_steps() {
+            return;
+        }
         let (run_id, node, iteration) = (self.run_id, at.node, at.iteration);
         self.observer.on_event(&Event::NodeCompleted {
             run_id,

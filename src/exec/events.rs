@@ -238,6 +238,21 @@ impl Event {
         }
     }
 
+    /// Whether this is one of the events every node step makes (`NodeStarted`,
+    /// `NodeCompleted`, `EdgeTransition`, `CheckpointSaved`): those that an executor does not
+    /// make when no observer wants them ([`Observer::observes_steps`]).
+    ///
+    /// [`Observer::observes_steps`]: crate::Observer::observes_steps
+    pub fn is_step(&self) -> bool {
+        matches!(
+            self,
+            Event::NodeStarted { .. }
+                | Event::NodeCompleted { .. }
+                | Event::EdgeTransition { .. }
+                | Event::CheckpointSaved { .. }
+        )
+    }
+
     /// Whether this is the last event of a run's execution here.
     pub fn is_final(&self) -> bool {
         matches!(

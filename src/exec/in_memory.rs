@@ -36,7 +36,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::{Cursor, Engine, Outcome};
-use super::observer::Observers;
+use super::observer::{Observer, Observers};
 use crate::error::Result;
 use crate::graph::{BoxFuture, DEFAULT_MAX_ITERATIONS, State, WorkflowState};
 use crate::model::{RunId, RunStatus, StateUpdate};
@@ -86,6 +86,16 @@ pub async fn run_in_memory(
     runtime: &Runtime,
     params: Value,
 ) -> Result<MemoryRun> {
+    run_observed(def, runtime, params, &Observers::new()).await
+}
+
+/// [`run_in_memory`], telling `observer` of the run's events.
+async fn run_observed(
+    def: &WorkflowDef,
+    runtime: &Runtime,
+    params: Value,
+    observer: &dyn Observer,
+) -> Result<MemoryRun> {
     let params = Params::from_value(params)?;
     def.check_params(&params)?;
     let instance = def.instantiate(runtime, params).await?;
@@ -99,7 +109,7 @@ pub async fn run_in_memory(
             .max_iterations()
             .unwrap_or(DEFAULT_MAX_ITERATIONS),
         journal: &journal,
-        observer: &Observers::new(),
+        observer,
         cancel: &CancellationToken::new(),
         run_id,
         // In memory, every backoff is waited out here.
@@ -222,5 +232,112 @@ impl Journal for MemoryJournal {
         _result: &'a Value,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async { Ok(true) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::exec::events::Event;
+    use crate::graph::BoxError;
+    use crate::graph::GraphBuilder;
+
+    /// Records the events it is told of; says whether it observes steps.
+    struct Recorder {
+        steps: bool,
+        heard: Mutex<Vec<String>>,
+    }
+
+    impl Recorder {
+        fn observing_steps(steps: bool) -> Self {
+            Recorder {
+                steps,
+                heard: Mutex::default(),
+            }
+        }
+
+        fn heard(&self) -> Vec<String> {
+            self.heard.lock().unwrap().clone()
+        }
+    }
+
+    impl Observer for Recorder {
+        fn on_event(&self, event: &Event) {
+            let heard = match event {
+                Event::NodeStarted { node, .. } => format!("start {node}"),
+                Event::NodeCompleted { node, .. } => format!("done {node}"),
+                Event::EdgeTransition { to, .. } => format!("edge {to:?}"),
+                Event::CheckpointSaved { node, .. } => format!("checkpoint {node}"),
+                Event::CycleDetected { node, .. } => format!("cycle at {node}"),
+                other => format!("{other:?}"),
+            };
+            self.heard.lock().unwrap().push(heard);
+        }
+
+        fn observes_steps(&self) -> bool {
+            self.steps
+        }
+    }
+
+    /// Node `again` twice, then the cycle bound (2 steps) stops the run (`never` is never
+    /// reached).
+    fn twice() -> WorkflowDef {
+        WorkflowDef::new("twice", "a cycle bounded at 2 steps", |g, _, _| {
+            Box::pin(async move {
+                let g: &mut GraphBuilder = g;
+                let same = |s: State, _| async move { Ok::<_, BoxError>(s) };
+                g.add_node("again", same)
+                    .add_node("never", same)
+                    .add_edge("again", "again")
+                    .set_entry_point("again")
+                    .add_exit_point("never")
+                    .set_max_iterations(2);
+                Ok(State::new())
+            })
+        })
+    }
+
+    async fn heard_by(observers: &[&std::sync::Arc<Recorder>]) -> MemoryRun {
+        let all = observers.iter().fold(Observers::new(), |all, observer| {
+            all.with(std::sync::Arc::clone(observer) as std::sync::Arc<dyn Observer>)
+        });
+        run_observed(&twice(), &Runtime::new(), json!({}), &all)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn no_step_events_are_made_when_no_observer_observes_steps() {
+        let recorder = std::sync::Arc::new(Recorder::observing_steps(false));
+        let run = heard_by(&[&recorder]).await;
+        assert_eq!(run.status, RunStatus::Failed);
+        assert_eq!(run.steps.len(), 2);
+        assert_eq!(recorder.heard(), ["cycle at again"]);
+    }
+
+    #[tokio::test]
+    async fn step_events_are_made_when_one_observer_observes_steps_and_every_observer_hears_them() {
+        let (deaf, listening) = (
+            std::sync::Arc::new(Recorder::observing_steps(false)),
+            std::sync::Arc::new(Recorder::observing_steps(true)),
+        );
+        heard_by(&[&deaf, &listening]).await;
+        let every_event = [
+            "start again",
+            "done again",
+            "edge Some(\"again\")",
+            "checkpoint again",
+            "start again",
+            "done again",
+            "edge Some(\"again\")",
+            "checkpoint again",
+            "cycle at again",
+        ];
+        assert_eq!(listening.heard(), every_event);
+        assert_eq!(deaf.heard(), every_event);
     }
 }

@@ -13,6 +13,34 @@ use crate::exec::events::Event;
 pub trait Observer: Send + Sync {
     /// One event.
     fn on_event(&self, event: &Event);
+
+    /// Whether it does anything with the events of node steps ([`Event::is_step`]), which
+    /// are most of a run's events. When no observer of a run does, its executor does not
+    /// make them, and saves their copies of node names and routes at every step. By
+    /// default, it does.
+    ///
+    /// ```
+    /// use workflows::{Event, Observer};
+    ///
+    /// /// Counts the runs that end; hears nothing of their steps.
+    /// struct EndedRuns(std::sync::atomic::AtomicU64);
+    ///
+    /// impl Observer for EndedRuns {
+    ///     fn on_event(&self, event: &Event) {
+    ///         if let Event::GraphCompleted { .. } = event {
+    ///             self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ///         }
+    ///     }
+    ///
+    ///     fn observes_steps(&self) -> bool {
+    ///         false
+    ///     }
+    /// }
+    /// # assert!(!EndedRuns(Default::default()).observes_steps());
+    /// ```
+    fn observes_steps(&self) -> bool {
+        true
+    }
 }
 
 impl<F: Fn(&Event) + Send + Sync> Observer for F {
@@ -46,6 +74,12 @@ impl Observer for Observers {
             observer.on_event(event);
         }
     }
+
+    fn observes_steps(&self) -> bool {
+        self.observers
+            .iter()
+            .any(|observer| observer.observes_steps())
+    }
 }
 
 /// Logs each event through `tracing`: node and edge events at `debug`, the end of a run at
@@ -54,6 +88,11 @@ impl Observer for Observers {
 pub struct TracingObserver;
 
 impl Observer for TracingObserver {
+    /// Only when `debug` is enabled here: it logs no step at a higher level.
+    fn observes_steps(&self) -> bool {
+        tracing::enabled!(tracing::Level::DEBUG)
+    }
+
     fn on_event(&self, event: &Event) {
         match event {
             Event::GraphStarted {
@@ -177,5 +216,9 @@ impl Observer for ChannelObserver {
         if !self.0.is_closed() {
             let _ = self.0.send(event.clone());
         }
+    }
+
+    fn observes_steps(&self) -> bool {
+        !self.0.is_closed()
     }
 }
