@@ -16,7 +16,7 @@ use crate::exec::observer::Observer;
 use crate::graph::erased::{AnyDeps, AnyGraph, AnyUpdate, DynState, NodeCall};
 use crate::graph::node_signals::{Given, NodeSignals, WaitRequest};
 use crate::graph::routing::{Route, Step, panic_message};
-use crate::graph::{NodePolicy, State};
+use crate::graph::{NodePolicy, State, StateData};
 use crate::model::{AnswerSchema, RunId};
 use crate::store::journal::{
     AttemptFailure, End, Journal, Next, NodeCommit, NodeFailure, Question, Retry, Transition,
@@ -140,6 +140,8 @@ impl Engine<'_> {
             }
         };
         loop {
+            // Handed to the event, or dropped: held here, it would keep the node's changes
+            // from being applied in place (see below).
             if self.observer.observes_steps() {
                 self.observer.on_event(&Event::NodeStarted {
                     run_id: self.run_id,
@@ -148,6 +150,8 @@ impl Engine<'_> {
                     attempt,
                     input,
                 });
+            } else {
+                drop(input);
             }
             let policy = self.graph.policy(&node);
             let started = Instant::now();
@@ -199,18 +203,33 @@ impl Engine<'_> {
             let applied = state
                 .apply_update(update)
                 .map_err(|e| e.to_string())
-                .and_then(|()| state.to_data().map_err(|e| e.to_string()));
-            let data = match applied {
-                Ok(data) => data,
+                .and_then(|()| state.to_data().map_err(|e| e.to_string()))
+                .map(|data| {
+                    let update = data.update_from(position.shared_data());
+                    (data, update)
+                })
+                .and_then(|(data, update)| {
+                    if !data.has_changes() {
+                        return Ok((data, update));
+                    }
+                    // The node changed the data while the engine held it too, so its changes
+                    // were kept beside it. Once the engine's state is their only holder, they
+                    // are applied to it in place: nothing is copied.
+                    drop(data);
+                    position.replace_data(StateData::empty());
+                    state.flatten_data();
+                    let data = state.to_data().map_err(|e| e.to_string())?;
+                    Ok((data, update))
+                });
+            let (data, update) = match applied {
+                Ok(applied) => applied,
                 Err(e) => {
                     let message =
                         format!("node {node}'s update could not be applied and stored: {e}");
                     return self.fail(at, duration, message).await;
                 }
             };
-            let before = position.replace_data(data);
-            let update = position.shared_data().update_from(&before);
-            drop(before);
+            position.replace_data(data);
             position.set_checkpoint(&node, iteration);
             position.count_step();
             state.set_position(&position);

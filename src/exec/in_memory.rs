@@ -311,6 +311,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_node_s_update_is_what_it_changed_whether_it_changes_its_state_or_returns_another() {
+        let def = WorkflowDef::new("edits", "changes its state, then replaces it", |g, _, _| {
+            Box::pin(async move {
+                let g: &mut GraphBuilder = g;
+                g.add_node("edit", |mut s: State, _| async move {
+                    s.set("a", 2);
+                    s.set("list", json!([1, 2]));
+                    s.remove("gone");
+                    s.set("same", 1);
+                    Ok::<_, BoxError>(s)
+                })
+                .add_node("replace", |s: State, _| async move {
+                    let a: u32 = s.require("a")?;
+                    Ok::<_, BoxError>(State::new().with("c", a + 1))
+                })
+                .add_edge("edit", "replace")
+                .set_entry_point("edit")
+                .add_exit_point("replace");
+                Ok(State::new()
+                    .with("a", 1)
+                    .with("list", json!([1]))
+                    .with("gone", true)
+                    .with("same", 1))
+            })
+        });
+        let run = run_in_memory(&def, &Runtime::new(), json!({}))
+            .await
+            .unwrap();
+        assert_eq!(run.status, RunStatus::Completed, "{:?}", run.error);
+        let updates: Vec<Value> = run
+            .steps
+            .iter()
+            .map(|step| serde_json::to_value(&step.update).unwrap())
+            .collect();
+        assert_eq!(
+            updates,
+            [
+                json!({"set": {"a": 2}, "append": {"list": [2]}, "remove": ["gone"]}),
+                json!({"set": {"c": 3}, "remove": ["a", "list", "same"]}),
+            ]
+        );
+        assert_eq!(Value::Object(run.state.data().clone()), json!({"c": 3}));
+    }
+
+    #[tokio::test]
     async fn no_step_events_are_made_when_no_observer_observes_steps() {
         let recorder = std::sync::Arc::new(Recorder::observing_steps(false));
         let run = heard_by(&[&recorder]).await;

@@ -35,6 +35,10 @@ pub(crate) trait DynState: Send + Sync {
     fn to_data(&self) -> Result<StateData, ValueError>;
     /// Tells it where its run is.
     fn set_position(&mut self, position: &State);
+    /// Applies the changes its data keeps beside it, if it is the JSON [`State`] (see
+    /// [`StateData::flatten`]); every other state's data is made whole by
+    /// [`to_data`](DynState::to_data).
+    fn flatten_data(&mut self);
 }
 
 impl<S: WorkflowState> DynState for S {
@@ -59,6 +63,12 @@ impl<S: WorkflowState> DynState for S {
 
     fn set_position(&mut self, position: &State) {
         self.__set_position(position);
+    }
+
+    fn flatten_data(&mut self) {
+        if let Some(state) = (self as &mut dyn Any).downcast_mut::<State>() {
+            state.flatten_data();
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::WorkflowState;
 use super::state_data::StateData;
-use super::value::{ValueError, read_key, require_key};
+use super::value::{ValueError, read_value, require_value};
 use crate::model::{InvalidValue, JsonText, RunId, write_object, write_timestamp};
 
 /// A run's state as a JSON object of the workflow's data, plus where the run is: the
@@ -87,28 +87,27 @@ impl State {
     /// The value of `key` converted to `T`; `None` if absent or `null`, an error naming the
     /// key if it holds something else.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ValueError> {
-        read_key("state", self.data.map(), key)
+        read_value("state", key, self.data.get(key))
     }
 
     /// The value of `key` converted to `T`; an error naming the key if it is absent.
     pub fn require<T: DeserializeOwned>(&self, key: &str) -> Result<T, ValueError> {
-        require_key("state", self.data.map(), key)
+        require_value("state", key, self.data.get(key))
     }
 
     /// The raw JSON value of `key`.
     pub fn value(&self, key: &str) -> Option<&Value> {
-        self.data.map().get(key)
+        self.data.get(key)
     }
 
     /// Whether `key` is present (even if `null`).
     pub fn contains(&self, key: &str) -> bool {
-        self.data.map().contains_key(key)
+        self.data.get(key).is_some()
     }
 
     /// Sets `key` to `value`.
     pub fn set(&mut self, key: impl Into<String>, value: impl Into<Value>) {
-        let key = key.into();
-        self.data.map_mut(&key).insert(key, value.into());
+        self.data.insert(key.into(), value.into());
     }
 
     /// Sets `key` to `value` serialised to JSON; fails only for values JSON cannot hold
@@ -124,7 +123,7 @@ impl State {
             key: key.clone(),
             reason: format!("cannot be stored as JSON: {e}"),
         })?;
-        self.data.map_mut(&key).insert(key, value);
+        self.data.insert(key, value);
         Ok(())
     }
 
@@ -136,7 +135,7 @@ impl State {
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        self.data.map_mut(key).remove(key)
+        self.data.remove(key)
     }
 
     /// The workflow's data.
@@ -179,6 +178,11 @@ impl State {
     /// Replaces the workflow's data, returning what it was.
     pub(crate) fn replace_data(&mut self, data: StateData) -> StateData {
         std::mem::replace(&mut self.data, data)
+    }
+
+    /// Applies the changes its data keeps beside it (see [`StateData::flatten`]).
+    pub(crate) fn flatten_data(&mut self) {
+        self.data.flatten();
     }
 
     /// The data, shared with whoever else holds it (not copied).

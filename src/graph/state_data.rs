@@ -1,103 +1,193 @@
 //! A state's data, shared: one JSON object that the engine's state, the checkpoint it saves
-//! and the events observers hear all point to, copied only when it is changed while shared.
+//! and the events observers hear all point to, and that a node changes without copying it.
 //!
 //! Every node step hands the state's data to several holders (the node, the position the
-//! checkpoint saves, the event that reports it); with a plain map each took a deep copy of
-//! every key and value, most of the engine's own work per step.
+//! checkpoint saves and a retry starts from, the event that reports it); with a plain map
+//! each took a deep copy of every key and value, most of the engine's own work per step.
+//! Cloning a [`StateData`] copies pointers instead.
 //!
-//! A copy also remembers what it was copied from and which keys were changed since, so that
-//! the update a node made ([`StateData::update_from`]) is found by looking at those keys
-//! only, not by comparing every key and value of the state.
+//! A change made while the object is shared is not applied to it, which would mean copying
+//! it whole: it is kept beside it, key by key (the overlay), and read through. That overlay
+//! is also exactly the update the node made ([`StateData::update_from`]), found without
+//! comparing every key of the state. Once the step is recorded and the engine is the only
+//! holder left, it applies the overlay to the object in place ([`StateData::flatten`]).
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::model::StateUpdate;
 
-/// A JSON object behind an [`Arc`]: cloning it copies a pointer. It is always a
-/// [`Value::Object`] (it is only ever made from a map), so that observers can be handed the
-/// very `Arc<Value>` it holds.
+/// A JSON object behind an [`Arc`], with the changes made to it while it was shared. Cloning
+/// it copies pointers.
 #[derive(Clone)]
 pub(crate) struct StateData {
-    data: Arc<Value>,
-    /// Since when, and where, it differs from an object it was copied from; none when that
-    /// is not known (it was made, not copied).
-    changes: Option<Arc<Changes>>,
+    /// The object, always a [`Value::Object`] (it is only ever made from a map), so that
+    /// observers can be handed the very `Arc<Value>` it holds.
+    base: Arc<Value>,
+    /// The changes made to `base` while it was shared; none once applied.
+    overlay: Option<Arc<Overlay>>,
 }
 
-/// The keys changed since a copy of `from` was made.
-#[derive(Clone)]
-struct Changes {
-    /// What was copied. A `Weak` keeps its allocation, so no other object can be taken for
-    /// it at the same address.
-    from: Weak<Value>,
-    keys: Vec<String>,
+/// Changes to an object that is not changed itself.
+#[derive(Clone, Default)]
+struct Overlay {
+    /// Each key changed, with its new value, or `None` if it was removed.
+    changes: BTreeMap<String, Option<Value>>,
+    /// The object with the changes applied, made only when someone asks for the whole of it.
+    merged: OnceLock<Map<String, Value>>,
 }
 
 impl StateData {
     pub(crate) fn new(map: Map<String, Value>) -> Self {
         StateData {
-            data: Arc::new(Value::Object(map)),
-            changes: None,
+            base: Arc::new(Value::Object(map)),
+            overlay: None,
         }
     }
 
-    /// The object's entries.
+    /// An empty object that allocates nothing: what the engine holds while it holds no data.
+    pub(crate) fn empty() -> Self {
+        static EMPTY: LazyLock<Arc<Value>> = LazyLock::new(|| Arc::new(Value::Object(Map::new())));
+        StateData {
+            base: Arc::clone(&EMPTY),
+            overlay: None,
+        }
+    }
+
+    /// The value of `key`, changed or not.
+    pub(crate) fn get(&self, key: &str) -> Option<&Value> {
+        if let Some(change) = self.overlay.as_ref().and_then(|o| o.changes.get(key)) {
+            return change.as_ref();
+        }
+        object(&self.base).get(key)
+    }
+
+    /// The whole object, changes applied (built once, the first time it is asked for, while
+    /// changes are kept beside it).
     pub(crate) fn map(&self) -> &Map<String, Value> {
-        match &*self.data {
-            Value::Object(map) => map,
-            // Not reached: it is only ever made from a map.
-            _ => empty(),
+        match &self.overlay {
+            None => object(&self.base),
+            Some(overlay) => overlay.merged.get_or_init(|| {
+                let mut map = object(&self.base).clone();
+                for (key, change) in &overlay.changes {
+                    match change {
+                        Some(value) => map.insert(key.clone(), value.clone()),
+                        None => map.remove(key),
+                    };
+                }
+                map
+            }),
         }
     }
 
-    /// The object's entries, to change `key` (and no other): copied first if anyone else
-    /// holds them.
-    pub(crate) fn map_mut(&mut self, key: &str) -> &mut Map<String, Value> {
-        if Arc::strong_count(&self.data) > 1 {
-            // Shared, so copied below: the copy differs from what it copies in `key` alone,
-            // so far.
-            self.changes = Some(Arc::new(Changes {
-                from: Arc::downgrade(&self.data),
-                keys: Vec::new(),
-            }));
-        }
-        if let Some(changes) = &mut self.changes {
-            let changes = Arc::make_mut(changes);
-            if !changes.keys.iter().any(|k| k == key) {
-                changes.keys.push(key.to_owned());
+    /// Sets `key` to `value`: in place if nobody else holds the object, beside it otherwise.
+    pub(crate) fn insert(&mut self, key: String, value: Value) {
+        match self.unshared() {
+            Some(map) => {
+                map.insert(key, value);
+            }
+            None => {
+                self.overlay_mut().changes.insert(key, Some(value));
             }
         }
-        let value = Arc::make_mut(&mut self.data);
+    }
+
+    /// Removes `key`, returning its value.
+    pub(crate) fn remove(&mut self, key: &str) -> Option<Value> {
+        if let Some(map) = self.unshared() {
+            return map.remove(key);
+        }
+        let value = self.get(key).cloned()?;
+        self.overlay_mut().changes.insert(key.to_owned(), None);
+        Some(value)
+    }
+
+    /// The object to change in place: when nobody else holds it and no change is kept
+    /// beside it.
+    fn unshared(&mut self) -> Option<&mut Map<String, Value>> {
+        if self.overlay.is_some() {
+            return None;
+        }
+        match Arc::get_mut(&mut self.base) {
+            Some(Value::Object(map)) => Some(map),
+            _ => None,
+        }
+    }
+
+    /// The changes, to add one: the whole object is no longer known.
+    fn overlay_mut(&mut self) -> &mut Overlay {
+        let overlay = Arc::make_mut(self.overlay.get_or_insert_with(Arc::default));
+        overlay.merged = OnceLock::new();
+        overlay
+    }
+
+    /// Applies the changes kept beside the object to it: in place (moving their values) if
+    /// nobody else holds either, to a copy otherwise.
+    pub(crate) fn flatten(&mut self) {
+        let Some(overlay) = self.overlay.take() else {
+            return;
+        };
+        let changes = match Arc::try_unwrap(overlay) {
+            Ok(overlay) => overlay.changes,
+            Err(shared) => shared.changes.clone(),
+        };
+        let value = Arc::make_mut(&mut self.base);
         if !value.is_object() {
             *value = Value::Object(Map::new());
         }
-        match value {
-            Value::Object(map) => map,
-            // Not reached: made an object just above.
-            _ => unreachable!("the state's data was made an object just above"),
+        if let Value::Object(map) = value {
+            for (key, change) in changes {
+                match change {
+                    Some(value) => map.insert(key, value),
+                    None => map.remove(&key),
+                };
+            }
         }
     }
 
-    /// The object, shared with whoever else holds it.
+    /// Whether changes are kept beside the object (see [`flatten`](Self::flatten)).
+    pub(crate) fn has_changes(&self) -> bool {
+        self.overlay.is_some()
+    }
+
+    /// The object, changes applied: shared with whoever else holds it when no change is
+    /// kept beside it, a copy otherwise.
     pub(crate) fn shared(&self) -> Arc<Value> {
-        Arc::clone(&self.data)
+        match &self.overlay {
+            None => Arc::clone(&self.base),
+            Some(_) => Arc::new(Value::Object(self.map().clone())),
+        }
     }
 
     /// The update that turns `before` into this, as [`StateUpdate::between`] finds it: when
-    /// this is a copy of `before`, from the keys changed since alone.
+    /// this is `before` with changes kept beside it, from those changes alone.
     pub(crate) fn update_from(&self, before: &StateData) -> StateUpdate {
-        if Arc::ptr_eq(&self.data, &before.data) {
-            return StateUpdate::default();
-        }
-        match &self.changes {
-            Some(changes) if std::ptr::eq(changes.from.as_ptr(), Arc::as_ptr(&before.data)) => {
-                StateUpdate::between_at(before.map(), self.map(), &changes.keys)
+        if Arc::ptr_eq(&self.base, &before.base) {
+            match (&before.overlay, &self.overlay) {
+                (None, None) => return StateUpdate::default(),
+                (Some(was), Some(is)) if Arc::ptr_eq(was, is) => return StateUpdate::default(),
+                (None, Some(overlay)) => {
+                    return StateUpdate::of_changes(object(&before.base), &overlay.changes);
+                }
+                _ => {}
             }
-            _ => StateUpdate::between(before.map(), self.map()),
+        }
+        StateUpdate::between(before.map(), self.map())
+    }
+}
+
+/// The entries of `value`, which is always an object here.
+fn object(value: &Value) -> &Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        // Not reached: it is only ever made from a map.
+        _ => {
+            static EMPTY: OnceLock<Map<String, Value>> = OnceLock::new();
+            EMPTY.get_or_init(Map::new)
         }
     }
 }
@@ -105,13 +195,8 @@ impl StateData {
 /// Equal when their objects are, however they came to be.
 impl PartialEq for StateData {
     fn eq(&self, other: &Self) -> bool {
-        self.data == other.data
+        self.map() == other.map()
     }
-}
-
-fn empty() -> &'static Map<String, Value> {
-    static EMPTY: OnceLock<Map<String, Value>> = OnceLock::new();
-    EMPTY.get_or_init(Map::new)
 }
 
 impl Default for StateData {
@@ -150,15 +235,83 @@ mod tests {
         }
     }
 
+    fn set(data: &mut StateData, key: &str, value: Value) {
+        data.insert(key.to_owned(), value);
+    }
+
     #[test]
-    fn a_clone_shares_the_object_until_one_of_them_changes_it() {
+    fn a_clone_shares_the_object_and_its_changes_are_kept_beside_it() {
         let first = data(json!({"a": 1}));
         let mut second = first.clone();
         assert!(Arc::ptr_eq(&first.shared(), &second.shared()));
-        second.map_mut("b").insert("b".into(), json!(2));
-        assert!(!Arc::ptr_eq(&first.shared(), &second.shared()));
+        set(&mut second, "b", json!(2));
+        assert!(second.has_changes());
+        assert!(Arc::ptr_eq(&first.base, &second.base));
         assert_eq!(*first.shared(), json!({"a": 1}));
         assert_eq!(*second.shared(), json!({"a": 1, "b": 2}));
+        assert_eq!(Value::Object(second.map().clone()), json!({"a": 1, "b": 2}));
+    }
+
+    #[test]
+    fn data_nobody_else_holds_is_changed_in_place() {
+        let mut alone = data(json!({"a": 1}));
+        let object = Arc::as_ptr(&alone.base);
+        set(&mut alone, "b", json!(2));
+        assert_eq!(alone.remove("a"), Some(json!(1)));
+        assert!(!alone.has_changes());
+        assert_eq!(Arc::as_ptr(&alone.base), object);
+        assert_eq!(*alone.shared(), json!({"b": 2}));
+    }
+
+    #[test]
+    fn reads_see_the_changes_kept_beside_the_object() {
+        let before = data(json!({"kept": 1, "changed": 1, "removed": 1}));
+        let mut after = before.clone();
+        set(&mut after, "changed", json!(2));
+        set(&mut after, "added", json!(3));
+        assert_eq!(after.remove("removed"), Some(json!(1)));
+        assert_eq!(after.remove("never there"), None);
+        assert_eq!(after.get("kept"), Some(&json!(1)));
+        assert_eq!(after.get("changed"), Some(&json!(2)));
+        assert_eq!(after.get("added"), Some(&json!(3)));
+        assert_eq!(after.get("removed"), None);
+        assert_eq!(
+            Value::Object(after.map().clone()),
+            json!({"kept": 1, "changed": 2, "added": 3})
+        );
+        // Asked for whole, then changed again: the whole is made again.
+        set(&mut after, "kept", json!(0));
+        assert_eq!(after.map().get("kept"), Some(&json!(0)));
+        assert_eq!(
+            *before.shared(),
+            json!({"kept": 1, "changed": 1, "removed": 1})
+        );
+    }
+
+    #[test]
+    fn changes_are_applied_in_place_once_nobody_else_holds_the_object() {
+        let before = data(json!({"a": 1, "b": 1}));
+        let mut after = before.clone();
+        set(&mut after, "a", json!(2));
+        after.remove("b");
+        drop(before);
+        let object = Arc::as_ptr(&after.base);
+        after.flatten();
+        assert!(!after.has_changes());
+        assert_eq!(Arc::as_ptr(&after.base), object);
+        assert_eq!(*after.shared(), json!({"a": 2}));
+    }
+
+    #[test]
+    fn changes_applied_while_another_holds_the_object_go_to_a_copy() {
+        let before = data(json!({"a": 1}));
+        let mut after = before.clone();
+        set(&mut after, "a", json!(2));
+        after.flatten();
+        assert!(!after.has_changes());
+        assert!(!Arc::ptr_eq(&after.base, &before.base));
+        assert_eq!(*after.shared(), json!({"a": 2}));
+        assert_eq!(*before.shared(), json!({"a": 1}));
     }
 
     #[test]
@@ -168,6 +321,12 @@ mod tests {
         let back: StateData = serde_json::from_str(r#"{"a":[1,2]}"#).unwrap();
         assert_eq!(back, d);
         assert!(serde_json::from_str::<StateData>("[1]").is_err());
+        let mut changed = d.clone();
+        set(&mut changed, "b", json!(null));
+        assert_eq!(
+            serde_json::to_string(&changed).unwrap(),
+            r#"{"a":[1,2],"b":null}"#
+        );
     }
 
     /// `after`'s update from `before`, checked against comparing every key.
@@ -178,20 +337,18 @@ mod tests {
     }
 
     #[test]
-    fn a_copy_s_update_is_found_from_the_keys_it_changed() {
+    fn the_update_of_changes_kept_beside_the_object_is_found_from_them_alone() {
         let before = data(json!({"keep": "x", "list": [1], "obj": {"a": 1}, "gone": 1, "same": 2}));
         let mut after = before.clone();
-        after.map_mut("list").insert("list".into(), json!([1, 2]));
-        after
-            .map_mut("obj")
-            .insert("obj".into(), json!({"a": 1, "b": 2}));
-        after.map_mut("new").insert("new".into(), json!("n"));
-        after.map_mut("gone").remove("gone");
-        after.map_mut("same").insert("same".into(), json!(2));
-        after.map_mut("never").remove("never");
-        after.map_mut("new").insert("new".into(), json!("m"));
-        let keys = &after.changes.as_ref().unwrap().keys;
-        assert_eq!(keys, &["list", "obj", "new", "gone", "same", "never"]);
+        set(&mut after, "list", json!([1, 2]));
+        set(&mut after, "obj", json!({"a": 1, "b": 2}));
+        set(&mut after, "new", json!("n"));
+        after.remove("gone");
+        set(&mut after, "same", json!(2));
+        after.remove("never");
+        set(&mut after, "new", json!("m"));
+        let keys: Vec<&String> = after.overlay.as_ref().unwrap().changes.keys().collect();
+        assert_eq!(keys, ["gone", "list", "new", "obj", "same"]);
         assert_eq!(
             serde_json::to_value(update(&before, &after)).unwrap(),
             json!({"set": {"new": "m"}, "append": {"list": [2]}, "merge": {"obj": {"b": 2}}, "remove": ["gone"]})
@@ -202,36 +359,28 @@ mod tests {
     fn data_left_unchanged_has_an_empty_update() {
         let before = data(json!({"a": 1}));
         assert!(update(&before, &before.clone()).is_empty());
+        assert!(update(&StateData::empty(), &StateData::empty()).is_empty());
     }
 
     #[test]
-    fn a_copy_changed_again_once_alone_keeps_every_key_it_changed() {
+    fn data_that_is_not_before_with_changes_is_compared_key_by_key() {
         let before = data(json!({"a": 1, "b": 1}));
-        let mut after = before.clone();
-        after.map_mut("a").insert("a".into(), json!(2));
-        // Held by nobody else now: changed in place, and still a copy of `before`.
-        after.map_mut("b").insert("b".into(), json!(2));
+        let other = data(json!({"a": 1, "b": 3}));
+        let mut changed = other.clone();
+        set(&mut changed, "a", json!(2));
+        // Changes beside `other`, not `before`: its one changed key is not all that differs.
         assert_eq!(
-            serde_json::to_value(update(&before, &after)).unwrap(),
-            json!({"set": {"a": 2, "b": 2}})
-        );
-    }
-
-    #[test]
-    fn data_that_is_not_a_copy_of_before_is_compared_key_by_key() {
-        let before = data(json!({"a": 1, "b": 1}));
-        let mut other = data(json!({"a": 1, "b": 3}));
-        let held = other.clone();
-        other.map_mut("a").insert("a".into(), json!(2));
-        drop(held);
-        // A copy of `other`, not of `before`: its one changed key is not all that differs.
-        assert_eq!(
-            serde_json::to_value(update(&before, &other)).unwrap(),
+            serde_json::to_value(update(&before, &changed)).unwrap(),
             json!({"set": {"a": 2, "b": 3}})
         );
-        // And a copy of a copy is not a copy of the first.
-        let mut again = other.clone();
-        again.map_mut("c").insert("c".into(), json!(1));
-        assert_eq!(update(&before, &again).set.len(), 3);
+        // And `before` with changes is not where its own changes came from.
+        let mut first = before.clone();
+        set(&mut first, "c", json!(1));
+        let mut second = first.clone();
+        set(&mut second, "d", json!(1));
+        assert_eq!(
+            serde_json::to_value(update(&first, &second)).unwrap(),
+            json!({"set": {"d": 1}})
+        );
     }
 }

@@ -25,7 +25,16 @@ pub(crate) fn read_key<T: DeserializeOwned>(
     map: &Map<String, Value>,
     key: &str,
 ) -> Result<Option<T>, ValueError> {
-    match map.get(key) {
+    read_value(container, key, map.get(key))
+}
+
+/// [`read_key`] of the value `key` holds (`None`: it is absent).
+pub(crate) fn read_value<T: DeserializeOwned>(
+    container: &'static str,
+    key: &str,
+    value: Option<&Value>,
+) -> Result<Option<T>, ValueError> {
+    match value {
         None | Some(Value::Null) => Ok(None),
         Some(value) => T::deserialize(value).map(Some).map_err(|e| ValueError {
             container,
@@ -44,7 +53,16 @@ pub(crate) fn require_key<T: DeserializeOwned>(
     map: &Map<String, Value>,
     key: &str,
 ) -> Result<T, ValueError> {
-    read_key(container, map, key)?.ok_or_else(|| ValueError {
+    require_value(container, key, map.get(key))
+}
+
+/// [`require_key`] of the value `key` holds (`None`: it is absent).
+pub(crate) fn require_value<T: DeserializeOwned>(
+    container: &'static str,
+    key: &str,
+    value: Option<&Value>,
+) -> Result<T, ValueError> {
+    read_value(container, key, value)?.ok_or_else(|| ValueError {
         container,
         key: key.to_owned(),
         reason: "required but not given".to_owned(),

@@ -76,20 +76,17 @@ impl StateUpdate {
         update
     }
 
-    /// The same as [`between`](Self::between), for an `after` that differs from `before` at
-    /// most in `keys`: only those are looked at.
-    pub(crate) fn between_at(
+    /// The same as [`between`](Self::between), for the `after` that is `before` with
+    /// `changes` (each changed key's new value, or `None` if it was removed): only those keys
+    /// are looked at.
+    pub(crate) fn of_changes(
         before: &Map<String, Value>,
-        after: &Map<String, Value>,
-        keys: &[String],
+        changes: &std::collections::BTreeMap<String, Option<Value>>,
     ) -> Self {
-        // In the order `between` finds them: the maps' own, by key.
-        let mut keys: Vec<&String> = keys.iter().collect();
-        keys.sort_unstable();
-        keys.dedup();
+        // In the order `between` finds them: by key.
         let mut update = StateUpdate::default();
-        for key in keys {
-            match after.get(key) {
+        for (key, change) in changes {
+            match change {
                 Some(new) => update.note(key, before.get(key), new),
                 None if before.contains_key(key) => update.remove.push(key.clone()),
                 None => {}
