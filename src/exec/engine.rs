@@ -204,9 +204,9 @@ impl Engine<'_> {
                 .apply_update(update)
                 .map_err(|e| e.to_string())
                 .and_then(|()| state.to_data().map_err(|e| e.to_string()))
-                .map(|data| {
-                    let update = data.update_from(position.shared_data());
-                    (data, update)
+                .and_then(|data| {
+                    let update = data.update_text_from(position.shared_data());
+                    Ok((data, update.map_err(|e| e.to_string())?))
                 })
                 .and_then(|(data, update)| {
                     if !data.has_changes() {

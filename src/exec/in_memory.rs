@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine::{Cursor, Engine, Outcome};
 use super::observer::{Observer, Observers};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::{BoxFuture, DEFAULT_MAX_ITERATIONS, State, WorkflowState};
 use crate::model::{RunId, RunStatus, StateUpdate};
 use crate::store::journal::{AttemptFailure, Journal, Next, NodeCommit, NodeFailure};
@@ -200,8 +200,14 @@ impl Journal for MemoryJournal {
 
     fn node_completed<'a>(&'a self, commit: &'a NodeCommit<'a>) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
+            // Read back from the text a stage would store.
+            let update: StateUpdate =
+                serde_json::from_str(commit.update.as_str()).map_err(|e| Error::Value {
+                    container: "state",
+                    key: commit.node.to_owned(),
+                    reason: format!("its update reads back as no update: {e}"),
+                })?;
             let mut recorded = self.recorded();
-            let update = commit.update.clone();
             recorded.steps.push(MemoryStep {
                 node: commit.node.to_owned(),
                 update,

@@ -19,7 +19,7 @@ use std::sync::{Arc, LazyLock, OnceLock};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::model::StateUpdate;
+use crate::model::{JsonText, StateUpdate};
 
 /// A JSON object behind an [`Arc`], with the changes made to it while it was shared. Cloning
 /// it copies pointers.
@@ -178,6 +178,18 @@ impl StateData {
         }
         StateUpdate::between(before.map(), self.map())
     }
+
+    /// The JSON text of [`update_from`](Self::update_from)'s update, as a stage stores it:
+    /// when this is `before` with changes kept beside it, written from those changes' values
+    /// without copying them.
+    pub(crate) fn update_text_from(&self, before: &StateData) -> serde_json::Result<JsonText> {
+        match (&before.overlay, &self.overlay) {
+            (None, Some(overlay)) if Arc::ptr_eq(&self.base, &before.base) => {
+                StateUpdate::text_of_changes(object(&before.base), &overlay.changes)
+            }
+            _ => self.update_from(before).to_json_text(),
+        }
+    }
 }
 
 /// The entries of `value`, which is always an object here.
@@ -329,10 +341,15 @@ mod tests {
         );
     }
 
-    /// `after`'s update from `before`, checked against comparing every key.
+    /// `after`'s update from `before`, checked against comparing every key, and its text
+    /// against the update's own.
     fn update(before: &StateData, after: &StateData) -> StateUpdate {
         let found = after.update_from(before);
         assert_eq!(found, StateUpdate::between(before.map(), after.map()));
+        assert_eq!(
+            after.update_text_from(before).unwrap(),
+            found.to_json_text().unwrap()
+        );
         found
     }
 

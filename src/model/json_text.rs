@@ -60,18 +60,22 @@ pub(crate) fn write_value(out: &mut Vec<u8>, value: &Value) -> serde_json::Resul
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Number(number) => serde_json::to_writer(&mut *out, number)?,
         Value::String(string) => write_str(out, string)?,
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(out, item)?;
-            }
-            out.push(b']');
-        }
+        Value::Array(items) => write_array(out, items)?,
         Value::Object(map) => write_object(out, map)?,
     }
+    Ok(())
+}
+
+/// Writes `items` as a JSON array, as `serde_json::to_writer` would.
+pub(crate) fn write_array(out: &mut Vec<u8>, items: &[Value]) -> serde_json::Result<()> {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_value(out, item)?;
+    }
+    out.push(b']');
     Ok(())
 }
 

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::InvalidValue;
-use super::json_text::{JsonText, write_object};
+use super::json_text::{JsonText, write_array, write_object, write_str, write_value};
 
 /// The change a node made to a state's data, key by key.
 ///
@@ -97,28 +97,102 @@ impl StateUpdate {
 
     /// Records how `key` went from `old` (none: it was added) to `new`.
     fn note(&mut self, key: &str, old: Option<&Value>, new: &Value) {
-        match (old, new) {
-            (Some(old), new) if old == new => {}
-            (Some(Value::Array(old)), Value::Array(new))
-                if new.len() > old.len() && new[..old.len()] == old[..] =>
-            {
+        match change(old, new) {
+            Change::Same => {}
+            Change::Append(items) => {
                 self.append
-                    .insert(key.to_owned(), Value::Array(new[old.len()..].to_vec()));
+                    .insert(key.to_owned(), Value::Array(items.to_vec()));
             }
-            (Some(Value::Object(old)), Value::Object(new))
-                if old.keys().all(|k| new.contains_key(k)) =>
-            {
-                let changed: Map<String, Value> = new
-                    .iter()
-                    .filter(|(k, v)| old.get(*k) != Some(*v))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                self.merge.insert(key.to_owned(), Value::Object(changed));
+            Change::Merge(entries) => {
+                let entries = entries.into_iter().map(|(k, v)| (k.clone(), v.clone()));
+                self.merge
+                    .insert(key.to_owned(), Value::Object(entries.collect()));
             }
-            _ => {
-                self.set.insert(key.to_owned(), new.clone());
+            Change::Set(value) => {
+                self.set.insert(key.to_owned(), value.clone());
             }
         }
+    }
+
+    /// The JSON text of [`of_changes`](Self::of_changes)'s update (what
+    /// [`to_json_text`](Self::to_json_text) writes for it), written from the values
+    /// themselves, without copying them into an update first.
+    pub(crate) fn text_of_changes(
+        before: &Map<String, Value>,
+        changes: &std::collections::BTreeMap<String, Option<Value>>,
+    ) -> serde_json::Result<JsonText> {
+        let mut noted = Vec::with_capacity(changes.len());
+        for (key, new) in changes {
+            let old = before.get(key);
+            match new {
+                Some(new) => noted.push((key, Some(change(old, new)))),
+                None if old.is_some() => noted.push((key, None)),
+                None => {}
+            }
+        }
+        // The sections in the order, and with the omissions, of the derived `Serialize`;
+        // each by key, as its map would be.
+        let mut out = Vec::with_capacity(128);
+        let mut separator = b'{';
+        type Section = fn(&Change<'_>) -> bool;
+        let sections: [(&[u8], Section); 3] = [
+            (b"\"set\":", |c| matches!(c, Change::Set(_))),
+            (b"\"append\":", |c| matches!(c, Change::Append(_))),
+            (b"\"merge\":", |c| matches!(c, Change::Merge(_))),
+        ];
+        for (name, of_section) in sections {
+            let mut opening = b'{';
+            for (key, change) in &noted {
+                let Some(change) = change.as_ref().filter(|c| of_section(c)) else {
+                    continue;
+                };
+                if opening == b'{' {
+                    out.push(std::mem::replace(&mut separator, b','));
+                    out.extend_from_slice(name);
+                }
+                out.push(std::mem::replace(&mut opening, b','));
+                write_str(&mut out, key)?;
+                out.push(b':');
+                match change {
+                    Change::Set(value) => write_value(&mut out, value)?,
+                    Change::Append(items) => write_array(&mut out, items)?,
+                    Change::Merge(entries) => {
+                        let mut inner = b'{';
+                        for (k, v) in entries {
+                            out.push(std::mem::replace(&mut inner, b','));
+                            write_str(&mut out, k)?;
+                            out.push(b':');
+                            write_value(&mut out, v)?;
+                        }
+                        if inner == b'{' {
+                            out.push(b'{');
+                        }
+                        out.push(b'}');
+                    }
+                    Change::Same => {}
+                }
+            }
+            if opening == b',' {
+                out.push(b'}');
+            }
+        }
+        let mut opening = b'[';
+        for (key, _) in noted.iter().filter(|(_, change)| change.is_none()) {
+            if opening == b'[' {
+                out.push(std::mem::replace(&mut separator, b','));
+                out.extend_from_slice(b"\"remove\":");
+            }
+            out.push(std::mem::replace(&mut opening, b','));
+            write_str(&mut out, key)?;
+        }
+        if opening == b',' {
+            out.push(b']');
+        }
+        if separator == b'{' {
+            out.push(b'{');
+        }
+        out.push(b'}');
+        Ok(JsonText::written(out))
     }
 
     /// Whether it changes nothing.
@@ -207,6 +281,40 @@ impl StateUpdate {
         }
         out.push(b'}');
         Ok(JsonText::written(out))
+    }
+}
+
+/// How a key's value went from one to another, as an update stores it.
+enum Change<'a> {
+    /// It did not change.
+    Same,
+    /// An array grew by these items at its end.
+    Append(&'a [Value]),
+    /// An object kept its keys and got these entries (new or changed).
+    Merge(Vec<(&'a String, &'a Value)>),
+    /// Anything else: the new value, whole.
+    Set(&'a Value),
+}
+
+/// How a key went from `old` (none: it was added) to `new`: the smallest of the three.
+fn change<'a>(old: Option<&'a Value>, new: &'a Value) -> Change<'a> {
+    match (old, new) {
+        (Some(old), new) if old == new => Change::Same,
+        (Some(Value::Array(old)), Value::Array(new))
+            if new.len() > old.len() && new[..old.len()] == old[..] =>
+        {
+            Change::Append(&new[old.len()..])
+        }
+        (Some(Value::Object(old)), Value::Object(new))
+            if old.keys().all(|k| new.contains_key(k)) =>
+        {
+            Change::Merge(
+                new.iter()
+                    .filter(|(k, v)| old.get(*k) != Some(*v))
+                    .collect(),
+            )
+        }
+        _ => Change::Set(new),
     }
 }
 
@@ -324,6 +432,39 @@ mod tests {
             assert_eq!(
                 update.to_json_text().unwrap().as_str(),
                 serde_json::to_string(&update).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn the_text_of_changes_is_the_text_of_their_update() {
+        let before = object(json!({
+            "list": [1, {"a": 1}], "obj": {"a": 1, "b": {"c": 2}}, "same": "s",
+            "gone": null, "kind": [1], "quoted \"key\"": 1, "grown": []
+        }));
+        let change = |key: &str, value: Option<Value>| (key.to_owned(), value);
+        let cases: Vec<std::collections::BTreeMap<String, Option<Value>>> = vec![
+            Default::default(),
+            [change("same", Some(json!("s")))].into(),
+            [change("never there", None)].into(),
+            [change("gone", None), change("same", None)].into(),
+            [
+                change("list", Some(json!([1, {"a": 1}, [2], "✓"]))),
+                change("grown", Some(json!([null]))),
+                change("obj", Some(json!({"a": 1, "b": {"c": 3}, "d": "new"}))),
+                change("kind", Some(json!({"now": "an object"}))),
+                change("quoted \"key\"", Some(json!("line\nbreak"))),
+                change("new", Some(json!(1.5))),
+                change("gone", None),
+            ]
+            .into(),
+        ];
+        for changes in cases {
+            let update = StateUpdate::of_changes(&before, &changes);
+            assert_eq!(
+                StateUpdate::text_of_changes(&before, &changes).unwrap(),
+                update.to_json_text().unwrap(),
+                "{changes:?}"
             );
         }
     }

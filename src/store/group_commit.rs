@@ -251,7 +251,7 @@ mod tests {
 
     use super::*;
     use crate::graph::State;
-    use crate::model::{JsonText, RunStatus, StageStatus, StateUpdate};
+    use crate::model::{JsonText, RunStatus, StageStatus};
     use crate::store::batched_commit::Then;
     use crate::store::journal::{End, Journal, Next, NodeCommit, Transition};
     use crate::store::journal_pg::PgJournal;
@@ -405,8 +405,11 @@ mod tests {
     ) -> tokio::task::JoinHandle<(bool, Option<Run>)> {
         let journal = journal_of(schema, group, lease);
         tokio::spawn(async move {
-            let (update, state, result) =
-                (StateUpdate::default(), State::new(), json!({"done": true}));
+            let (update, state, result) = (
+                JsonText::of_value(&json!({})),
+                State::new(),
+                json!({"done": true}),
+            );
             let end = match end {
                 "complete" => End::Complete { result: &result },
                 message => End::Fail { message },
@@ -990,7 +993,7 @@ mod tests {
         let commit_of = |lease: Lease, duration_ms: i32| {
             let journal = journal_of(&schema, &group, lease);
             tokio::spawn(async move {
-                let update: StateUpdate = serde_json::from_value(json!({"set": {"x": 1}})).unwrap();
+                let update = JsonText::of_value(&json!({"set": {"x": 1}}));
                 let state = State::new();
                 let commit = NodeCommit {
                     run_id: lease.run_id,

@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::error::Result;
 use crate::graph::BoxFuture;
 use crate::graph::State;
-use crate::model::{RunId, StateUpdate};
+use crate::model::{JsonText, RunId};
 
 /// The edge a completed node is followed by, or why there is none: a decision row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,8 +73,9 @@ pub(crate) struct NodeCommit<'a> {
     /// The attempt that completed, from 1.
     pub(crate) attempt: u32,
     pub(crate) duration_ms: i32,
-    /// What the node changed.
-    pub(crate) update: &'a StateUpdate,
+    /// What the node changed, as its stage stores it: a
+    /// [`StateUpdate`](crate::StateUpdate)'s JSON text.
+    pub(crate) update: &'a JsonText,
     /// The whole state's data after the node, when the snapshot policy keeps it.
     pub(crate) output_snapshot: Option<&'a Value>,
     /// The whole state the next node starts from, when the snapshot policy keeps it.

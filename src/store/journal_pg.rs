@@ -766,21 +766,17 @@ impl Journal for PgJournal {
 
 /// A node commit's JSON, serialized once however often its statement is built: the
 /// checkpoint's state, the stage's update, and the run's result if it completes.
-struct CommitJson {
+struct CommitJson<'a> {
     state: JsonText,
-    update: JsonText,
+    update: &'a JsonText,
     result: Option<JsonText>,
 }
 
-impl CommitJson {
+impl<'a> CommitJson<'a> {
     /// `c`'s JSON, its state written into a buffer a quarter larger than `state_bytes` (the
     /// run's state, last time), since a state tends to grow.
-    fn of(c: &NodeCommit<'_>, state_bytes: usize) -> Result<Self> {
-        let update = c.update.to_json_text().map_err(|e| Error::Value {
-            container: "state",
-            key: String::new(),
-            reason: format!("its update cannot be stored as JSON: {e}"),
-        })?;
+    fn of(c: &NodeCommit<'a>, state_bytes: usize) -> Result<Self> {
+        let update = c.update;
         let result = match c.next {
             Next::End(End::Complete { result }) => {
                 Some(JsonText::of(result).map_err(|e| Error::Value {
@@ -806,7 +802,7 @@ impl CommitJson {
 fn commit<'a, L>(
     c: &'a NodeCommit<'a>,
     lease: Lease,
-    json: &'a CommitJson,
+    json: &'a CommitJson<'_>,
     keep: bool,
     last: L,
 ) -> AtomicStatement<'a, L> {
@@ -903,7 +899,7 @@ fn next_stage<'a>(c: &'a NodeCommit<'a>, node: &'a str, iteration: u32) -> Part<
 
 /// Commit `c` (under `lease`, saving `state`, then writing `then`) as its run's part of a
 /// group commit's batch: the values [`commit`] binds, owned.
-fn node_part(c: &NodeCommit<'_>, lease: Lease, json: &CommitJson, then: Then) -> NodePart {
+fn node_part(c: &NodeCommit<'_>, lease: Lease, json: &CommitJson<'_>, then: Then) -> NodePart {
     NodePart {
         run_id: lease.run_id,
         lease_token: lease.token,
@@ -927,7 +923,7 @@ fn node_part(c: &NodeCommit<'_>, lease: Lease, json: &CommitJson, then: Then) ->
 fn run_end<'a>(
     c: &'a NodeCommit<'a>,
     end: End<'a>,
-    json: &'a CommitJson,
+    json: &'a CommitJson<'_>,
     saves_checkpoint: bool,
 ) -> RunReturned<'a> {
     let returning = RunRow::as_returning();
