@@ -391,7 +391,7 @@ async fn execute_attempt(
                         _ => {
                             let result = cursor.position.data_value();
                             return Ok(if journal.run_completed(run.id, &result).await? {
-                                Outcome::Completed
+                                Outcome::Completed(Arc::new(result))
                             } else {
                                 Outcome::Superseded
                             });
@@ -534,7 +534,13 @@ async fn finish(
             observer.on_event(&Event::GraphCompleted {
                 run_id,
                 status: run.status,
-                result: run.result.as_ref().and_then(|r| r.to_value().ok()),
+                // The result this attempt wrote, shared; read back only when another wrote it.
+                result: match &outcome {
+                    Ok(Outcome::Completed(result)) if run.status == RunStatus::Completed => {
+                        Some(Arc::clone(result))
+                    }
+                    _ => run.result.as_ref().and_then(|r| r.to_value().ok()).map(Arc::new),
+                },
                 error: run.error_message.clone(),
             })
         }

@@ -29,8 +29,9 @@ const CANCELLED: &str = "cancelled while executing";
 /// How an attempt at a run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Outcome {
-    /// An exit point was reached; the run is `completed`.
-    Completed,
+    /// An exit point was reached; the run is `completed`, with this result (the state's data
+    /// it ended with).
+    Completed(Arc<Value>),
     /// A node or the graph failed; the run is `failed` with this message.
     Failed(String),
     /// The run was cancelled while a node executed.
@@ -354,7 +355,7 @@ impl Engine<'_> {
                     attempt = 1;
                     input = output;
                 }
-                Step::Complete => return Ok(Outcome::Completed),
+                Step::Complete => return Ok(Outcome::Completed(output)),
                 Step::Fail(message) => return Ok(Outcome::Failed(message)),
                 Step::CycleBound(message) => {
                     self.observer.on_event(&Event::CycleDetected {

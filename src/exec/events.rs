@@ -207,9 +207,10 @@ pub enum Event {
         run_id: RunId,
         /// How it ended: completed, failed or cancelled.
         status: RunStatus,
-        /// What it produced, if it completed.
+        /// What it produced, if it completed (shared, not copied, by every observer).
         #[serde(skip_serializing_if = "Option::is_none")]
-        result: Option<Value>,
+        #[cfg_attr(feature = "http", schema(value_type = Option<Object>))]
+        result: Option<Arc<Value>>,
         /// Why it failed, if it did.
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,

@@ -133,7 +133,7 @@ async fn run_observed(
         .await?;
     let recorded = journal.into_inner();
     let (status, error) = match outcome {
-        Outcome::Completed => (RunStatus::Completed, None),
+        Outcome::Completed(_) => (RunStatus::Completed, None),
         Outcome::Failed(message) => (RunStatus::Failed, Some(message)),
         Outcome::Cancelled | Outcome::Superseded => (RunStatus::Cancelled, None),
         // Not reached: nothing releases a run in memory.

@@ -144,6 +144,15 @@ async fn executor() -> (Executor, Arc<Gate>) {
     executor_on(testing::pool().await.unwrap(), ExecutorConfig::default())
 }
 
+/// The last event of `execution`'s stream, once it has ended.
+async fn last_event(execution: &mut Execution) -> Option<Event> {
+    let mut last = None;
+    while let Some(event) = execution.next_event().await {
+        last = Some(event);
+    }
+    last
+}
+
 async fn wait(execution: Execution) -> Run {
     tokio::time::timeout(HANG, execution.wait())
         .await
@@ -527,10 +536,7 @@ async fn a_panicking_factory_fails_the_run_and_ends_its_stream() {
         .await
         .unwrap();
     let id = execution.run_id();
-    let mut last = None;
-    while let Some(event) = execution.next_event().await {
-        last = Some(event);
-    }
+    let last = last_event(&mut execution).await;
     assert!(
         matches!(
             &last,
@@ -586,6 +592,27 @@ async fn events_arrive_in_order_and_end_with_graph_completed() {
         ]
     );
     assert_eq!(wait(execution).await.status, RunStatus::Completed);
+}
+
+#[tokio::test]
+async fn the_last_event_carries_the_result_the_run_recorded() {
+    let (executor, _) = executor().await;
+    let mut execution = executor.start("linear", json!({})).await.unwrap();
+    let last = last_event(&mut execution).await;
+    let run = wait(execution).await;
+    let recorded = run
+        .result
+        .expect("a completed run has a result")
+        .to_value()
+        .unwrap();
+    match last {
+        Some(Event::GraphCompleted {
+            status: RunStatus::Completed,
+            result: Some(result),
+            ..
+        }) => assert_eq!(*result, recorded),
+        other => panic!("the last event was {other:?}"),
+    }
 }
 
 #[tokio::test]
