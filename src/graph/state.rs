@@ -235,7 +235,11 @@ impl State {
     /// and benches, which write checkpoints without running nodes.)
     #[doc(hidden)]
     pub fn set_checkpoint(&mut self, node: &str, iteration: u32) {
-        self.checkpoint_node = Some(node.to_owned());
+        match &mut self.checkpoint_node {
+            // Into the last node's name: no allocation at every step.
+            Some(name) => node.clone_into(name),
+            None => self.checkpoint_node = Some(node.to_owned()),
+        }
         self.iteration = iteration;
         self.timestamp = Utc::now();
     }
