@@ -17,7 +17,7 @@ use crate::graph::erased::{AnyDeps, AnyGraph, AnyUpdate, DynState, NodeCall};
 use crate::graph::node_signals::{Given, NodeSignals, WaitRequest};
 use crate::graph::routing::{Route, Step, panic_message};
 use crate::graph::{NodePolicy, State, StateData};
-use crate::model::{AnswerSchema, RunId};
+use crate::model::{AnswerSchema, JsonText, RunId};
 use crate::store::journal::{
     AttemptFailure, End, Journal, Next, NodeCommit, NodeFailure, Question, Retry, Transition,
     WaitCommit,
@@ -47,6 +47,33 @@ pub(crate) enum Outcome {
 /// The state's data, once, for the stage it goes into and every observer to share.
 pub(super) fn shared_data(position: &State) -> Arc<Value> {
     position.shared_data().shared()
+}
+
+/// Applies a node's `update` to the run's `state`, and moves `position` to the state's data
+/// after it; the update's JSON text, as its stage stores it.
+fn apply(
+    state: &mut dyn DynState,
+    position: &mut State,
+    update: AnyUpdate,
+) -> std::result::Result<JsonText, String> {
+    state.apply_update(update).map_err(|e| e.to_string())?;
+    let data = state.to_data().map_err(|e| e.to_string())?;
+    let update = data
+        .update_text_from(position.shared_data())
+        .map_err(|e| e.to_string())?;
+    let data = if data.has_changes() {
+        // The node changed the data while the engine held it too, so its changes were kept
+        // beside it. Once the engine's state is their only holder, they are applied to it in
+        // place: nothing is copied.
+        drop(data);
+        position.replace_data(StateData::empty());
+        state.flatten_data();
+        state.to_data().map_err(|e| e.to_string())?
+    } else {
+        data
+    };
+    position.replace_data(data);
+    Ok(update)
 }
 
 fn millis(since: Instant) -> (u64, i32) {
@@ -201,36 +228,14 @@ impl Engine<'_> {
                 Tried::Done(update) => update,
             };
             let wait = signals.take_wait();
-            let applied = state
-                .apply_update(update)
-                .map_err(|e| e.to_string())
-                .and_then(|()| state.to_data().map_err(|e| e.to_string()))
-                .and_then(|data| {
-                    let update = data.update_text_from(position.shared_data());
-                    Ok((data, update.map_err(|e| e.to_string())?))
-                })
-                .and_then(|(data, update)| {
-                    if !data.has_changes() {
-                        return Ok((data, update));
-                    }
-                    // The node changed the data while the engine held it too, so its changes
-                    // were kept beside it. Once the engine's state is their only holder, they
-                    // are applied to it in place: nothing is copied.
-                    drop(data);
-                    position.replace_data(StateData::empty());
-                    state.flatten_data();
-                    let data = state.to_data().map_err(|e| e.to_string())?;
-                    Ok((data, update))
-                });
-            let (data, update) = match applied {
-                Ok(applied) => applied,
+            let update = match apply(&mut *state, &mut position, update) {
+                Ok(update) => update,
                 Err(e) => {
                     let message =
                         format!("node {node}'s update could not be applied and stored: {e}");
                     return self.fail(at, duration, message).await;
                 }
             };
-            position.replace_data(data);
             position.set_checkpoint(&node, iteration);
             position.count_step();
             state.set_position(&position);
