@@ -34,18 +34,18 @@ pub struct ExecutorConfig {
     /// How often leases are renewed (default 10 s); well below `lease`.
     pub heartbeat: Duration,
     /// Whether node commits of different runs that are ready at the same time are committed
-    /// together (default false): the commits of runs going on to their next node or
-    /// completing, and the starts of new runs, that gathered while the batch before them was
-    /// in flight are sent as one statement, so that they share its round trip, its overhead and its WAL flush, with
-    /// the same durability (each run's commit is durable before its next node starts) and
-    /// the same fence (each run's part is refused alone). A batch also waits, a millisecond
-    /// at the most, for the runs of the batch before it to come back, so that runs that
-    /// committed together keep committing together; a lone run, or one the batch completed,
-    /// is waited for by nobody. Off by default
-    /// because, on a small machine with a local disk, runs per second are at most ~1.2×
-    /// those of separate commits (`bench/RESULTS.md`): one batch is in flight at a time, and
-    /// PostgreSQL already shares the flushes of concurrent commits. Try it where statements
-    /// or flushes are scarce (a busy server, network storage, synchronous replication).
+    /// together (default false): the commits of runs going on to their next node or completing,
+    /// and the starts of new runs, that gathered while the batch before them was in flight are
+    /// sent as one statement, so that they share its round trip, its overhead and its WAL
+    /// flush, with the same durability (each run's commit is durable before its next node
+    /// starts) and the same fence (each run's part is refused alone). A batch also waits, a
+    /// millisecond at the most, for the runs of the batch before it to come back, so that runs
+    /// that committed together keep committing together; a lone run, or one the batch
+    /// completed, is waited for by nobody. Off by default because, on a small machine with a
+    /// local disk, runs per second are at most ~1.2× those of separate commits
+    /// (`bench/RESULTS.md`): one batch is in flight at a time, and PostgreSQL already shares
+    /// the flushes of concurrent commits. Try it where statements or flushes are scarce (a busy
+    /// server, network storage, synchronous replication).
     pub group_commit: bool,
     /// The most runs that [`Executor::start`](crate::Executor::start) and
     /// [`Executor::resume`](crate::Executor::resume) keep executing in this process at once

@@ -65,7 +65,7 @@ use crate::error::{Error, Result};
 use crate::model::{Run, RunId};
 use crate::query::repository;
 use crate::store::db::Pool;
-use crate::store::group_commit::{GroupCommit, Grouped};
+use crate::store::group_commit::GroupCommit;
 use crate::store::lease::Lease;
 use crate::store::lease::LeaseDeadline;
 use crate::store::run_connections::RunConnections;
@@ -240,29 +240,13 @@ impl Executor {
         // With group commit, the run is inserted by the next batch, with other runs' commits.
         let grouped = match (&self.inner.group_commit, prepared.first_stage()) {
             (Some(group), Some(first)) => group.start(runs::start_part(&new, owner, first)).await?,
-            _ => Grouped::Alone,
+            _ => None,
         };
         let (run, lease) = match grouped {
-            Grouped::Started(run, token) => {
-                let lease = Lease {
-                    run_id: run.id,
-                    token,
-                };
-                (*run, lease)
-            }
-            Grouped::Alone => {
+            Some(started) => started,
+            None => {
                 let mut conn = self.inner.pool.get().await?;
                 runs::insert_running(&mut conn, &new, owner, prepared.first_stage()).await?
-            }
-            Grouped::Written(_) | Grouped::Completed(_) => {
-                return Err(Error::unavailable(
-                    format!(
-                        "a group commit did not return the run {} it started; this is a bug \
-                         in the workflows library",
-                        new.id
-                    ),
-                    None,
-                ));
             }
         };
         let start = (Attempt::Fresh, Some(prepared));

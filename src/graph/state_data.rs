@@ -8,7 +8,7 @@
 //!
 //! A change made while the object is shared is not applied to it, which would mean copying
 //! it whole: it is kept beside it, key by key (the overlay), and read through. That overlay
-//! is also exactly the update the node made ([`StateData::update_from`]), found without
+//! is also exactly the update the node made ([`StateData::update_text_from`]), found without
 //! comparing every key of the state. Once the step is recorded and the engine is the only
 //! holder left, it applies the overlay to the object in place ([`StateData::flatten`]).
 
@@ -163,32 +163,23 @@ impl StateData {
         }
     }
 
-    /// The update that turns `before` into this, as [`StateUpdate::between`] finds it: when
-    /// this is `before` with changes kept beside it, from those changes alone.
-    pub(crate) fn update_from(&self, before: &StateData) -> StateUpdate {
+    /// The JSON text of the update that turns `before` into this, as a stage stores it (what
+    /// [`StateUpdate::between`] finds): when this is `before` with changes kept beside it,
+    /// written from those changes alone, their values not copied.
+    pub(crate) fn update_text_from(&self, before: &StateData) -> serde_json::Result<JsonText> {
         if Arc::ptr_eq(&self.base, &before.base) {
             match (&before.overlay, &self.overlay) {
-                (None, None) => return StateUpdate::default(),
-                (Some(was), Some(is)) if Arc::ptr_eq(was, is) => return StateUpdate::default(),
                 (None, Some(overlay)) => {
-                    return StateUpdate::of_changes(object(&before.base), &overlay.changes);
+                    return StateUpdate::text_of_changes(object(&before.base), &overlay.changes);
+                }
+                (None, None) => return StateUpdate::default().to_json_text(),
+                (Some(was), Some(is)) if Arc::ptr_eq(was, is) => {
+                    return StateUpdate::default().to_json_text();
                 }
                 _ => {}
             }
         }
-        StateUpdate::between(before.map(), self.map())
-    }
-
-    /// The JSON text of [`update_from`](Self::update_from)'s update, as a stage stores it:
-    /// when this is `before` with changes kept beside it, written from those changes' values
-    /// without copying them.
-    pub(crate) fn update_text_from(&self, before: &StateData) -> serde_json::Result<JsonText> {
-        match (&before.overlay, &self.overlay) {
-            (None, Some(overlay)) if Arc::ptr_eq(&self.base, &before.base) => {
-                StateUpdate::text_of_changes(object(&before.base), &overlay.changes)
-            }
-            _ => self.update_from(before).to_json_text(),
-        }
+        StateUpdate::between(before.map(), self.map()).to_json_text()
     }
 }
 
@@ -341,16 +332,12 @@ mod tests {
         );
     }
 
-    /// `after`'s update from `before`, checked against comparing every key, and its text
-    /// against the update's own.
+    /// `after`'s update from `before`, checked against comparing every key.
     fn update(before: &StateData, after: &StateData) -> StateUpdate {
-        let found = after.update_from(before);
-        assert_eq!(found, StateUpdate::between(before.map(), after.map()));
-        assert_eq!(
-            after.update_text_from(before).unwrap(),
-            found.to_json_text().unwrap()
-        );
-        found
+        let found = after.update_text_from(before).unwrap();
+        let every_key = StateUpdate::between(before.map(), after.map());
+        assert_eq!(found, every_key.to_json_text().unwrap());
+        serde_json::from_str(found.as_str()).unwrap()
     }
 
     #[test]

@@ -76,25 +76,6 @@ impl StateUpdate {
         update
     }
 
-    /// The same as [`between`](Self::between), for the `after` that is `before` with
-    /// `changes` (each changed key's new value, or `None` if it was removed): only those keys
-    /// are looked at.
-    pub(crate) fn of_changes(
-        before: &Map<String, Value>,
-        changes: &std::collections::BTreeMap<String, Option<Value>>,
-    ) -> Self {
-        // In the order `between` finds them: by key.
-        let mut update = StateUpdate::default();
-        for (key, change) in changes {
-            match change {
-                Some(new) => update.note(key, before.get(key), new),
-                None if before.contains_key(key) => update.remove.push(key.clone()),
-                None => {}
-            }
-        }
-        update
-    }
-
     /// Records how `key` went from `old` (none: it was added) to `new`.
     fn note(&mut self, key: &str, old: Option<&Value>, new: &Value) {
         match change(old, new) {
@@ -114,9 +95,10 @@ impl StateUpdate {
         }
     }
 
-    /// The JSON text of [`of_changes`](Self::of_changes)'s update (what
-    /// [`to_json_text`](Self::to_json_text) writes for it), written from the values
-    /// themselves, without copying them into an update first.
+    /// The JSON text of the update that turns `before` into `before` with `changes` (each
+    /// changed key's new value, or `None` if it was removed): what
+    /// [`between`](Self::between)'s update [writes](Self::to_json_text), from those keys alone
+    /// and without copying their values into an update first.
     pub(crate) fn text_of_changes(
         before: &Map<String, Value>,
         changes: &std::collections::BTreeMap<String, Option<Value>>,
@@ -460,7 +442,14 @@ mod tests {
             .into(),
         ];
         for changes in cases {
-            let update = StateUpdate::of_changes(&before, &changes);
+            let mut after = before.clone();
+            for (key, change) in &changes {
+                match change {
+                    Some(value) => after.insert(key.clone(), value.clone()),
+                    None => after.remove(key),
+                };
+            }
+            let update = StateUpdate::between(&before, &after);
             assert_eq!(
                 StateUpdate::text_of_changes(&before, &changes).unwrap(),
                 update.to_json_text().unwrap(),

@@ -28,6 +28,7 @@ use tokio::sync::{Notify, oneshot};
 use crate::error::{Error, Result};
 use crate::model::{Run, RunId};
 use crate::store::batched_commit::{BatchedCommit, NodePart, Part, StartPart, WrittenRun};
+use crate::store::lease::Lease;
 use crate::store::run_connections::RunConnections;
 
 /// How long a batch waits, at the most, for the runs of the batch before it to come back.
@@ -99,9 +100,21 @@ impl GroupCommit {
         self.enqueue(Part::Node(part)).await
     }
 
-    /// Starts a run in the next batch: [`Grouped::Started`] once it is inserted.
-    pub(crate) async fn start(self: &Arc<Self>, part: StartPart) -> Result<Grouped> {
-        self.enqueue(Part::Start(part)).await
+    /// Starts a run in the next batch: the run as recorded and its lease once it is
+    /// inserted, or `None` if its batch failed and it is to be inserted alone.
+    pub(crate) async fn start(self: &Arc<Self>, part: StartPart) -> Result<Option<(Run, Lease)>> {
+        let run_id = part.run_id;
+        match self.enqueue(Part::Start(part)).await? {
+            Grouped::Started(run, token) => Ok(Some((*run, Lease { run_id, token }))),
+            Grouped::Alone => Ok(None),
+            Grouped::Written(_) | Grouped::Completed(_) => Err(Error::unavailable(
+                format!(
+                    "a group commit did not return the run {run_id} it started; this is a bug \
+                     in the workflows library"
+                ),
+                None,
+            )),
+        }
     }
 
     async fn enqueue(self: &Arc<Self>, part: Part) -> Result<Grouped> {
@@ -919,17 +932,19 @@ mod tests {
         holder.batch_execute("ROLLBACK").await.unwrap();
         assert_eq!(within_30s(first).await, Grouped::Written(true));
         group.wrote_alone(l[0].run_id);
-        let Grouped::Started(_, token) = within_30s(started).await else {
+        let Some((_, lease)) = tokio::time::timeout(Duration::from_secs(30), started)
+            .await
+            .expect("answered within 30 s")
+            .unwrap()
+            .unwrap()
+        else {
             panic!("the start was not answered with its run");
         };
         assert_eq!(within_30s(other).await, Grouped::Written(true));
         // l[1]'s next commit is held for the run the batch started, until its first commit.
         let next = spawn_commit(&group, next_part(l[1]));
         until_queued(&group, 1).await;
-        let lease = Lease {
-            run_id: new_id,
-            token,
-        };
+        assert_eq!(lease.run_id, new_id);
         let its_first = spawn_commit(&group, part(lease, 5));
         assert_eq!(within_30s(next).await, Grouped::Written(true));
         assert_eq!(within_30s(its_first).await, Grouped::Written(true));

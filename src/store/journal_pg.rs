@@ -776,7 +776,6 @@ impl<'a> CommitJson<'a> {
     /// `c`'s JSON, its state written into a buffer a quarter larger than `state_bytes` (the
     /// run's state, last time), since a state tends to grow.
     fn of(c: &NodeCommit<'a>, state_bytes: usize) -> Result<Self> {
-        let update = c.update;
         let result = match c.next {
             Next::End(End::Complete { result }) => {
                 Some(JsonText::of(result).map_err(|e| Error::Value {
@@ -789,7 +788,7 @@ impl<'a> CommitJson<'a> {
         };
         Ok(CommitJson {
             state: state_to_json(c.checkpoint, state_bytes + state_bytes / 4)?,
-            update,
+            update: c.update,
             result,
         })
     }
