@@ -594,6 +594,56 @@ async fn events_arrive_in_order_and_end_with_graph_completed() {
     assert_eq!(wait(execution).await.status, RunStatus::Completed);
 }
 
+/// Records the step events it is told of, though it does not want them.
+#[derive(Default)]
+struct StepsUnwanted(std::sync::Mutex<Vec<String>>);
+
+impl workflows::Observer for StepsUnwanted {
+    fn on_event(&self, event: &Event) {
+        let heard = match event {
+            Event::NodeStarted { node, .. } => format!("start {node}"),
+            Event::NodeCompleted { node, .. } => format!("done {node}"),
+            Event::EdgeTransition { from, .. } => format!("edge from {from}"),
+            Event::CheckpointSaved { node, .. } => format!("checkpoint {node}"),
+            _ => return,
+        };
+        self.0.lock().unwrap().push(heard);
+    }
+
+    fn observes_steps(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn once_nobody_reads_a_run_s_stream_its_step_events_are_no_longer_made() {
+    let gate = Arc::new(Gate(Notify::new()));
+    let heard = Arc::new(StepsUnwanted::default());
+    let executor = Executor::builder(testing::pool().await.unwrap(), registry())
+        .runtime(Runtime::builder().with_arc(Arc::clone(&gate)).build())
+        .observer(Arc::clone(&heard) as Arc<dyn workflows::Observer>)
+        .build()
+        .unwrap();
+    let mut execution = executor.start("gated", json!({})).await.unwrap();
+    let id = execution.run_id();
+    // Read, the stream wants the steps: every observer hears them.
+    until(&mut execution, node_started("wait")).await;
+    // Dropped, it reads nothing more: the run goes on, and its steps are no longer made.
+    drop(execution);
+    gate.0.notify_one();
+    crate::fixtures::until_status(executor.pool(), id, RunStatus::Completed).await;
+    assert_eq!(
+        *heard.0.lock().unwrap(),
+        [
+            "start a",
+            "done a",
+            "edge from a",
+            "checkpoint a",
+            "start wait"
+        ]
+    );
+}
+
 #[tokio::test]
 async fn the_last_event_carries_the_result_the_run_recorded() {
     let (executor, _) = executor().await;
