@@ -222,3 +222,41 @@ impl Observer for ChannelObserver {
         !self.0.is_closed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tracing::subscriber::with_default;
+    use tracing::{Level, Metadata, Subscriber, span};
+
+    use super::*;
+
+    /// Enables what is at `level` or above, and records nothing.
+    struct AtLevel(Level);
+
+    impl Subscriber for AtLevel {
+        fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+            metadata.level() <= &self.0
+        }
+        fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+            span::Id::from_u64(1)
+        }
+        fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+        fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+        fn event(&self, _: &tracing::Event<'_>) {}
+        fn enter(&self, _: &span::Id) {}
+        fn exit(&self, _: &span::Id) {}
+    }
+
+    #[test]
+    fn the_tracing_observer_wants_the_steps_only_when_debug_is_on() {
+        assert!(!with_default(AtLevel(Level::INFO), || {
+            TracingObserver.observes_steps()
+        }));
+        assert!(with_default(AtLevel(Level::DEBUG), || {
+            TracingObserver.observes_steps()
+        }));
+        assert!(with_default(AtLevel(Level::TRACE), || {
+            TracingObserver.observes_steps()
+        }));
+    }
+}
