@@ -52,7 +52,7 @@ use crate::store::rows::RunRow;
 use crate::store::run_connections::RunConnections;
 use crate::store::schema::{checkpoints, decisions, interrupts, messages, runs, stages};
 use crate::store::sql_functions::clock_timestamp;
-use crate::store::sql_types::StatusLiteral;
+use crate::store::sql_types::{FirstAttempt, StatusLiteral};
 
 /// Writes one run's steps to the workflow tables, under its lease.
 pub(crate) struct PgJournal {
@@ -417,8 +417,9 @@ macro_rules! fail_started_stage {
     };
 }
 
-/// Inserts the `started` stage of `$node` at step `$iteration` for the run found in
-/// `$source` (the locked run, or the stage a commit completed).
+/// Inserts the `started` stage of `$node` at step `$iteration`, attempt `$attempt` (an SQL
+/// expression), for the run found in `$source` (the locked run, or the stage a commit
+/// completed).
 macro_rules! start_stage {
     ($source:ident :: $run_id:ident, $node:expr, $iteration:expr, $attempt:expr, $input:expr) => {
         diesel::insert_into(stages::table)
@@ -426,7 +427,7 @@ macro_rules! start_stage {
                 $source::$run_id,
                 $node.into_sql::<Text>(),
                 step($iteration).into_sql::<Integer>(),
-                step($attempt).into_sql::<Integer>(),
+                $attempt,
                 StatusLiteral(StageStatus::Started),
                 $input.into_sql::<Nullable<Jsonb>>(),
             )))
@@ -547,7 +548,7 @@ impl Journal for PgJournal {
                     held_run::id,
                     node,
                     iteration,
-                    attempt,
+                    step(attempt).into_sql::<Integer>(),
                     Some(input)
                 ))
                 .with_named(HELD_RUN, fence::running_under(lease))
@@ -579,7 +580,7 @@ impl Journal for PgJournal {
                                 failed_stage::run_id,
                                 f.node,
                                 f.iteration,
-                                f.attempt + 1,
+                                step(f.attempt + 1).into_sql::<Integer>(),
                                 None::<&serde_json::Value>
                             ))
                             .with_named(HELD_RUN, fence::running_under(lease))
@@ -805,14 +806,14 @@ fn commit<'a, L>(
     keep: bool,
     last: L,
 ) -> AtomicStatement<'a, L> {
+    // The run's id is read from the lock, not bound again: no lock, no stage.
     let complete_stage = diesel::update(
         stages::table
-            .filter(stages::run_id.eq(c.run_id))
+            .filter(stages::run_id.eq_any(held_run::table.select(held_run::id)))
             .filter(stages::node_name.eq(c.node))
             .filter(stages::iteration.eq(step(c.iteration)))
             .filter(stages::attempt.eq(step(c.attempt)))
-            .filter(stages::status.eq(StatusLiteral(StageStatus::Started)))
-            .filter(exists(held_run::table.select(held_run::id))),
+            .filter(stages::status.eq(StatusLiteral(StageStatus::Started))),
     )
     .set((
         stages::status.eq(StatusLiteral(StageStatus::Completed)),
@@ -891,7 +892,7 @@ fn next_stage<'a>(c: &'a NodeCommit<'a>, node: &'a str, iteration: u32) -> Part<
         completed_stage::run_id,
         node,
         iteration,
-        1,
+        FirstAttempt,
         c.next_input
     ))
 }

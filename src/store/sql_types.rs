@@ -168,6 +168,35 @@ impl<S, GB> ValidGrouping<GB> for StatusLiteral<S> {
     type IsAggregate = is_aggregate::Never;
 }
 
+/// The first attempt of a stage, `1`, written into a statement instead of bound: what the
+/// started stage of a node commit's next node always records.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FirstAttempt;
+
+impl Expression for FirstAttempt {
+    type SqlType = diesel::sql_types::Integer;
+}
+
+impl QueryFragment<Pg> for FirstAttempt {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("1");
+        Ok(())
+    }
+}
+
+impl QueryId for FirstAttempt {
+    type QueryId = Self;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<QS> AppearsOnTable<QS> for FirstAttempt {}
+
+impl<QS> SelectableExpression<QS> for FirstAttempt {}
+
+impl<GB> ValidGrouping<GB> for FirstAttempt {
+    type IsAggregate = is_aggregate::Never;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +224,18 @@ mod tests {
             .select(stages::run_id);
         let sql = diesel::debug_query::<Pg, _>(&query).to_string();
         assert!(sql.contains("\"stages\".\"status\" = 'started'"), "{sql}");
+        assert!(sql.contains("binds: []"), "{sql}");
+    }
+
+    #[test]
+    fn the_first_attempt_is_written_into_the_statement_not_bound() {
+        use crate::store::schema::stages;
+        use diesel::prelude::*;
+        let query = stages::table
+            .filter(stages::attempt.eq(FirstAttempt))
+            .select(stages::run_id);
+        let sql = diesel::debug_query::<Pg, _>(&query).to_string();
+        assert!(sql.contains("\"stages\".\"attempt\" = 1"), "{sql}");
         assert!(sql.contains("binds: []"), "{sql}");
     }
 }
