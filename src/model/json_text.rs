@@ -109,12 +109,15 @@ pub(crate) fn write_str(out: &mut Vec<u8>, string: &str) -> serde_json::Result<(
 /// Writes `at` as a JSON string, as its `Serialize` (chrono's) would: RFC 3339 in UTC, with
 /// `Z`, and the fraction of a second in 0, 3, 6 or 9 digits, the fewest that hold it.
 pub(crate) fn write_timestamp(out: &mut Vec<u8>, at: &DateTime<Utc>) -> serde_json::Result<()> {
-    let year = at.year();
+    // Read once as a date and a time: each field of a `DateTime` applies its offset again.
+    let naive = at.naive_utc();
+    let (date, time) = (naive.date(), naive.time());
+    let year = date.year();
     if !(0..=9999).contains(&year) {
         // Signed, and of any width: rare enough to leave to chrono.
         return serde_json::to_writer(&mut *out, at);
     }
-    let (mut second, mut nano) = (at.second(), at.nanosecond());
+    let (mut second, mut nano) = (time.second(), time.nanosecond());
     if nano >= 1_000_000_000 {
         // A leap second, as chrono writes it.
         second += 1;
@@ -122,11 +125,11 @@ pub(crate) fn write_timestamp(out: &mut Vec<u8>, at: &DateTime<Utc>) -> serde_js
     }
     out.push(b'"');
     push_digits(out, year as u32, 4);
-    for (separator, value) in [(b'-', at.month()), (b'-', at.day())] {
+    for (separator, value) in [(b'-', date.month()), (b'-', date.day())] {
         out.push(separator);
         push_digits(out, value, 2);
     }
-    for (separator, value) in [(b'T', at.hour()), (b':', at.minute()), (b':', second)] {
+    for (separator, value) in [(b'T', time.hour()), (b':', time.minute()), (b':', second)] {
         out.push(separator);
         push_digits(out, value, 2);
     }
