@@ -42,7 +42,7 @@ pub struct ExecutorConfig {
     /// millisecond at the most, for the runs of the batch before it to come back, so that runs
     /// that committed together keep committing together; a lone run, or one the batch
     /// completed, is waited for by nobody. Off by default because, on a small machine with a
-    /// local disk, runs per second are at most ~1.2× those of separate commits
+    /// local disk, runs per second have been 0.86–1.2× those of separate commits
     /// (`bench/RESULTS.md`): one batch is in flight at a time, and PostgreSQL already shares
     /// the flushes of concurrent commits. Try it where statements or flushes are scarce (a busy
     /// server, network storage, synchronous replication).
