@@ -243,7 +243,7 @@ impl Journal for MemoryJournal {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use serde_json::json;
 
@@ -252,10 +252,12 @@ mod tests {
     use crate::graph::BoxError;
     use crate::graph::GraphBuilder;
 
-    /// Records the events it is told of; says whether it observes steps.
+    /// Records the events it is told of, and how many of them were step events
+    /// ([`Event::is_step`]); says whether it observes steps.
     struct Recorder {
         steps: bool,
         heard: Mutex<Vec<String>>,
+        step_events: Mutex<usize>,
     }
 
     impl Recorder {
@@ -263,6 +265,7 @@ mod tests {
             Recorder {
                 steps,
                 heard: Mutex::default(),
+                step_events: Mutex::default(),
             }
         }
 
@@ -273,6 +276,9 @@ mod tests {
 
     impl Observer for Recorder {
         fn on_event(&self, event: &Event) {
+            if event.is_step() {
+                *self.step_events.lock().unwrap() += 1;
+            }
             let heard = match event {
                 Event::NodeStarted { node, .. } => format!("start {node}"),
                 Event::NodeCompleted { node, .. } => format!("done {node}"),
@@ -307,9 +313,9 @@ mod tests {
         })
     }
 
-    async fn heard_by(observers: &[&std::sync::Arc<Recorder>]) -> MemoryRun {
+    async fn heard_by(observers: &[&Arc<Recorder>]) -> MemoryRun {
         let all = observers.iter().fold(Observers::new(), |all, observer| {
-            all.with(std::sync::Arc::clone(observer) as std::sync::Arc<dyn Observer>)
+            all.with(Arc::clone(observer) as Arc<dyn Observer>)
         });
         run_observed(&twice(), &Runtime::new(), json!({}), &all)
             .await
@@ -363,7 +369,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_step_events_are_made_when_no_observer_observes_steps() {
-        let recorder = std::sync::Arc::new(Recorder::observing_steps(false));
+        let recorder = Arc::new(Recorder::observing_steps(false));
         let run = heard_by(&[&recorder]).await;
         assert_eq!(run.status, RunStatus::Failed);
         assert_eq!(run.steps.len(), 2);
@@ -373,8 +379,8 @@ mod tests {
     #[tokio::test]
     async fn step_events_are_made_when_one_observer_observes_steps_and_every_observer_hears_them() {
         let (deaf, listening) = (
-            std::sync::Arc::new(Recorder::observing_steps(false)),
-            std::sync::Arc::new(Recorder::observing_steps(true)),
+            Arc::new(Recorder::observing_steps(false)),
+            Arc::new(Recorder::observing_steps(true)),
         );
         heard_by(&[&deaf, &listening]).await;
         let every_event = [
@@ -390,5 +396,19 @@ mod tests {
         ];
         assert_eq!(listening.heard(), every_event);
         assert_eq!(deaf.heard(), every_event);
+    }
+
+    #[tokio::test]
+    async fn the_events_left_unmade_for_an_observer_deaf_to_steps_are_the_step_events() {
+        let (deaf, listening) = (
+            Arc::new(Recorder::observing_steps(false)),
+            Arc::new(Recorder::observing_steps(true)),
+        );
+        heard_by(&[&deaf]).await;
+        heard_by(&[&listening]).await;
+        let unmade = listening.heard().len() - deaf.heard().len();
+        assert_eq!(unmade, 8, "4 step events for each of 2 steps");
+        assert_eq!(*listening.step_events.lock().unwrap(), unmade);
+        assert_eq!(*deaf.step_events.lock().unwrap(), 0);
     }
 }

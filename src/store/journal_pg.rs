@@ -766,17 +766,17 @@ impl Journal for PgJournal {
 }
 
 /// A node commit's JSON, serialized once however often its statement is built: the
-/// checkpoint's state, the stage's update, and the run's result if it completes.
-struct CommitJson<'a> {
+/// checkpoint's state and the run's result if it completes (the stage's update comes
+/// written, in the commit).
+struct CommitJson {
     state: JsonText,
-    update: &'a JsonText,
     result: Option<JsonText>,
 }
 
-impl<'a> CommitJson<'a> {
+impl CommitJson {
     /// `c`'s JSON, its state written into a buffer a quarter larger than `state_bytes` (the
     /// run's state, last time), since a state tends to grow.
-    fn of(c: &NodeCommit<'a>, state_bytes: usize) -> Result<Self> {
+    fn of(c: &NodeCommit<'_>, state_bytes: usize) -> Result<Self> {
         let result = match c.next {
             Next::End(End::Complete { result }) => {
                 Some(JsonText::of(result).map_err(|e| Error::Value {
@@ -789,7 +789,6 @@ impl<'a> CommitJson<'a> {
         };
         Ok(CommitJson {
             state: state_to_json(c.checkpoint, state_bytes + state_bytes / 4)?,
-            update: c.update,
             result,
         })
     }
@@ -802,7 +801,7 @@ impl<'a> CommitJson<'a> {
 fn commit<'a, L>(
     c: &'a NodeCommit<'a>,
     lease: Lease,
-    json: &'a CommitJson<'_>,
+    json: &'a CommitJson,
     keep: bool,
     last: L,
 ) -> AtomicStatement<'a, L> {
@@ -818,7 +817,7 @@ fn commit<'a, L>(
     .set((
         stages::status.eq(StatusLiteral(StageStatus::Completed)),
         stages::duration_ms.eq(c.duration_ms),
-        stages::state_update.eq(&json.update),
+        stages::state_update.eq(c.update),
         stages::output_snapshot.eq(c.output_snapshot),
     ))
     // The node's name is bound once, and read back by the parts that record it again.
@@ -899,7 +898,7 @@ fn next_stage<'a>(c: &'a NodeCommit<'a>, node: &'a str, iteration: u32) -> Part<
 
 /// Commit `c` (under `lease`, saving `state`, then writing `then`) as its run's part of a
 /// group commit's batch: the values [`commit`] binds, owned.
-fn node_part(c: &NodeCommit<'_>, lease: Lease, json: &CommitJson<'_>, then: Then) -> NodePart {
+fn node_part(c: &NodeCommit<'_>, lease: Lease, json: &CommitJson, then: Then) -> NodePart {
     NodePart {
         run_id: lease.run_id,
         lease_token: lease.token,
@@ -907,7 +906,7 @@ fn node_part(c: &NodeCommit<'_>, lease: Lease, json: &CommitJson<'_>, then: Then
         iteration: step(c.iteration),
         attempt: step(c.attempt),
         duration_ms: c.duration_ms,
-        state_update: json.update.clone(),
+        state_update: c.update.clone(),
         output_snapshot: c.output_snapshot.map(RawJson::from_value),
         to_node: c.transition.to.map(str::to_owned),
         predicate_name: c.transition.predicate.map(str::to_owned),
@@ -923,7 +922,7 @@ fn node_part(c: &NodeCommit<'_>, lease: Lease, json: &CommitJson<'_>, then: Then
 fn run_end<'a>(
     c: &'a NodeCommit<'a>,
     end: End<'a>,
-    json: &'a CommitJson<'_>,
+    json: &'a CommitJson,
     saves_checkpoint: bool,
 ) -> RunReturned<'a> {
     let returning = RunRow::as_returning();
