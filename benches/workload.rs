@@ -23,8 +23,8 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use workflows::db::run_pending_migrations;
 use workflows::{
-    BoxError, DbConfig, Executor, ExecutorConfig, GraphBuilder, NodeContext, Params, Registry,
-    RunStatus, Runtime, State, WorkflowDef,
+    BoxError, DbConfig, Executor, ExecutorConfig, GraphBuilder, NodeContext, Registry, RunStatus,
+    State, WorkflowDef,
 };
 
 mod support;
@@ -48,7 +48,9 @@ async fn node(mut state: State, ctx: NodeContext) -> Result<State, BoxError> {
     Ok(state)
 }
 
-async fn workload_w(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<State, BoxError> {
+/// W's graph, which does not depend on a run's params: built once, when it is registered,
+/// as a user would register a graph like it (`WorkflowDef::built_once`).
+fn workload_w(g: &mut GraphBuilder) -> Result<(), BoxError> {
     for i in 0..NODES {
         g.add_node(format!("n{i}"), node);
         if i > 0 {
@@ -57,7 +59,12 @@ async fn workload_w(g: &mut GraphBuilder, _: &Runtime, _: Params) -> Result<Stat
     }
     g.set_entry_point("n0")
         .add_exit_point(format!("n{}", NODES - 1));
-    Ok(State::new().with("counter", 0))
+    Ok(())
+}
+
+/// Every run of W starts from the same state, whatever its params.
+fn initial_state(_: serde_json::Value) -> State {
+    State::new().with("counter", 0)
 }
 
 async fn one_run(executor: &Executor, i: usize) -> Result<(), Fail> {
@@ -214,9 +221,12 @@ async fn main() -> Result<(), Fail> {
     let pool = DbConfig::new(url).max_connections(16).connect().await?;
     run_pending_migrations(&pool).await?;
     let mut registry = Registry::new();
-    registry.register(WorkflowDef::new("w", "workload W", |g, r, p| {
-        Box::pin(workload_w(g, r, p))
-    }))?;
+    registry.register(WorkflowDef::built_once(
+        "w",
+        "workload W",
+        workload_w,
+        initial_state,
+    ))?;
     let executor = Executor::builder(pool.clone(), registry.clone()).build()?;
     // The same, with node commits of concurrent runs committed together.
     let grouped = Executor::builder(pool.clone(), registry)

@@ -131,8 +131,10 @@ pub struct WorkflowDef {
 }
 
 impl WorkflowDef {
-    /// A JSON workflow for run-time registration ([`Registry::register`]); its location is
-    /// the caller's.
+    /// A JSON workflow for run-time registration ([`Registry::register`]), whose graph
+    /// `factory` builds for each run; its location is the caller's. A JSON workflow whose graph
+    /// does not depend on its params is better registered with [`WorkflowDef::built_once`]
+    /// (a `GraphBuilder<State>`): its graph is then built once, not for every run.
     ///
     /// ```
     /// use workflows::{GraphBuilder, Params, Registry, Runtime, State, WorkflowDef, BoxError};
@@ -180,6 +182,25 @@ impl WorkflowDef {
     /// );
     /// let mut registry = Registry::new();
     /// registry.register(def).unwrap();
+    /// ```
+    ///
+    /// The state may be JSON [`State`](crate::State), with params of any JSON:
+    ///
+    /// ```
+    /// use workflows::{GraphBuilder, Registry, State, WorkflowDef};
+    ///
+    /// let def = WorkflowDef::built_once(
+    ///     "greet",
+    ///     "Says hello",
+    ///     |g: &mut GraphBuilder| {
+    ///         g.add_node("hello", |s: State, _| async move { Ok(s.with("said", "hello")) })
+    ///             .set_entry_point("hello")
+    ///             .add_exit_point("hello");
+    ///         Ok(())
+    ///     },
+    ///     |_: serde_json::Value| State::new(),
+    /// );
+    /// Registry::new().register(def).unwrap();
     /// ```
     #[track_caller]
     pub fn built_once<S, D, P>(
