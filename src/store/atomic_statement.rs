@@ -28,8 +28,12 @@ use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use diesel::pg::{Pg, PgQueryBuilder};
+use diesel::query_builder::bind_collector::RawBytesBindCollector;
 use diesel::query_builder::{AstPass, Query, QueryBuilder, QueryFragment, QueryId};
 use diesel::result::QueryResult;
+use diesel::sql_types::TypeMetadata;
+
+use crate::store::statement_walk::{collect_binds_into_room, walked_sql};
 
 /// One part of a statement, of any type.
 pub(crate) type Part<'a> = Box<dyn QueryFragment<Pg> + Send + Sync + 'a>;
@@ -47,6 +51,9 @@ pub(crate) struct Shape {
 pub(crate) trait StaticShape: Send + Sync + 'static {
     /// The shape of every statement prepared under this type.
     const SHAPE: Shape;
+    /// How many values a statement of this shape binds: room is made for them before they
+    /// are collected (see [`collect_binds_into_room`]).
+    const BINDS: usize;
 }
 
 /// The SQL text of each shape built so far. Shapes are few (a statement's variants), so it
@@ -112,28 +119,11 @@ const UNNAMED: [&str; 8] = [
     "w0 AS (", "w1 AS (", "w2 AS (", "w3 AS (", "w4 AS (", "w5 AS (", "w6 AS (", "w7 AS (",
 ];
 
-/// A statement whose SQL text is built by walking its parts, whatever its shape.
-struct Walked<'s, 'a, L>(&'s AtomicStatement<'a, L>);
-
-impl<L: QueryFragment<Pg>> QueryFragment<Pg> for Walked<'_, '_, L> {
-    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        self.0.walk_ast(out)
-    }
-}
-
-impl<L: QueryFragment<Pg>> AtomicStatement<'_, L> {
-    /// The SQL text, built by walking the parts.
-    fn walked_sql(&self) -> QueryResult<String> {
-        let mut sql = PgQueryBuilder::default();
-        Walked(self).to_sql(&mut sql, &Pg)?;
-        Ok(sql.finish())
-    }
-}
-
 impl<L: QueryFragment<Pg>> QueryFragment<Pg> for AtomicStatement<'_, L> {
-    fn to_sql(&self, out: &mut PgQueryBuilder, backend: &Pg) -> QueryResult<()> {
+    fn to_sql(&self, out: &mut PgQueryBuilder, _backend: &Pg) -> QueryResult<()> {
         let Some(shape) = self.shape else {
-            return Walked(self).to_sql(out, backend);
+            out.push_sql(&walked_sql(self)?);
+            return Ok(());
         };
         let cache = SQL_OF_SHAPE.get_or_init(RwLock::default);
         let known = cache
@@ -145,13 +135,13 @@ impl<L: QueryFragment<Pg>> QueryFragment<Pg> for AtomicStatement<'_, L> {
             Some(sql) => {
                 debug_assert_eq!(
                     &*sql,
-                    self.walked_sql()?,
+                    walked_sql(self)?,
                     "two statements of {shape:?} have different SQL: the shape misses a variation"
                 );
                 sql
             }
             None => {
-                let sql: Arc<str> = self.walked_sql()?.into();
+                let sql: Arc<str> = walked_sql(self)?.into();
                 let mut cache = cache
                     .write()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -243,6 +233,15 @@ impl<L: QueryFragment<Pg>, K: StaticShape> QueryFragment<Pg> for OfStaticShape<'
         self.statement.walk_ast(out)
     }
 
+    fn collect_binds<'b>(
+        &'b self,
+        out: &mut RawBytesBindCollector<Pg>,
+        metadata_lookup: &mut <Pg as TypeMetadata>::MetadataLookup,
+        backend: &'b Pg,
+    ) -> QueryResult<()> {
+        collect_binds_into_room(self, K::BINDS, out, metadata_lookup, backend)
+    }
+
     fn is_safe_to_cache_prepared(&self, backend: &Pg) -> QueryResult<bool> {
         self.statement.is_safe_to_cache_prepared(backend)
     }
@@ -282,7 +281,7 @@ mod tests {
         };
         let first = diesel::debug_query::<Pg, _>(&statement("a")).to_string();
         let cached = SQL_OF_SHAPE.get().unwrap().read().unwrap()[&shape].clone();
-        assert_eq!(&*cached, statement("a").walked_sql().unwrap());
+        assert_eq!(&*cached, walked_sql(&statement("a")).unwrap());
         let second = diesel::debug_query::<Pg, _>(&statement("b")).to_string();
         assert_eq!(
             (
@@ -317,6 +316,7 @@ mod tests {
             statement: "test: a static delete with an update",
             variant: 0,
         };
+        const BINDS: usize = 2;
     }
 
     #[test]

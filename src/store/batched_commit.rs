@@ -28,14 +28,17 @@ use std::sync::{LazyLock, OnceLock};
 
 use diesel::dsl::AsSelect;
 use diesel::pg::{Pg, PgQueryBuilder};
+use diesel::query_builder::bind_collector::RawBytesBindCollector;
 use diesel::query_builder::{AstPass, Query, QueryBuilder, QueryFragment, QueryId};
 use diesel::result::QueryResult;
+use diesel::sql_types::TypeMetadata;
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel::{Expression, Selectable, SelectableHelper};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::model::{JsonText, RawJson, RunId, RunStatus, StageStatus};
 use crate::store::rows::RunRow;
+use crate::store::statement_walk::{collect_binds_into_room, walked_sql};
 
 /// One run's node commit, owned, so that the task committing a batch can send it.
 #[derive(Debug, Clone)]
@@ -241,6 +244,10 @@ impl<const COMPLETES: bool, const STARTS: bool> Shaped<COMPLETES, STARTS> {
         completes: COMPLETES,
         starts: STARTS,
     };
+    /// How many values its statement binds, whatever the batch's size (see
+    /// [`collect_binds_into_room`]): an array for each of a node part's 17 values and 4
+    /// statuses; the completion's status; the starts' 7 arrays and 2 statuses.
+    const BINDS: usize = 21 + if COMPLETES { 1 } else { 0 } + if STARTS { 9 } else { 0 };
 }
 
 /// Binds `$self`'s arrays, each cast to its type, separated by commas.
@@ -283,6 +290,15 @@ impl<const COMPLETES: bool, const STARTS: bool> QueryFragment<Pg> for Shaped<COM
     fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         debug_assert_eq!(self.0.shape(), Self::SHAPE, "a batch sent as another shape");
         self.0.walk(out, Self::SHAPE)
+    }
+
+    fn collect_binds<'b>(
+        &'b self,
+        out: &mut RawBytesBindCollector<Pg>,
+        metadata_lookup: &mut <Pg as TypeMetadata>::MetadataLookup,
+        backend: &'b Pg,
+    ) -> QueryResult<()> {
+        collect_binds_into_room(self, Self::BINDS, out, metadata_lookup, backend)
     }
 
     /// One text whatever the batch's size: prepared once per connection.
@@ -430,26 +446,6 @@ impl BatchedCommit {
 
 /// The statement's text for each shape, once built (see [`BatchShape::index`]).
 static BATCH_SQL: [OnceLock<String>; 4] = [const { OnceLock::new() }; 4];
-
-/// A batch whose text is built by walking it.
-struct Walked<'a, const COMPLETES: bool, const STARTS: bool>(&'a Shaped<COMPLETES, STARTS>);
-
-impl<const COMPLETES: bool, const STARTS: bool> QueryFragment<Pg>
-    for Walked<'_, COMPLETES, STARTS>
-{
-    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        self.0.walk_ast(out)
-    }
-}
-
-/// The text of `batch`, built by walking it.
-fn walked_sql<const COMPLETES: bool, const STARTS: bool>(
-    batch: &Shaped<COMPLETES, STARTS>,
-) -> QueryResult<String> {
-    let mut sql = PgQueryBuilder::default();
-    Walked(batch).to_sql(&mut sql, &Pg)?;
-    Ok(sql.finish())
-}
 
 /// The columns of a run that [`RunRow`] reads: what the statement returns of a run it
 /// completed.

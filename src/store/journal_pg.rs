@@ -983,6 +983,9 @@ impl StaticShape for NodeCommitToNext {
         statement: NODE_COMMIT,
         variant: 0,
     };
+    // The lease (2), the stage completed (6), the decision (4), the checkpoint and the next
+    // stage (3).
+    const BINDS: usize = 16;
 }
 
 /// The name of [`commit`]'s statement, in its shapes.

@@ -30,3 +30,4 @@ pub(crate) mod runs;
 pub mod schema;
 pub(crate) mod sql_functions;
 pub(crate) mod sql_types;
+pub(crate) mod statement_walk;
