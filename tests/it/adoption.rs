@@ -22,6 +22,8 @@ use crate::fixtures::{HANG, mark, until_status};
 
 const SEED_SQL: &str = include_str!("../../migrations/2026-11-25-000001_create_workflows/up.sql");
 const FIRST: &str = "20261125000001";
+/// The migration that records who submitted each run (`runs.submitted_by_library`).
+const ORIGIN_MIGRATION: &str = "20261202000010";
 
 /// A schema as the Go service leaves it: the seed's tables, and golang-migrate's own table
 /// at version 6.
@@ -623,12 +625,17 @@ async fn workers_leave_the_go_service_s_runs_alone_which_can_still_be_listed_sho
 async fn runs_the_library_made_before_the_origin_migration_stay_its_own() {
     let schema = IsolatedSchema::create().await.unwrap();
     let mut migrator = Migrator::new(schema.pool().get().await.unwrap());
-    let last = migrator.revert_last().await.unwrap().unwrap();
+    // Back to before the origin migration, newest first.
+    let mut reverted = Vec::new();
+    while reverted.last().map(String::as_str) != Some(ORIGIN_MIGRATION) {
+        reverted.push(migrator.revert_last().await.unwrap().unwrap());
+    }
     let mut conn = schema.pool().get().await.unwrap();
     conn.batch_execute("INSERT INTO runs (workflow_name, status) VALUES ('quick', 'pending')")
         .await
         .unwrap();
-    assert_eq!(migrator.run_pending().await.unwrap(), [last]);
+    reverted.reverse();
+    assert_eq!(migrator.run_pending().await.unwrap(), reverted);
     conn.batch_execute("INSERT INTO runs (workflow_name, status) VALUES ('quick', 'pending')")
         .await
         .unwrap();

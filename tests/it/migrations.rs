@@ -20,8 +20,9 @@ const SEVENTH: &str = "20261202000007";
 const EIGHTH: &str = "20261202000008";
 const NINTH: &str = "20261202000009";
 const TENTH: &str = "20261202000010";
-const ALL: [&str; 10] = [
-    FIRST, SECOND, THIRD, FOURTH, FIFTH, SIXTH, SEVENTH, EIGHTH, NINTH, TENTH,
+const ELEVENTH: &str = "20261207000011";
+const ALL: [&str; 11] = [
+    FIRST, SECOND, THIRD, FOURTH, FIFTH, SIXTH, SEVENTH, EIGHTH, NINTH, TENTH, ELEVENTH,
 ];
 const LAST: &str = ALL[ALL.len() - 1];
 
@@ -288,4 +289,80 @@ async fn a_database_migrated_by_an_older_version_says_to_run_migrate_up() {
         message.contains("does not exist") && message.contains("workflows migrate up"),
         "{message}"
     );
+}
+
+/// The compression of each JSON column of the current schema's tables (`table.column`,
+/// `pg_attribute.attcompression`: `l` for lz4, `default` for the server's default), sorted; and
+/// whether the server offers lz4.
+async fn json_compression(conn: &mut diesel_async::AsyncPgConnection) -> (Vec<String>, bool) {
+    #[derive(QueryableByName)]
+    struct Offers {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        lz4: bool,
+    }
+    #[derive(QueryableByName)]
+    struct Column {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        line: String,
+    }
+    let offers: Offers = diesel::sql_query(
+        "SELECT EXISTS (SELECT FROM pg_settings
+                        WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)) AS lz4",
+    )
+    .get_result(conn)
+    .await
+    .unwrap();
+    if !offers.lz4 {
+        // PostgreSQL 13 has no attcompression; a server without lz4 keeps every default.
+        return (Vec::new(), false);
+    }
+    let columns: Vec<Column> = diesel::sql_query(
+        "SELECT format('%s.%s %s', c.relname, a.attname,
+                       coalesce(nullif(a.attcompression::text, ''), 'default')) AS line
+           FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+          WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r'
+            AND a.atttypid = 'jsonb'::regtype AND a.attnum > 0 AND NOT a.attisdropped
+          ORDER BY 1",
+    )
+    .load(conn)
+    .await
+    .unwrap();
+    (columns.into_iter().map(|c| c.line).collect(), true)
+}
+
+#[tokio::test]
+async fn every_json_column_is_compressed_with_lz4_where_the_server_offers_it_until_reverted() {
+    let schema = IsolatedSchema::create().await.unwrap();
+    let mut conn = schema.pool().get().await.unwrap();
+    let (migrated, offers_lz4) = json_compression(&mut conn).await;
+    if !offers_lz4 {
+        // Nothing to see on such a server: the migration changes nothing there.
+        return;
+    }
+    let columns = [
+        "checkpoints.state_data",
+        "interrupts.answer",
+        "interrupts.answer_schema",
+        "interrupts.payload",
+        "messages.payload",
+        "runs.params",
+        "runs.result",
+        "stages.input_snapshot",
+        "stages.output_snapshot",
+        "stages.state_update",
+    ];
+    let with = |compression: &str| -> Vec<String> {
+        columns
+            .iter()
+            .map(|c| format!("{c} {compression}"))
+            .collect()
+    };
+    assert_eq!(migrated, with("l"));
+
+    let mut migrator = Migrator::new(schema.pool().get().await.unwrap());
+    assert_eq!(
+        migrator.revert_last().await.unwrap().as_deref(),
+        Some(ELEVENTH)
+    );
+    assert_eq!(json_compression(&mut conn).await.0, with("default"));
 }
