@@ -16,6 +16,7 @@ mod layers;
 mod migrations;
 mod model_json;
 mod policies;
+mod pool;
 mod registry;
 mod repository;
 mod schema_drift;
