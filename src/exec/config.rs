@@ -41,11 +41,12 @@ pub struct ExecutorConfig {
     /// starts) and the same fence (each run's part is refused alone). A batch also waits, a
     /// millisecond at the most, for the runs of the batch before it to come back, so that runs
     /// that committed together keep committing together; a lone run, or one the batch
-    /// completed, is waited for by nobody. Off by default because, on a small machine with a
-    /// local disk, runs per second have been 0.86–1.2× those of separate commits
-    /// (`bench/RESULTS.md`): one batch is in flight at a time, and PostgreSQL already shares
-    /// the flushes of concurrent commits. Try it where statements or flushes are scarce (a busy
-    /// server, network storage, synchronous replication).
+    /// completed, is waited for by nobody. On a 2-core machine with a local disk, 8 runs in
+    /// flight made 1.3–1.5× the runs per second of separate commits, for less than half the
+    /// server's CPU per node step (`bench/RESULTS.md`). Off by default: it is unmeasured with a
+    /// single run in flight, whose every commit would pass through the task that commits
+    /// batches. Try it where many runs execute at once, and where statements or flushes are
+    /// scarce (a busy server, network storage, synchronous replication).
     pub group_commit: bool,
     /// The most runs that [`Executor::start`](crate::Executor::start) and
     /// [`Executor::resume`](crate::Executor::resume) keep executing in this process at once
