@@ -43,10 +43,10 @@ pub struct ExecutorConfig {
     /// that committed together keep committing together; a lone run, or one the batch
     /// completed, is waited for by nobody. On a 2-core machine with a local disk, 8 runs in
     /// flight made 1.3–1.5× the runs per second of separate commits, for less than half the
-    /// server's CPU per node step (`bench/RESULTS.md`). Off by default: it is unmeasured with a
-    /// single run in flight, whose every commit would pass through the task that commits
-    /// batches. Try it where many runs execute at once, and where statements or flushes are
-    /// scarce (a busy server, network storage, synchronous replication).
+    /// server's CPU per node step (`bench/RESULTS.md`); a run executing alone commits alone,
+    /// as it would without group commit. Try it where many runs execute at once, and where
+    /// statements or flushes are scarce (a busy server, network storage, synchronous
+    /// replication).
     pub group_commit: bool,
     /// The most runs that [`Executor::start`](crate::Executor::start) and
     /// [`Executor::resume`](crate::Executor::resume) keep executing in this process at once

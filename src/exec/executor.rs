@@ -237,9 +237,12 @@ impl Executor {
         let prepared = attempt::prepare(&self.inner, &def, new.id, params).await;
         let granted = Instant::now();
         let owner = (self.inner.owner.as_str(), self.inner.config.lease);
-        // With group commit, the run is inserted by the next batch, with other runs' commits.
+        // With group commit, the run is inserted by the next batch, with other runs' commits,
+        // unless no run is executing to commit with.
         let grouped = match (&self.inner.group_commit, prepared.first_stage()) {
-            (Some(group), Some(first)) => group.start(runs::start_part(&new, owner, first)).await?,
+            (Some(group), Some(first)) if group.batches_starts() => {
+                group.start(runs::start_part(&new, owner, first)).await?
+            }
             _ => None,
         };
         let (run, lease) = match grouped {

@@ -23,8 +23,15 @@
 //! server's CPU per node step doubled with them (335 µs against 170), since each statement
 //! pays its own commit and WAL flush.
 //!
+//! A run executing alone commits alone: while no other run's journal is open
+//! ([`GroupCommit::join`]), its commits do not go through the committing task, which could only
+//! wait for it and pass each commit between tasks (measured with W at c=1: 0.55–0.91× the runs
+//! per second of separate commits), and a start with no run executing inserts its run alone.
+//!
 //! A part's run is durable when [`GroupCommit::commit`] returns: the statement has committed.
 
+use std::ops::Deref;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,6 +56,24 @@ pub(crate) struct GroupCommit {
     came_back: Notify,
     /// How long the next batch waits for them, at the most.
     gather_bound: Duration,
+    /// How many runs' journals are open: each is a [`Member`].
+    members: AtomicUsize,
+}
+
+/// A run's journal, counted as one of a group commit's members while it is open.
+pub(crate) struct Member(Arc<GroupCommit>);
+
+impl Deref for Member {
+    type Target = Arc<GroupCommit>;
+    fn deref(&self) -> &Arc<GroupCommit> {
+        &self.0
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.0.members.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Default)]
@@ -97,7 +122,30 @@ impl GroupCommit {
             queue: Mutex::default(),
             came_back: Notify::new(),
             gather_bound: GATHER_BOUND,
+            members: AtomicUsize::new(0),
         }
+    }
+
+    /// Counts a run's journal among those that commit through this group, until the member
+    /// is dropped.
+    pub(crate) fn join(self: &Arc<Self>) -> Member {
+        self.members.fetch_add(1, Ordering::Relaxed);
+        Member(Arc::clone(self))
+    }
+
+    /// Whether a member's commit goes into a batch: only while another run's journal is
+    /// open (see the module). One that does not is told as [`GroupCommit::wrote_alone`].
+    pub(crate) fn batches_for(&self, run_id: RunId) -> bool {
+        let batches = self.members.load(Ordering::Relaxed) > 1;
+        if !batches {
+            self.wrote_alone(run_id);
+        }
+        batches
+    }
+
+    /// Whether a start goes into a batch: only while some run's journal is open.
+    pub(crate) fn batches_starts(&self) -> bool {
+        self.members.load(Ordering::Relaxed) > 0
     }
 
     /// Commits `part` in the next batch.
@@ -386,6 +434,12 @@ mod tests {
         })
     }
 
+    /// A run executing beside the test's runs (as an open journal counts): without one, a
+    /// journal alone in its group commits alone.
+    fn another_run_executing(group: &Arc<GroupCommit>) -> Member {
+        group.join()
+    }
+
     /// The journal of the run `lease` holds, committing through `group`.
     fn journal_of(schema: &IsolatedSchema, group: &Arc<GroupCommit>, lease: Lease) -> PgJournal {
         PgJournal::new(
@@ -423,6 +477,44 @@ mod tests {
             },
             ..part(lease, 5)
         }
+    }
+
+    /// The commit of node `a` (going on to `b`, taking `duration_ms`) by the journal of the run
+    /// `lease` holds: whether it was written.
+    fn spawn_journal_commit(
+        schema: &IsolatedSchema,
+        group: &Arc<GroupCommit>,
+        lease: Lease,
+        duration_ms: i32,
+    ) -> tokio::task::JoinHandle<Result<bool>> {
+        let journal = journal_of(schema, group, lease);
+        tokio::spawn(async move {
+            let update = JsonText::of_value(&json!({"set": {"x": 1}}));
+            let state = State::new();
+            let commit = NodeCommit {
+                run_id: lease.run_id,
+                node: "a",
+                iteration: 1,
+                attempt: 1,
+                duration_ms,
+                update: &update,
+                output_snapshot: None,
+                next_input: None,
+                checkpoint: &state,
+                received: None,
+                transition: Transition {
+                    to: Some("b"),
+                    predicate: None,
+                    result: None,
+                    reason: "edge",
+                },
+                next: Next::Node {
+                    node: "b",
+                    iteration: 2,
+                },
+            };
+            journal.node_completed(&commit).await
+        })
     }
 
     /// The commit of node `b` under `lease` (after [`part`]'s `a`) by the run's journal, `b`
@@ -637,6 +729,71 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn runs_count_as_executing_while_their_journals_are_open() {
+        let schema = IsolatedSchema::create().await.unwrap();
+        let group = group_of(&schema);
+        let l = running(&schema, 2).await;
+        assert!(
+            !group.batches_starts(),
+            "no run executing: a start goes alone"
+        );
+        let first = journal_of(&schema, &group, l[0]);
+        assert!(
+            group.batches_starts(),
+            "a start joins the executing run's batch"
+        );
+        assert!(
+            !group.batches_for(l[0].run_id),
+            "the only run commits alone"
+        );
+        let second = journal_of(&schema, &group, l[1]);
+        assert!(group.batches_for(l[0].run_id));
+        drop(second);
+        assert!(!group.batches_for(l[0].run_id), "alone again");
+        drop(first);
+        assert!(!group.batches_starts());
+        schema.drop_schema().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_run_executing_alone_commits_without_the_committing_task() {
+        let schema = IsolatedSchema::create().await.unwrap();
+        let group = group_of(&schema);
+        let l = running(&schema, 2).await;
+        // A batch held in flight (a part sent to the group directly, by no journal).
+        let (mut holder, first) = first_in_flight(&schema, &group, l[0]).await;
+        // l[1]'s journal is the only one open: its commit does not queue behind that batch.
+        let written = tokio::time::timeout(
+            Duration::from_secs(30),
+            spawn_journal_commit(&schema, &group, l[1], 5),
+        )
+        .await
+        .expect("the lone run's commit waited for the batch in flight")
+        .unwrap()
+        .unwrap();
+        assert!(written, "written while the batch is still in flight");
+        assert!(group.queue().waiting.is_empty(), "nothing queued");
+        holder.batch_execute("ROLLBACK").await.unwrap();
+        assert_eq!(within_30s(first).await, Grouped::Written(true));
+        schema.drop_schema().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_run_executing_beside_another_queues_behind_the_batch_in_flight() {
+        let schema = IsolatedSchema::create().await.unwrap();
+        let group = group_of(&schema);
+        let l = running(&schema, 2).await;
+        let _other = another_run_executing(&group);
+        let (mut holder, first) = first_in_flight(&schema, &group, l[0]).await;
+        let queued = spawn_journal_commit(&schema, &group, l[1], 5);
+        until_queued(&group, 1).await;
+        holder.batch_execute("ROLLBACK").await.unwrap();
+        assert_eq!(within_30s(first).await, Grouped::Written(true));
+        assert!(queued.await.unwrap().unwrap(), "written by the next batch");
+        schema.drop_schema().await.unwrap();
+    }
+
+    #[tokio::test]
     async fn a_lone_commit_goes_at_once_as_a_batch_of_its_own() {
         let schema = IsolatedSchema::create().await.unwrap();
         let group = group_of(&schema);
@@ -695,6 +852,7 @@ mod tests {
     async fn a_run_whose_journal_fails_it_is_not_waited_for() {
         let schema = IsolatedSchema::create().await.unwrap();
         let group = group_waiting(&schema, FOREVER);
+        let _other = another_run_executing(&group);
         let l = running(&schema, 3).await;
         two_written_together(&schema, &group, &l).await;
         // l[1]'s node b fails the run, in a statement of its own.
@@ -713,6 +871,7 @@ mod tests {
     async fn a_batch_completes_a_run_with_another_s_commit_and_returns_it_as_recorded() {
         let schema = IsolatedSchema::create().await.unwrap();
         let group = group_waiting(&schema, FOREVER);
+        let _other = another_run_executing(&group);
         let l = running(&schema, 3).await;
         let returned = one_completes_one_goes_on(&schema, &group, &l).await;
         let mut conn = schema.pool().get().await.unwrap();
@@ -740,6 +899,7 @@ mod tests {
     async fn a_run_that_a_batch_completed_is_not_waited_for() {
         let schema = IsolatedSchema::create().await.unwrap();
         let group = group_waiting(&schema, FOREVER);
+        let _other = another_run_executing(&group);
         let l = running(&schema, 3).await;
         one_completes_one_goes_on(&schema, &group, &l).await;
         // l[1] never comes back: l[2]'s next commit goes without waiting for it.
@@ -765,6 +925,7 @@ mod tests {
     async fn a_completion_whose_lease_is_gone_is_refused_and_the_run_not_completed() {
         let schema = IsolatedSchema::create().await.unwrap();
         let group = group_of(&schema);
+        let _other = another_run_executing(&group);
         let l = running(&schema, 1).await;
         assert_eq!(
             within_30s(spawn_commit(&group, part(l[0], 5))).await,
@@ -1067,38 +1228,8 @@ mod tests {
         let (mut holder, first) = first_in_flight(&schema, &group, l[0]).await;
         // Two journals' commits gather behind it; one breaks a check constraint, which fails
         // the batch's statement.
-        let commit_of = |lease: Lease, duration_ms: i32| {
-            let journal = journal_of(&schema, &group, lease);
-            tokio::spawn(async move {
-                let update = JsonText::of_value(&json!({"set": {"x": 1}}));
-                let state = State::new();
-                let commit = NodeCommit {
-                    run_id: lease.run_id,
-                    node: "a",
-                    iteration: 1,
-                    attempt: 1,
-                    duration_ms,
-                    update: &update,
-                    output_snapshot: None,
-                    next_input: None,
-                    checkpoint: &state,
-                    received: None,
-                    transition: Transition {
-                        to: Some("b"),
-                        predicate: None,
-                        result: None,
-                        reason: "edge",
-                    },
-                    next: Next::Node {
-                        node: "b",
-                        iteration: 2,
-                    },
-                };
-                journal.node_completed(&commit).await
-            })
-        };
-        let faulty = commit_of(l[1], -1);
-        let innocent = commit_of(l[2], 5);
+        let faulty = spawn_journal_commit(&schema, &group, l[1], -1);
+        let innocent = spawn_journal_commit(&schema, &group, l[2], 5);
         until_queued(&group, 2).await;
         holder.batch_execute("ROLLBACK").await.unwrap();
         assert_eq!(first.await.unwrap().unwrap(), Grouped::Written(true));

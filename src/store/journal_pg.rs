@@ -42,7 +42,7 @@ use crate::store::fence::{
     self, ASKED, CHECKPOINTED, COMPLETED_STAGE, DECIDED, FAILED_STAGE, HELD_RUN, asked,
     checkpointed, completed_stage, decided, failed_stage, held_run,
 };
-use crate::store::group_commit::{GroupCommit, Grouped};
+use crate::store::group_commit::{GroupCommit, Grouped, Member};
 use crate::store::journal::{
     AttemptFailure, End, Journal, Next, NodeCommit, NodeFailure, Question, Retry, WaitCommit,
 };
@@ -58,7 +58,7 @@ use crate::store::sql_types::{FirstAttempt, StatusLiteral};
 pub(crate) struct PgJournal {
     pool: RunConnections,
     /// Where node commits go when they are batched across runs.
-    group_commit: Option<Arc<GroupCommit>>,
+    group_commit: Option<Member>,
     keep_checkpoints: bool,
     /// The largest state a node commit may store, serialized.
     max_state_bytes: usize,
@@ -126,7 +126,7 @@ impl PgJournal {
     ) -> Self {
         PgJournal {
             pool,
-            group_commit,
+            group_commit: group_commit.as_ref().map(GroupCommit::join),
             keep_checkpoints,
             max_state_bytes,
             state_bytes: AtomicUsize::new(0),
@@ -624,7 +624,11 @@ impl Journal for PgJournal {
                 attempt: c.attempt,
                 status: StageStatus::Completed,
             };
-            match (c.next, &self.group_commit, &json.result) {
+            let group = self
+                .group_commit
+                .as_deref()
+                .filter(|group| group.batches_for(lease.run_id));
+            match (c.next, group, &json.result) {
                 // The commit of almost every node: prepared under its own type, and batched
                 // with other runs' commits when group commit is on.
                 (Next::Node { node, iteration }, group, _) if c.received.is_none() => {
