@@ -9,8 +9,8 @@
 //! commit. Without that wait, the first run of a batch to come back would go alone, the others
 //! would gather behind it, and the runs would split into two half-size batches for good
 //! (measured with 8 runs in flight: 3.9 parts a batch, against 6.5 with it). At low load a
-//! commit waits for nobody: a lone run is the whole of its batch, and a run that comes back is
-//! not waited for. Each run's part is fenced by its own lease, so a part its fence refuses (it
+//! commit waits for nobody: a part that finds no batch in flight is the whole of its batch, and
+//! a run executing alone does not batch at all (below). Each run's part is fenced by its own lease, so a part its fence refuses (it
 //! writes nothing) refuses only its run. When the statement fails, the fault may be any one
 //! part's: every part is then sent again alone by its journal, so that it fails only its own
 //! run. When the connection breaks, every part sees a broken write, as its own statement would
