@@ -200,7 +200,9 @@ impl WorkflowDef {
     ///     },
     ///     |_: serde_json::Value| State::new(),
     /// );
-    /// Registry::new().register(def).unwrap();
+    /// let mut registry = Registry::new();
+    /// registry.register(def).unwrap();
+    /// assert_eq!(registry.get("greet").unwrap().description(), "Says hello");
     /// ```
     #[track_caller]
     pub fn built_once<S, D, P>(
