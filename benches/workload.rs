@@ -227,10 +227,14 @@ async fn main() -> Result<(), Fail> {
         workload_w,
         initial_state,
     ))?;
-    let executor = Executor::builder(pool.clone(), registry.clone()).build()?;
-    // The same, with node commits of concurrent runs committed together.
+    // Every node commit sent alone: the figures "c=1" and "c=8".
+    let executor = Executor::builder(pool.clone(), registry.clone())
+        .config(ExecutorConfig::default().group_commit(false))
+        .build()?;
+    // As configured by default, node commits of concurrent runs committed together: the
+    // figures "c=8, group commit".
     let grouped = Executor::builder(pool.clone(), registry)
-        .config(ExecutorConfig::default().group_commit(true))
+        .config(ExecutorConfig::default())
         .build()?;
 
     for i in 0..5 {

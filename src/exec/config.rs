@@ -34,7 +34,7 @@ pub struct ExecutorConfig {
     /// How often leases are renewed (default 10 s); well below `lease`.
     pub heartbeat: Duration,
     /// Whether node commits of different runs that are ready at the same time are committed
-    /// together (default false): the commits of runs going on to their next node or completing,
+    /// together (default true): the commits of runs going on to their next node or completing,
     /// and the starts of new runs, that gathered while the batch before them was in flight are
     /// sent as one statement, so that they share its round trip, its overhead and its WAL
     /// flush, with the same durability (each run's commit is durable before its next node
@@ -44,9 +44,8 @@ pub struct ExecutorConfig {
     /// completed, is waited for by nobody. On a 2-core machine with a local disk, 8 runs in
     /// flight made 1.3–1.5× the runs per second of separate commits, for less than half the
     /// server's CPU per node step (`bench/RESULTS.md`); a run executing alone commits alone,
-    /// as it would without group commit. Try it where many runs execute at once, and where
-    /// statements or flushes are scarce (a busy server, network storage, synchronous
-    /// replication).
+    /// as it would without group commit. Off (`group_commit(false)`), every commit is sent
+    /// alone, on a connection of its own.
     pub group_commit: bool,
     /// The most runs that [`Executor::start`](crate::Executor::start) and
     /// [`Executor::resume`](crate::Executor::resume) keep executing in this process at once
@@ -68,7 +67,7 @@ impl Default for ExecutorConfig {
             owner: None,
             lease: Duration::from_secs(30),
             heartbeat: Duration::from_secs(10),
-            group_commit: false,
+            group_commit: true,
             max_runs: None,
             max_state_bytes: 16 << 20,
         }

@@ -1155,9 +1155,27 @@ async fn recorded(executor: &Executor, run: RunId) -> String {
 }
 
 #[tokio::test]
+async fn by_default_runs_executing_together_commit_together() {
+    let (pool, sent) = pool_recording_statements().await;
+    let (executor, gate) = executor_on(pool, ExecutorConfig::default());
+    let mut beside = executor.start("gated", json!({})).await.unwrap();
+    until(&mut beside, node_started("wait")).await;
+    sent.lock().unwrap().clear();
+    let run = executor.run("linear", json!({})).await.unwrap();
+    let sent = sent.lock().unwrap().clone();
+    assert!(
+        sent.iter().any(|s| s.contains("unnest(")),
+        "a batch was sent: {sent:#?}"
+    );
+    linear_run_completed_as_recorded(&executor, run).await;
+    gate.0.notify_one();
+    assert_eq!(wait(beside).await.status, RunStatus::Completed);
+}
+
+#[tokio::test]
 async fn with_group_commit_a_run_records_exactly_what_it_records_without() {
     let (pool, sent) = pool_recording_statements().await;
-    let (alone, _) = executor_on(pool.clone(), ExecutorConfig::default());
+    let (alone, _) = executor_on(pool.clone(), ExecutorConfig::default().group_commit(false));
     let (grouped, gate) = executor_on(pool, ExecutorConfig::default().group_commit(true));
     // Another run executing beside them, so that their commits go into batches (a run
     // executing alone commits alone).
