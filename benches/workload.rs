@@ -233,9 +233,7 @@ async fn main() -> Result<(), Fail> {
         .build()?;
     // As configured by default, node commits of concurrent runs committed together: the
     // figures "c=8, group commit".
-    let grouped = Executor::builder(pool.clone(), registry)
-        .config(ExecutorConfig::default())
-        .build()?;
+    let grouped = Executor::builder(pool.clone(), registry).build()?;
 
     for i in 0..5 {
         one_run(&executor, i).await?; // warm-up: connections, prepared statements
