@@ -56,6 +56,25 @@ pub(crate) trait StaticShape: Send + Sync + 'static {
     const BINDS: usize;
 }
 
+/// Declares a [`StaticShape`]: a type named for the statement, its shape (the statement's
+/// name and variant) and how many values it binds.
+macro_rules! static_shape {
+    ($(#[$doc:meta])* $name:ident = ($statement:expr, $variant:expr), binds $binds:expr) => {
+        $(#[$doc])*
+        pub(crate) struct $name;
+
+        impl $crate::store::atomic_statement::StaticShape for $name {
+            const SHAPE: $crate::store::atomic_statement::Shape =
+                $crate::store::atomic_statement::Shape {
+                    statement: $statement,
+                    variant: $variant,
+                };
+            const BINDS: usize = $binds;
+        }
+    };
+}
+pub(crate) use static_shape;
+
 /// The SQL text of each shape built so far. Shapes are few (a statement's variants), so it
 /// is never pruned; past [`MAX_SHAPES`] texts are built each time instead of kept.
 static SQL_OF_SHAPE: OnceLock<RwLock<HashMap<Shape, Arc<str>>>> = OnceLock::new();
@@ -310,14 +329,7 @@ mod tests {
         let _ = diesel::debug_query::<Pg, _>(&without).to_string();
     }
 
-    struct DeleteWithUpdate;
-    impl StaticShape for DeleteWithUpdate {
-        const SHAPE: Shape = Shape {
-            statement: "test: a static delete with an update",
-            variant: 0,
-        };
-        const BINDS: usize = 2;
-    }
+    static_shape!(DeleteWithUpdate = ("test: a static delete with an update", 0), binds 2);
 
     #[test]
     fn a_statement_of_a_static_shape_is_prepared_under_its_type_with_the_same_sql() {

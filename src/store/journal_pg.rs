@@ -33,7 +33,9 @@ use crate::graph::BoxFuture;
 use crate::graph::State;
 use crate::graph::node_signals::{Delivered, Given};
 use crate::model::{JsonText, RawJson, Run, RunId, RunStatus, StageStatus};
-use crate::store::atomic_statement::{AtomicStatement, Part, Shape, StaticShape};
+use crate::store::atomic_statement::{
+    AtomicStatement, OfStaticShape, Part, Shape, StaticShape, static_shape,
+};
 use crate::store::backoff::Backoff;
 use crate::store::batched_commit::{NodePart, Then};
 use crate::store::checkpoints::PgCheckpointStore;
@@ -158,14 +160,13 @@ impl PgJournal {
 
     /// [`PgJournal::write`] of a statement that ends the attempt and returns the run as it
     /// recorded it: kept for [`PgJournal::take_ended`], so that nobody reads it again.
-    async fn write_ending<'s>(
-        &self,
-        build: impl Fn() -> AtomicStatement<'s, RunReturned<'s>>,
-        landed: Landed<'_>,
-    ) -> Result<bool> {
+    async fn write_ending<S>(&self, build: impl Fn() -> S, landed: Landed<'_>) -> Result<bool>
+    where
+        S: ReturnsRun + QueryFragment<Pg> + QueryId + Send,
+    {
         let first = async {
             let mut conn = self.pool.get().await?;
-            let row: Option<RunRow> = build().get_result(&mut *conn).await.optional()?;
+            let row = build().returned_run(&mut conn).await?;
             let written = row.is_some();
             *self.ended.lock().unwrap_or_else(|p| p.into_inner()) = row.map(Run::from);
             Ok(written)
@@ -657,7 +658,10 @@ impl Journal for PgJournal {
                 (Next::End(end @ End::Complete { .. }), Some(group), Some(result))
                     if c.received.is_none() && saves_checkpoint(c, keep) =>
                 {
-                    let alone = || commit(c, lease, &json, keep, run_end(c, end, &json, true));
+                    let alone = || {
+                        commit(c, lease, &json, keep, run_end(c, end, &json, true))
+                            .of_static_shape::<NodeCommitCompleting>()
+                    };
                     let then = Then::Complete {
                         result: result.clone(),
                     };
@@ -671,6 +675,20 @@ impl Journal for PgJournal {
                     let next = || next_stage(c, node, iteration);
                     self.write(|| commit(c, lease, &json, keep, next()), landed)
                         .await
+                }
+                // A run's completion sent alone, prepared under its own type too.
+                (Next::End(end @ End::Complete { .. }), _, _) if c.received.is_none() => {
+                    self.not_batched();
+                    let end = |saves| commit(c, lease, &json, keep, run_end(c, end, &json, saves));
+                    if saves_checkpoint(c, keep) {
+                        let build = || end(true).of_static_shape::<NodeCommitCompleting>();
+                        self.write_ending(build, landed).await
+                    } else {
+                        let build = || {
+                            end(false).of_static_shape::<NodeCommitCompletingWithoutCheckpoint>()
+                        };
+                        self.write_ending(build, landed).await
+                    }
                 }
                 (Next::End(end), _, _) => {
                     self.not_batched();
@@ -978,19 +996,63 @@ impl diesel::query_builder::Query for RunReturned<'_> {
     type SqlType = diesel::dsl::AsSelect<RunRow, Pg>;
 }
 
-/// The shape of a node commit that goes on to the next node and received no message:
-/// [`commit_shape`]'s variant 0.
-struct NodeCommitToNext;
-
-impl StaticShape for NodeCommitToNext {
-    const SHAPE: Shape = Shape {
-        statement: NODE_COMMIT,
-        variant: 0,
-    };
-    // The lease (2), the stage completed (6), the decision (4), the checkpoint and the next
-    // stage (3).
-    const BINDS: usize = 16;
+/// A statement whose last part is a [`RunReturned`]: sent, it returns the run as it recorded
+/// it, if it wrote it. (A trait of its own, implemented per type, because
+/// [`PgJournal::write_ending`] bounded by Diesel's `LoadQuery` makes a node commit's future one
+/// that the compiler cannot prove `Send`.)
+trait ReturnsRun {
+    fn returned_run<'c>(
+        self,
+        conn: &'c mut AsyncPgConnection,
+    ) -> BoxFuture<'c, diesel::QueryResult<Option<RunRow>>>
+    where
+        Self: 'c;
 }
+
+impl ReturnsRun for AtomicStatement<'_, RunReturned<'_>> {
+    fn returned_run<'c>(
+        self,
+        conn: &'c mut AsyncPgConnection,
+    ) -> BoxFuture<'c, diesel::QueryResult<Option<RunRow>>>
+    where
+        Self: 'c,
+    {
+        Box::pin(async move { self.get_result(conn).await.optional() })
+    }
+}
+
+impl<K: StaticShape> ReturnsRun for OfStaticShape<'_, RunReturned<'_>, K> {
+    fn returned_run<'c>(
+        self,
+        conn: &'c mut AsyncPgConnection,
+    ) -> BoxFuture<'c, diesel::QueryResult<Option<RunRow>>>
+    where
+        Self: 'c,
+    {
+        Box::pin(async move { self.get_result(conn).await.optional() })
+    }
+}
+
+static_shape!(
+    /// The shape of a node commit that goes on to the next node and received no message:
+    /// [`commit_shape`]'s variant 0. It binds the lease (2), the stage completed (6), the
+    /// decision (4), the checkpoint and the next stage (3).
+    NodeCommitToNext = (NODE_COMMIT, 0), binds 16
+);
+
+static_shape!(
+    /// The shape of a node commit that completes its run, keeping its checkpoint, and
+    /// received no message: [`commit_shape`]'s variant 1. It binds the lease (2), the stage
+    /// completed (6), the decision (4), the checkpoint (1) and the run's end (3).
+    NodeCommitCompleting = (NODE_COMMIT, 1), binds 16
+);
+
+static_shape!(
+    /// The shape of a node commit that completes its run, deleting its checkpoint, and
+    /// received no message: [`commit_shape`]'s variant 2. It binds what
+    /// [`NodeCommitCompleting`] binds but the checkpoint.
+    NodeCommitCompletingWithoutCheckpoint = (NODE_COMMIT, 2), binds 15
+);
 
 /// The name of [`commit`]'s statement, in its shapes.
 const NODE_COMMIT: &str = "node commit";

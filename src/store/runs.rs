@@ -33,7 +33,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::atomic_statement::{AtomicStatement, Shape};
+use super::atomic_statement::{AtomicStatement, StaticShape, static_shape};
 use super::fence::{ANSWERED, HELD_RUN, answered, held_run};
 use super::lease::Lease;
 use super::rows::RunRow;
@@ -166,19 +166,25 @@ pub(crate) async fn insert_running(
                 stages::status.eq(StageStatus::Started),
                 stages::input_snapshot.eq(input),
             ));
-            let shape = Shape {
-                statement: "run with its first stage",
-                variant: 0,
-            };
             AtomicStatement::new(run)
                 .with(stage)
-                .of_shape(shape)
+                .of_shape(RunWithFirstStage::SHAPE)
+                .of_static_shape::<RunWithFirstStage>()
                 .get_result(conn)
                 .await?
         }
     };
     leased(row)
 }
+
+static_shape!(
+    /// The shape of [`insert_running`]'s statement with a first stage, which
+    /// [`Executor::start`](crate::Executor::start) sends for every run: prepared under this
+    /// type, not looked up by its SQL text. It binds the run (its id, workflow, status, params,
+    /// origin, owner and lease) and its first stage (its run, node, iteration, attempt, status
+    /// and input).
+    RunWithFirstStage = ("run with its first stage", 0), binds 13
+);
 
 /// Inserts a `pending` run for a worker to claim. With an idempotency key, a second call
 /// with the same key returns the first run instead of creating another; the same key with
