@@ -42,7 +42,7 @@ pub struct ExecutorConfig {
     /// millisecond at the most, for the runs of the batch before it to come back, so that runs
     /// that committed together keep committing together; a lone run, or one the batch
     /// completed, is waited for by nobody. On a 2-core machine with a local disk, 8 runs in
-    /// flight made 1.3–1.5× the runs per second of separate commits, for less than half the
+    /// flight made 1.2–1.6× the runs per second of separate commits, for less than half the
     /// server's CPU per node step (`bench/RESULTS.md`); a run executing alone commits alone,
     /// as it would without group commit. Off (`group_commit(false)`), every commit is sent
     /// alone, on a connection of its own.

@@ -21,7 +21,10 @@
 //! own last batch) were measured with W's 8 runs in flight and were no faster: the batches
 //! halved (3.6 parts against 7.5), the statements per run doubled (3.1 against 1.5), and the
 //! server's CPU per node step doubled with them (335 µs against 170), since each statement
-//! pays its own commit and WAL flush.
+//! pays its own commit and WAL flush. Measured again once the pool handed out the connection
+//! returned last (two groups, each run in the one with fewer runs; 7 interleaved rounds):
+//! 0.78–1.25× the runs per second of one group (median 0.96), for 1.2–2× the server's CPU per
+//! node step.
 //!
 //! A run executing alone commits alone: while no other run's journal is open
 //! ([`GroupCommit::join`]), its commits do not go through the committing task, which could only
