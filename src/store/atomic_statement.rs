@@ -33,7 +33,7 @@ use diesel::query_builder::{AstPass, Query, QueryBuilder, QueryFragment, QueryId
 use diesel::result::QueryResult;
 use diesel::sql_types::TypeMetadata;
 
-use crate::store::statement_walk::{collect_binds_into_room, walked_sql};
+use crate::store::statement_walk::{collect_binds_into_room, walk_sql_into, walked_sql};
 
 /// One part of a statement, of any type.
 pub(crate) type Part<'a> = Box<dyn QueryFragment<Pg> + Send + Sync + 'a>;
@@ -141,8 +141,7 @@ const UNNAMED: [&str; 8] = [
 impl<L: QueryFragment<Pg>> QueryFragment<Pg> for AtomicStatement<'_, L> {
     fn to_sql(&self, out: &mut PgQueryBuilder, _backend: &Pg) -> QueryResult<()> {
         let Some(shape) = self.shape else {
-            out.push_sql(&walked_sql(self)?);
-            return Ok(());
+            return walk_sql_into(self, out);
         };
         let cache = SQL_OF_SHAPE.get_or_init(RwLock::default);
         let known = cache

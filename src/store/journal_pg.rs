@@ -679,13 +679,15 @@ impl Journal for PgJournal {
                 // A run's completion sent alone, prepared under its own type too.
                 (Next::End(end @ End::Complete { .. }), _, _) if c.received.is_none() => {
                     self.not_batched();
-                    let end = |saves| commit(c, lease, &json, keep, run_end(c, end, &json, saves));
+                    let completing =
+                        |saves| commit(c, lease, &json, keep, run_end(c, end, &json, saves));
                     if saves_checkpoint(c, keep) {
-                        let build = || end(true).of_static_shape::<NodeCommitCompleting>();
+                        let build = || completing(true).of_static_shape::<NodeCommitCompleting>();
                         self.write_ending(build, landed).await
                     } else {
                         let build = || {
-                            end(false).of_static_shape::<NodeCommitCompletingWithoutCheckpoint>()
+                            completing(false)
+                                .of_static_shape::<NodeCommitCompletingWithoutCheckpoint>()
                         };
                         self.write_ending(build, landed).await
                     }

@@ -27,8 +27,16 @@ impl<T: QueryFragment<Pg> + ?Sized> QueryFragment<Pg> for WalkOnly<'_, T> {
 /// The SQL text of `statement`, built by walking it.
 pub(crate) fn walked_sql<T: QueryFragment<Pg> + ?Sized>(statement: &T) -> QueryResult<String> {
     let mut sql = PgQueryBuilder::default();
-    WalkOnly(statement).to_sql(&mut sql, &Pg)?;
+    walk_sql_into(statement, &mut sql)?;
     Ok(sql.finish())
+}
+
+/// Writes the SQL text of `statement` into `out` by walking it.
+pub(crate) fn walk_sql_into<T: QueryFragment<Pg> + ?Sized>(
+    statement: &T,
+    out: &mut PgQueryBuilder,
+) -> QueryResult<()> {
+    WalkOnly(statement).to_sql(out, &Pg)
 }
 
 /// Collects the binds of `statement`, which binds `binds` values, into `out`, with room made
